@@ -1,0 +1,116 @@
+"""The one compiled inner loop that every meta-learner adapts tasks with.
+
+All ``K`` steps of task adaptation run inside a single ``tf.while_loop`` on
+parameter tensors (``keras.Model.stateless_call``), so a whole task's training
+is one graph: no Python loop per step, XLA-compilable, and differentiable end
+to end (second-order MAML differentiates straight through it).
+
+Methods differ only in what they accumulate along the path: ``hook`` is called
+once per step ``i`` with ``(theta_i, theta_{i+1}, f(theta_i), f(theta_{i+1}),
+grad f(theta_i))`` and threads its own state, which is how Leap computes its
+pull-forward meta-gradient on the fly (Leap eq. 8). Losses are the ones the
+training process computes anyway: ``f(theta_i)`` is evaluated on minibatch
+``i``, so ``f(theta_{i+1})`` comes from minibatch ``i+1``; after the last
+update one forward pass gives ``f(theta_K)``.
+"""
+
+import collections
+
+import tensorflow as tf
+
+AdaptResult = collections.namedtuple(
+    "AdaptResult", ["params", "nontrainable", "loss_before", "loss_after",
+                    "hook_state"])
+
+
+def task_loss(model, loss_fn, params, nontrainable, x, y, training=True):
+    """Mean task loss (plus the model's own regularization losses).
+
+    Returns ``(loss, predictions, new_nontrainable)``.
+    """
+    pred, nontrainable, reg = model.stateless_call(
+        params, nontrainable, x, training=training, return_losses=True)
+    loss = tf.reduce_mean(loss_fn(y, pred))
+    if loss.dtype in (tf.float16, tf.bfloat16):
+        loss = tf.cast(loss, tf.float32)
+    if reg:
+        loss += tf.add_n([tf.cast(r, loss.dtype) for r in reg])
+    return loss, pred, nontrainable
+
+
+def loss_and_grads(model, loss_fn, params, nontrainable, x, y):
+    """Task loss at ``params`` on ``(x, y)`` and its gradient."""
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        loss, _, nontrainable = task_loss(
+            model, loss_fn, params, nontrainable, x, y)
+    grads = tape.gradient(loss, params)
+    grads = [tf.zeros_like(p) if g is None else g
+             for p, g in zip(params, grads)]
+    return loss, grads, nontrainable
+
+
+def minibatch(x, y, batch_size, seed, step):
+    """Minibatch ``step`` of the support split, drawn without replacement.
+
+    ``batch_size=None`` uses the whole split every step. Draws are stateless:
+    a function of ``(seed, step)`` only.
+    """
+    if batch_size is None:
+        return x, y
+    n = tf.shape(x)[0]
+    step_seed = tf.random.experimental.stateless_fold_in(seed, step)
+    order = tf.argsort(tf.random.stateless_uniform([n], seed=step_seed))
+    index = order[:batch_size]
+    return tf.gather(x, index), tf.gather(y, index)
+
+
+def adapt(model, loss_fn, optimizer, params, nontrainable, x, y, steps,
+          batch_size=None, seed=None, hook=None, hook_state=()):
+    """Run ``steps`` updates of ``optimizer`` on task data ``(x, y)``.
+
+    Args:
+      model: a built Keras model (its variables are not touched).
+      loss_fn: ``loss_fn(y_true, y_pred)``, e.g. ``keras.losses.get("mse")``.
+      optimizer: a ``tfmeta.inner_optimizers.InnerOptimizer``.
+      params, nontrainable: lists of tensors in the order of
+        ``model.trainable_variables`` / ``model.non_trainable_variables``.
+      steps: number of updates ``K >= 1`` (Python int or scalar tensor).
+      batch_size: minibatch size, or ``None`` for full-batch steps.
+      seed: int tensor of shape ``[2]`` for minibatch draws.
+      hook: ``hook(state, i, theta_i, theta_next, loss_i, loss_next, grad_i)
+        -> state``, called for every step.
+
+    Returns:
+      ``AdaptResult(params, nontrainable, loss_before, loss_after, hook_state)``
+      with ``loss_before = f(theta_0)`` and ``loss_after = f(theta_K)``.
+    """
+    if seed is None:
+        seed = tf.constant([0, 0], tf.int64)
+    if hook is None:
+        hook = lambda state, *args: state  # noqa: E731
+    params = list(params)
+    batch = lambda i: minibatch(x, y, batch_size, seed, i)  # noqa: E731
+    grad_at = lambda p, nt, i: loss_and_grads(  # noqa: E731
+        model, loss_fn, p, nt, *batch(i))
+
+    loss0, grads0, nontrainable = grad_at(params, list(nontrainable), 0)
+    opt_state = optimizer.init(params)
+
+    def body(i, theta, nt, opt_state, loss, grads, state):
+        theta_next, opt_state = optimizer.update(i, grads, theta, opt_state)
+        loss_next, grads_next, nt = grad_at(theta_next, nt, i + 1)
+        state = hook(state, i, theta, theta_next, loss, loss_next, grads)
+        return i + 1, theta_next, nt, opt_state, loss_next, grads_next, state
+
+    # Steps 0 .. K-2 in the loop; the last one is peeled off below so that
+    # f(theta_K) costs a forward pass only.
+    i, theta, nt, opt_state, loss, grads, state = tf.while_loop(
+        lambda i, *_: i < steps - 1, body,
+        (tf.constant(0), params, nontrainable, opt_state, loss0, grads0,
+         hook_state))
+    theta_last, _ = optimizer.update(i, grads, theta, opt_state)
+    loss_last, _, nt = task_loss(
+        model, loss_fn, theta_last, nt, *batch(i + 1), training=True)
+    state = hook(state, i, theta, theta_last, loss, loss_last, grads)
+    return AdaptResult(theta_last, nt, loss0, loss_last, state)

@@ -1,0 +1,176 @@
+"""Functional (stateless) versions of Keras optimizers for compiled inner loops.
+
+Task adaptation runs inside one ``tf.while_loop`` on parameter *tensors*, and
+MAML differentiates through it, so the update rule must be a pure function of
+(step, gradients, parameters, optimizer state). Keras refuses
+``Optimizer.stateless_apply`` on the TensorFlow backend, so the user passes an
+ordinary Keras optimizer and we read its hyper-parameters from its config and
+apply the same update rule functionally. ``tests/test_inner_optimizers.py``
+checks each rule against the Keras optimizer itself.
+"""
+
+import keras
+import tensorflow as tf
+
+_UNSUPPORTED_OPTIONS = (
+    "weight_decay", "clipnorm", "clipvalue", "global_clipnorm",
+    "gradient_accumulation_steps", "loss_scale_factor",
+)
+
+
+def _learning_rate(config):
+    lr = config["learning_rate"]
+    if isinstance(lr, dict):  # a serialized LearningRateSchedule
+        return keras.optimizers.schedules.deserialize(lr)
+    lr = float(lr)
+    if not lr > 0:
+        raise ValueError(
+            f"inner_optimizer learning_rate must be positive, got {lr}.")
+    return lr
+
+
+class InnerOptimizer:
+    """Base class: ``init(params) -> state``, ``update(...) -> (params, state)``."""
+
+    def __init__(self, learning_rate):
+        self.learning_rate = learning_rate
+
+    def lr(self, step, dtype):
+        """Learning rate at 0-based inner step ``step``."""
+        if callable(self.learning_rate):
+            return tf.cast(self.learning_rate(step), dtype)
+        return tf.constant(self.learning_rate, dtype)
+
+    def init(self, params):
+        return ()
+
+    def update(self, step, grads, params, state):
+        raise NotImplementedError
+
+
+class SGD(InnerOptimizer):
+    """``keras.optimizers.SGD``: plain, momentum or Nesterov."""
+
+    def __init__(self, learning_rate, momentum=0.0, nesterov=False):
+        super().__init__(learning_rate)
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+
+    def init(self, params):
+        if self.momentum == 0.0:
+            return ()
+        return ([tf.zeros_like(p) for p in params],)
+
+    def update(self, step, grads, params, state):
+        lr = self.lr(step, params[0].dtype)
+        if self.momentum == 0.0:
+            return [p - lr * g for p, g in zip(params, grads)], ()
+        m = self.momentum
+        velocities = [m * v - lr * g for v, g in zip(state[0], grads)]
+        if self.nesterov:
+            new = [p + m * v - lr * g
+                   for p, v, g in zip(params, velocities, grads)]
+        else:
+            new = [p + v for p, v in zip(params, velocities)]
+        return new, (velocities,)
+
+
+class Adam(InnerOptimizer):
+    """``keras.optimizers.Adam`` (bias-corrected step size, optional AMSGrad)."""
+
+    def __init__(self, learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 amsgrad=False):
+        super().__init__(learning_rate)
+        self.beta_1, self.beta_2 = float(beta_1), float(beta_2)
+        self.epsilon, self.amsgrad = float(epsilon), bool(amsgrad)
+
+    def init(self, params):
+        zeros = lambda: [tf.zeros_like(p) for p in params]  # noqa: E731
+        return (zeros(), zeros(), zeros()) if self.amsgrad else (zeros(), zeros())
+
+    def update(self, step, grads, params, state):
+        dtype = params[0].dtype
+        t = tf.cast(step + 1, dtype)
+        alpha = (self.lr(step, dtype) * tf.sqrt(1.0 - self.beta_2 ** t)
+                 / (1.0 - self.beta_1 ** t))
+        ms = [m + (g - m) * (1.0 - self.beta_1) for m, g in zip(state[0], grads)]
+        vs = [v + (tf.square(g) - v) * (1.0 - self.beta_2)
+              for v, g in zip(state[1], grads)]
+        new_state = (ms, vs)
+        denominators = vs
+        if self.amsgrad:
+            vhats = [tf.maximum(vh, v) for vh, v in zip(state[2], vs)]
+            new_state, denominators = (ms, vs, vhats), vhats
+        new = [p - alpha * m / (tf.sqrt(v) + self.epsilon)
+               for p, m, v in zip(params, ms, denominators)]
+        return new, new_state
+
+
+class RMSprop(InnerOptimizer):
+    """``keras.optimizers.RMSprop`` (optionally centered, with momentum)."""
+
+    def __init__(self, learning_rate, rho=0.9, momentum=0.0, epsilon=1e-7,
+                 centered=False):
+        super().__init__(learning_rate)
+        self.rho, self.momentum = float(rho), float(momentum)
+        self.epsilon, self.centered = float(epsilon), bool(centered)
+
+    def init(self, params):
+        zeros = lambda: [tf.zeros_like(p) for p in params]  # noqa: E731
+        return (zeros(), zeros(), zeros())
+
+    def update(self, step, grads, params, state):
+        lr = self.lr(step, params[0].dtype)
+        rho = self.rho
+        vel = [rho * v + (1.0 - rho) * tf.square(g)
+               for v, g in zip(state[0], grads)]
+        if self.centered:
+            avg = [rho * a + (1.0 - rho) * g for a, g in zip(state[1], grads)]
+            denominators = [v - tf.square(a) + self.epsilon
+                            for v, a in zip(vel, avg)]
+        else:
+            avg = state[1]
+            denominators = [v + self.epsilon for v in vel]
+        increments = [lr * g * tf.math.rsqrt(d)
+                      for g, d in zip(grads, denominators)]
+        if self.momentum > 0:
+            mom = [self.momentum * m + inc
+                   for m, inc in zip(state[2], increments)]
+            new = [p - m for p, m in zip(params, mom)]
+        else:
+            mom = state[2]
+            new = [p - inc for p, inc in zip(params, increments)]
+        return new, (vel, avg, mom)
+
+
+_FROM_KERAS = {
+    keras.optimizers.SGD: (SGD, ("momentum", "nesterov")),
+    keras.optimizers.Adam: (Adam, ("beta_1", "beta_2", "epsilon", "amsgrad")),
+    keras.optimizers.RMSprop: (RMSprop, ("rho", "momentum", "epsilon", "centered")),
+}
+
+
+def from_keras(optimizer):
+    """Functional twin of a Keras optimizer instance (SGD, Adam or RMSprop)."""
+    if isinstance(optimizer, InnerOptimizer):
+        return optimizer
+    if isinstance(optimizer, str):
+        optimizer = keras.optimizers.get(optimizer)
+    for keras_cls, (cls, keys) in _FROM_KERAS.items():
+        if type(optimizer) is keras_cls:
+            break
+    else:
+        names = ", ".join(k.__name__ for k in _FROM_KERAS)
+        raise ValueError(
+            f"inner_optimizer {type(optimizer).__name__} is not supported for "
+            f"task adaptation; use one of keras.optimizers.{{{names}}}.")
+    config = optimizer.get_config()
+    for option in _UNSUPPORTED_OPTIONS:
+        value = config.get(option)
+        if value is not None and not (option == "weight_decay" and value == 0):
+            raise ValueError(
+                f"inner_optimizer option {option}={value!r} is not supported "
+                "in the compiled inner loop; remove it.")
+    if config.get("use_ema"):
+        raise ValueError("inner_optimizer option use_ema=True is not supported.")
+    return cls(_learning_rate(config), **{k: config[k] for k in keys})
