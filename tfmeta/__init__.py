@@ -1,0 +1,29 @@
+"""tfmeta: gradient-based meta-learning for TensorFlow/Keras.
+
+Each meta-learner is a ``keras.Model`` wrapping an ordinary Keras task
+learner; ``fit`` runs one meta-step per ``train_step``::
+
+    meta = tfmeta.Leap(learner, inner_optimizer=keras.optimizers.SGD(0.1),
+                       inner_steps=100)
+    meta.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    meta.fit(tfmeta.tasks.sine.dataset(), epochs=10, steps_per_epoch=100)
+    adapted = meta.adapt(support_x, support_y)   # a new Keras model
+"""
+
+__version__ = "0.1.0"
+
+from tfmeta import inner_loop, inner_optimizers, layers, tasks  # noqa: F401
+from tfmeta.errors import NonFiniteLossError
+from tfmeta.finetune import FineTune
+from tfmeta.leap import Leap
+from tfmeta.maml import FOMAML, MAML
+from tfmeta.meta_learner import TASK_KEYS, MetaLearner
+from tfmeta.reptile import Reptile
+from tfmeta.schedules import linear_annealing
+from tfmeta.scratch import Scratch
+
+__all__ = [
+    "FOMAML", "FineTune", "Leap", "MAML", "MetaLearner", "NonFiniteLossError",
+    "Reptile", "Scratch", "TASK_KEYS", "inner_loop", "inner_optimizers",
+    "layers", "linear_annealing", "tasks",
+]

@@ -1,0 +1,5 @@
+"""Task families: each yields ``tf.data`` datasets of task batches."""
+
+from tfmeta.tasks import sine
+
+__all__ = ["sine"]

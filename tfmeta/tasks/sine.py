@@ -1,0 +1,93 @@
+"""Sine-wave regression tasks (Finn et al., 2017; Reptile, section 3).
+
+A task is ``y = a sin(x + b)`` with amplitude ``a ~ U[0.1, 5]``, phase
+``b ~ U[0, pi]`` and inputs ``x ~ U[-5, 5]``. (The Reptile paper draws the
+phase from ``U[0, 2 pi]``; pass ``phase_range=(0, 2 * math.pi)`` for that.)
+Sampling is stateless: task ``i`` of a seed is the same on every run.
+"""
+
+import math
+
+import tensorflow as tf
+
+AMPLITUDE_RANGE = (0.1, 5.0)
+PHASE_RANGE = (0.0, math.pi)
+X_RANGE = (-5.0, 5.0)
+
+
+def _uniform(shape, seed, bounds):
+    return tf.random.stateless_uniform(shape, seed, bounds[0], bounds[1])
+
+
+def _task_batch(index, meta_batch_size, support_size, query_size, seed,
+                amplitude_range, phase_range, x_range):
+    key = tf.random.experimental.stateless_fold_in(
+        tf.constant([seed, 0], tf.int64), index)
+    keys = tf.random.experimental.stateless_split(key, 4)
+    amplitude = _uniform([meta_batch_size, 1, 1], keys[0], amplitude_range)
+    phase = _uniform([meta_batch_size, 1, 1], keys[1], phase_range)
+    support_x = _uniform([meta_batch_size, support_size, 1], keys[2], x_range)
+    query_x = _uniform([meta_batch_size, query_size, 1], keys[3], x_range)
+    return {
+        "support_x": support_x,
+        "support_y": amplitude * tf.sin(support_x + phase),
+        "query_x": query_x,
+        "query_y": amplitude * tf.sin(query_x + phase),
+        "amplitude": amplitude[:, 0, 0],
+        "phase": phase[:, 0, 0],
+    }
+
+
+def _check(meta_batch_size, support_size, query_size):
+    for name, value in (("meta_batch_size", meta_batch_size),
+                        ("support_size", support_size),
+                        ("query_size", query_size)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def dataset(meta_batch_size=5, support_size=10, query_size=10, seed=0,
+            amplitude_range=AMPLITUDE_RANGE, phase_range=PHASE_RANGE,
+            x_range=X_RANGE):
+    """An endless ``tf.data.Dataset`` of sine task batches.
+
+    Each element is a dict with ``support_x/support_y [B, support_size, 1]``,
+    ``query_x/query_y [B, query_size, 1]`` and the tasks' ``amplitude`` and
+    ``phase`` ``[B]``; element ``i`` depends on ``(seed, i)`` only.
+    """
+    _check(meta_batch_size, support_size, query_size)
+    return tf.data.Dataset.counter().map(
+        lambda i: _task_batch(i, meta_batch_size, support_size, query_size,
+                              seed, amplitude_range, phase_range, x_range),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+    ).prefetch(tf.data.AUTOTUNE)
+
+
+def tasks(num_tasks, support_size=10, query_size=100, seed=0, **ranges):
+    """One fixed batch of ``num_tasks`` tasks (e.g. held-out test tasks)."""
+    _check(num_tasks, support_size, query_size)
+    batch = _task_batch(tf.constant(0, tf.int64), num_tasks, support_size,
+                        query_size, seed,
+                        ranges.get("amplitude_range", AMPLITUDE_RANGE),
+                        ranges.get("phase_range", PHASE_RANGE),
+                        ranges.get("x_range", X_RANGE))
+    return {k: v.numpy() for k, v in batch.items()}
+
+
+def curve(amplitude, phase, x):
+    """The true function of a task at inputs ``x``."""
+    return amplitude * tf.sin(x + phase)
+
+
+def mlp(hidden=(64, 64), activation="tanh", seed=None):
+    """The 1-64-64-1 regression network of the Reptile/MAML sine experiments."""
+    import keras
+
+    initializer = lambda i: keras.initializers.GlorotUniform(  # noqa: E731
+        None if seed is None else seed + i)
+    layers = [keras.Input((1,))]
+    layers += [keras.layers.Dense(h, activation=activation,
+                                  kernel_initializer=initializer(i))
+               for i, h in enumerate(hidden)]
+    layers.append(keras.layers.Dense(1, kernel_initializer=initializer(len(hidden))))
+    return keras.Sequential(layers, name="sine_mlp")
