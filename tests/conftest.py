@@ -1,0 +1,62 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import tfmeta  # noqa: E402
+
+
+@pytest.fixture
+def float64():
+    """Build models in float64 so finite differences are meaningful."""
+    keras.config.set_floatx("float64")
+    yield
+    keras.config.set_floatx("float32")
+
+
+def mlp(sizes, activation="tanh", seed=0, batch_norm=False):
+    """A small Sequential MLP with deterministic initial weights."""
+    keras.utils.set_random_seed(seed)
+    layers = [keras.Input((sizes[0],))]
+    for width in sizes[1:-1]:
+        if batch_norm:  # dense -> batch norm -> activation
+            layers += [keras.layers.Dense(width),
+                       tfmeta.layers.BatchNormalization(),
+                       keras.layers.Activation(activation)]
+        else:
+            layers.append(keras.layers.Dense(width, activation=activation))
+    layers.append(keras.layers.Dense(sizes[-1]))
+    return keras.Sequential(layers)
+
+
+def task_batch(num_tasks=2, support=6, query=5, dim=2, seed=0,
+               dtype="float32"):
+    """Random regression tasks as a task-batch dict of numpy arrays."""
+    rng = np.random.default_rng(seed)
+    shape = lambda n, d: (num_tasks, n, d)  # noqa: E731
+    batch = {
+        "support_x": rng.normal(size=shape(support, dim)),
+        "support_y": rng.normal(size=shape(support, 1)),
+        "query_x": rng.normal(size=shape(query, dim)),
+        "query_y": rng.normal(size=shape(query, 1)),
+    }
+    return {k: v.astype(dtype) for k, v in batch.items()}
+
+
+def as_dataset(batch):
+    return tf.data.Dataset.from_tensors(batch)
+
+
+def weights(model):
+    return [v.numpy() for v in model.learner.trainable_variables]
+
+
+def one_meta_step(meta, batch):
+    """Runs one meta-step through ``fit`` and returns (before, after)."""
+    before = weights(meta)
+    meta.fit(as_dataset(batch), epochs=1, steps_per_epoch=1, verbose=0)
+    return before, weights(meta)
