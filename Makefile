@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# TensorFlow build: the CUDA one where a GPU answers, tensorflow-cpu elsewhere.
+TF_EXTRA ?= $(shell nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: install demo test test-slow clean
@@ -11,7 +13,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 $(STAMP): setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[$(TF_EXTRA),test]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -12,6 +12,13 @@ learner; ``fit`` runs one meta-step per ``train_step``::
 
 __version__ = "0.1.0"
 
+try:
+    import tensorflow  # noqa: F401
+except ImportError as err:  # pragma: no cover - depends on the install
+    raise ImportError(
+        "tfmeta needs TensorFlow 2.21: pip install 'tfmeta[cpu]' on a machine "
+        "without a GPU, or 'tfmeta[gpu]' for the CUDA build.") from err
+
 from tfmeta import inner_loop, inner_optimizers, layers, tasks  # noqa: F401
 from tfmeta.errors import NonFiniteLossError
 from tfmeta.finetune import FineTune

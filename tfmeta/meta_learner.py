@@ -124,6 +124,7 @@ class MetaLearner(keras.Model):
         self.support_loss_tracker = keras.metrics.Mean(name="support_loss")
         self.task_loss_fn = None
         self._adapt_function = None
+        self._evaluate_tasks_function = None
         self.built = True
 
     # ----------------------------------------------------------- Keras API
@@ -153,6 +154,7 @@ class MetaLearner(keras.Model):
         if self.meta_variables and not self.optimizer.built:
             self.optimizer.build(self.meta_variables)
         self._adapt_function = None
+        self._evaluate_tasks_function = None
 
     def fit(self, *args, callbacks=None, **kwargs):
         """Keras ``fit``; stops and raises ``NonFiniteLossError`` on NaN/inf.
@@ -363,6 +365,43 @@ class MetaLearner(keras.Model):
         results = self._update_metrics(logs, tasks, preds, extra=False)
         return {k: v for k, v in results.items()
                 if k not in self.extra_metrics()}
+
+    # ------------------------------------------------- per-task evaluation
+    def evaluate_tasks(self, tasks, steps=None):
+        """Per-task query losses of one task batch, before and after
+        adapting for ``steps`` (default ``eval_steps``) on the support split.
+
+        Returns ``{"loss_before": [B], "loss_after": [B]}`` as NumPy arrays,
+        for spreads over tasks (``evaluate`` reports means only).
+        """
+        self._require_compiled()
+        steps = _positive_int("steps", steps if steps is not None
+                              else self.eval_steps)
+        tasks = {k: tf.convert_to_tensor(v) for k, v in unpack_tasks(tasks).items()
+                 if k in TASK_KEYS}
+        self._check_tasks(tasks)
+        if self._evaluate_tasks_function is None:
+            self._evaluate_tasks_function = tf.function(
+                self._evaluate_tasks_graph, jit_compile=bool(self.jit_compile),
+                reduce_retracing=True)
+        before, after = self._evaluate_tasks_function(tasks, tf.constant(steps))
+        return {"loss_before": before.numpy(), "loss_after": after.numpy()}
+
+    def _evaluate_tasks_graph(self, tasks, steps):
+        params, nontrainable = self._current_state()
+        seeds = self._task_seeds(tf.shape(tasks["support_x"])[0])
+
+        def one(args):
+            task, seed = args
+            before, _ = self._query_loss(params, nontrainable, task)
+            result = self._adapt_task(params, nontrainable, task["support_x"],
+                                      task["support_y"], steps, seed)
+            after, _ = self._query_loss(result.params, result.nontrainable, task)
+            return tf.cast(before, tf.float32), tf.cast(after, tf.float32)
+
+        return tf.map_fn(one, (tasks, seeds),
+                         fn_output_signature=(tf.float32, tf.float32),
+                         parallel_iterations=self.parallel_tasks)
 
     # ------------------------------------------------------------ adapt()
     def adapt(self, support_x, support_y, steps=None):
