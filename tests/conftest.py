@@ -13,9 +13,12 @@ import tfmeta  # noqa: E402
 @pytest.fixture
 def float64():
     """Build models in float64 so finite differences are meaningful."""
+    # Keras caches a global dtype policy on first use: set both.
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
     yield
     keras.config.set_floatx("float32")
+    keras.config.set_dtype_policy("float32")
 
 
 def mlp(sizes, activation="tanh", seed=0, batch_norm=False):
