@@ -38,15 +38,23 @@ def task_loss(model, loss_fn, params, nontrainable, x, y, training=True):
     return loss, pred, nontrainable
 
 
-def loss_and_grads(model, loss_fn, params, nontrainable, x, y):
-    """Task loss at ``params`` on ``(x, y)`` and its gradient."""
+def loss_and_grads(model, loss_fn, params, nontrainable, x, y, mask=None):
+    """Task loss at ``params`` on ``(x, y)`` and its gradient.
+
+    With ``mask`` (one bool per parameter) only the masked-in parameters are
+    differentiated; the others get zero gradients.
+    """
+    mask = [True] * len(params) if mask is None else mask
+    watched = [p for p, m in zip(params, mask) if m]
     with tf.GradientTape() as tape:
-        tape.watch(params)
+        tape.watch(watched)
         loss, _, nontrainable = task_loss(
             model, loss_fn, params, nontrainable, x, y)
-    grads = tape.gradient(loss, params)
-    grads = [tf.zeros_like(p) if g is None else g
-             for p, g in zip(params, grads)]
+    it = iter(tape.gradient(loss, watched))
+    grads = []
+    for p, m in zip(params, mask):
+        g = next(it) if m else None
+        grads.append(tf.zeros_like(p) if g is None else g)
     return loss, grads, nontrainable
 
 
@@ -66,7 +74,7 @@ def minibatch(x, y, batch_size, seed, step):
 
 
 def adapt(model, loss_fn, optimizer, params, nontrainable, x, y, steps,
-          batch_size=None, seed=None, hook=None, hook_state=()):
+          batch_size=None, seed=None, hook=None, hook_state=(), mask=None):
     """Run ``steps`` updates of ``optimizer`` on task data ``(x, y)``.
 
     Args:
@@ -80,6 +88,8 @@ def adapt(model, loss_fn, optimizer, params, nontrainable, x, y, steps,
       seed: int tensor of shape ``[2]`` for minibatch draws.
       hook: ``hook(state, i, theta_i, theta_next, loss_i, loss_next, grad_i)
         -> state``, called for every step.
+      mask: one bool per parameter; ``False`` parameters are held fixed
+        during adaptation (e.g. WarpGrad's warp layers). Default: all adapt.
 
     Returns:
       ``AdaptResult(params, nontrainable, loss_before, loss_after, hook_state)``
@@ -90,15 +100,27 @@ def adapt(model, loss_fn, optimizer, params, nontrainable, x, y, steps,
     if hook is None:
         hook = lambda state, *args: state  # noqa: E731
     params = list(params)
+    mask = [True] * len(params) if mask is None else list(mask)
+    if len(mask) != len(params):
+        raise ValueError(f"mask has {len(mask)} entries for {len(params)} "
+                         "parameters.")
     batch = lambda i: minibatch(x, y, batch_size, seed, i)  # noqa: E731
     grad_at = lambda p, nt, i: loss_and_grads(  # noqa: E731
-        model, loss_fn, p, nt, *batch(i))
+        model, loss_fn, p, nt, *batch(i), mask=mask)
+
+    def update(i, grads, theta, opt_state):
+        """The optimizer on the masked-in parameters; the rest pass through."""
+        pick = lambda xs: [v for v, m in zip(xs, mask) if m]  # noqa: E731
+        new, opt_state = optimizer.update(i, pick(grads), pick(theta),
+                                          opt_state)
+        it = iter(new)
+        return [next(it) if m else t for t, m in zip(theta, mask)], opt_state
 
     loss0, grads0, nontrainable = grad_at(params, list(nontrainable), 0)
-    opt_state = optimizer.init(params)
+    opt_state = optimizer.init([p for p, m in zip(params, mask) if m])
 
     def body(i, theta, nt, opt_state, loss, grads, state):
-        theta_next, opt_state = optimizer.update(i, grads, theta, opt_state)
+        theta_next, opt_state = update(i, grads, theta, opt_state)
         loss_next, grads_next, nt = grad_at(theta_next, nt, i + 1)
         state = hook(state, i, theta, theta_next, loss, loss_next, grads)
         return i + 1, theta_next, nt, opt_state, loss_next, grads_next, state
@@ -109,7 +131,7 @@ def adapt(model, loss_fn, optimizer, params, nontrainable, x, y, steps,
         lambda i, *_: i < steps - 1, body,
         (tf.constant(0), params, nontrainable, opt_state, loss0, grads0,
          hook_state))
-    theta_last, _ = optimizer.update(i, grads, theta, opt_state)
+    theta_last, _ = update(i, grads, theta, opt_state)
     loss_last, _, nt = task_loss(
         model, loss_fn, theta_last, nt, *batch(i + 1), training=True)
     state = hook(state, i, theta, theta_last, loss, loss_last, grads)
