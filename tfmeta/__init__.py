@@ -12,6 +12,12 @@ learner; ``fit`` runs one meta-step per ``train_step``::
 
 __version__ = "0.1.0"
 
+import os
+
+# TensorFlow's INFO banner (CPU features, oneDNN) is noise for users; warnings
+# and errors still show. An explicit TF_CPP_MIN_LOG_LEVEL wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
 try:
     import tensorflow  # noqa: F401
 except ImportError as err:  # pragma: no cover - depends on the install

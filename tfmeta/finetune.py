@@ -78,6 +78,7 @@ class FineTune(MetaLearner):
         grads = [tf.zeros_like(v) if g is None else g
                  for v, g in zip(self.meta_variables, grads)]
         loss = self._apply_if_finite(grads, loss)
+        self.grad_norm_tracker.update_state(tf.linalg.global_norm(grads))
         logs = {"loss": loss, "support_loss": loss}
         return self._update_metrics(
             logs, dict(tasks, query_y=tasks["support_y"]), pred)

@@ -122,6 +122,7 @@ class MetaLearner(keras.Model):
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.support_loss_tracker = keras.metrics.Mean(name="support_loss")
+        self.grad_norm_tracker = keras.metrics.Mean(name="grad_norm")
         self.task_loss_fn = None
         self._adapt_function = None
         self._evaluate_tasks_function = None
@@ -329,6 +330,7 @@ class MetaLearner(keras.Model):
             lambda task, seed: self.task_meta_gradient(
                 params, nontrainable, task, seed), tasks)
         logs["loss"] = self._apply_if_finite(grads, logs["loss"])
+        self.grad_norm_tracker.update_state(tf.linalg.global_norm(grads))
         return self._update_metrics(logs, tasks, preds)
 
     def _apply_if_finite(self, grads, loss):
@@ -364,7 +366,7 @@ class MetaLearner(keras.Model):
                 params, nontrainable, task, seed), tasks)
         results = self._update_metrics(logs, tasks, preds, extra=False)
         return {k: v for k, v in results.items()
-                if k not in self.extra_metrics()}
+                if k not in self.extra_metrics() and k != "grad_norm"}
 
     # ------------------------------------------------- per-task evaluation
     def evaluate_tasks(self, tasks, steps=None):

@@ -48,15 +48,18 @@ def _check(meta_batch_size, support_size, query_size):
 
 def dataset(meta_batch_size=5, support_size=10, query_size=10, seed=0,
             amplitude_range=AMPLITUDE_RANGE, phase_range=PHASE_RANGE,
-            x_range=X_RANGE):
+            x_range=X_RANGE, start=0):
     """An endless ``tf.data.Dataset`` of sine task batches.
 
     Each element is a dict with ``support_x/support_y [B, support_size, 1]``,
     ``query_x/query_y [B, query_size, 1]`` and the tasks' ``amplitude`` and
-    ``phase`` ``[B]``; element ``i`` depends on ``(seed, i)`` only.
+    ``phase`` ``[B]``; element ``i`` depends on ``(seed, i)`` only, and the
+    dataset begins at element ``start`` (to resume a run where it stopped).
     """
     _check(meta_batch_size, support_size, query_size)
-    return tf.data.Dataset.counter().map(
+    if not isinstance(start, int) or start < 0:
+        raise ValueError(f"start must be a non-negative integer, got {start!r}.")
+    return tf.data.Dataset.counter(start).map(
         lambda i: _task_batch(i, meta_batch_size, support_size, query_size,
                               seed, amplitude_range, phase_range, x_range),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
