@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -114,3 +115,14 @@ def test_help_lists_every_option():
     for option in cli.DEFAULTS:
         if option not in ("method", "method_options", "deterministic"):
             assert "--" + option.replace("_", "-") in text, option
+
+
+def test_run_from_an_older_version_without_a_new_option_resumes(reference, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(reference, old)
+    config = json.loads((old / "config.json").read_text())
+    del config["vectorize_tasks"]  # an option this run's tfmeta did not have
+    (old / "config.json").write_text(json.dumps(config))
+    assert cli.main(["evaluate", str(old)]) == 0
+    done = tfmeta(TRAIN + ["--out", str(old)])  # own process: op determinism
+    assert done.returncode == 0, done.stderr

@@ -130,3 +130,21 @@ def test_classification_metrics_after_adaptation():
     result = meta.evaluate(as_dataset(batch), verbose=0, return_dict=True)
     assert result["accuracy"] > 0.8
     assert "path_length" not in result
+
+
+@pytest.mark.parametrize("cls", [tfmeta.Leap, tfmeta.MAML])
+def test_vectorized_tasks_give_the_same_meta_step(cls):
+    batch = task_batch(num_tasks=4, seed=11)
+    steps = []
+    for vectorize in (False, True):
+        meta = cls(mlp([2, 6, 1]), inner_optimizer=keras.optimizers.SGD(0.1),
+                   inner_steps=4, inner_batch_size=3, seed=3,
+                   vectorize_tasks=vectorize)
+        meta.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
+        history = meta.fit(as_dataset(batch), epochs=1, steps_per_epoch=1,
+                           verbose=0)
+        steps.append(([v.numpy() for v in meta.learner.trainable_variables],
+                      history.history["loss"][0]))
+    for a, b in zip(steps[0][0], steps[1][0]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert steps[0][1] == pytest.approx(steps[1][1], rel=1e-5)

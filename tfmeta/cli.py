@@ -40,6 +40,7 @@ DEFAULTS = {
     "meta_optimizer": "sgd", "anneal": False, "seed": 0,
     "checkpoint_every": None, "eval_every": 1, "test_tasks": 100,
     "data_dir": None, "method_options": {}, "deterministic": True,
+    "vectorize_tasks": False,
 }
 
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop"}
@@ -195,6 +196,8 @@ class RunDir:
             self.path.mkdir(parents=True, exist_ok=True)
             _atomic_write(self.config_file, json.dumps(config, indent=2))
             return
+        # Options added to tfmeta since the run started take their defaults.
+        stored = resolve_config(stored, {})
         differ = sorted(k for k in set(stored) | set(config)
                         if stored.get(k) != config.get(k))
         if differ:
@@ -261,6 +264,7 @@ def build(config):
                    inner_steps=config["inner_steps"],
                    eval_steps=config["eval_steps"],
                    inner_batch_size=config["inner_batch_size"],
+                   vectorize_tasks=bool(config["vectorize_tasks"]),
                    seed=config["seed"], **config["method_options"])
     except (TypeError, ValueError) as err:
         raise UsageError(f"bad method_options for {config['method']} "
@@ -500,6 +504,8 @@ def parser():
                    "or $TFMETA_DATA)")
     t.add_argument("--method-option", action="append", metavar="KEY=VALUE",
                    help="method argument, e.g. metric=energy (repeatable)")
+    t.add_argument("--vectorize-tasks", action="store_true", default=None,
+                   help="batch the tasks of a meta-step (fast for small nets)")
     t.add_argument("--no-determinism", dest="deterministic", action="store_false",
                    default=None, help="allow non-deterministic ops (faster)")
     t.set_defaults(func=cmd_train)

@@ -1,0 +1,441 @@
+"""tfmeta benchmark suite: one command, a markdown table and a PNG.
+
+    make bench                      # installs the [bench] extra (torch), runs this
+    python benchmarks/run.py --quick
+
+Workloads: the Leap Omniglot net (4 x [conv3x3 64, BN, ReLU, maxpool],
+28x28x1, batch 20, 20-way) and the Reptile sine MLP (1-64-64-1, batch 10).
+Contenders run alternately in one process, repeated; we report medians and
+ratios, since timings on these machines vary by up to +-25 % between runs:
+
+* task steps per second of the plain SGD inner loop: tfmeta's compiled loop,
+  our own eager TensorFlow loop, PyTorch's standard loop (``nn.Module`` +
+  ``optim.SGD`` + ``backward()``) and a functional PyTorch loop
+  (``torch.func.functional_call``, channels-last), and the fraction of the
+  machine's peak (FLOPs of a step / measured peak of a large matmul);
+* meta-steps per second of Leap, Reptile, FOMAML and MAML, and the overhead of
+  each method over the plain inner loop on the same tasks;
+* MAML's second-order meta-step against PyTorch's ``create_graph=True``;
+* batched tasks for small nets (``vectorize_tasks``) against one after another;
+* peak memory of each contender (a fresh process each).
+
+PyTorch is optional (the ``[bench]`` extra); without it those rows are skipped.
+``OMP_WAIT_POLICY=PASSIVE`` is set before PyTorch loads, so that its OpenMP
+threads do not spin while TensorFlow runs; the table says so.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import tfmeta  # noqa: E402
+from tfmeta import inner_loop, inner_optimizers  # noqa: E402
+
+try:
+    import torch
+    torch.set_num_threads(os.cpu_count() or 1)
+except ImportError:  # the [bench] extra is not installed
+    torch = None
+
+LR = 0.1
+
+
+# ------------------------------------------------------------------ models
+def conv_net_tf(seed=0):
+    """The Leap Omniglot network (appendix F), with tfmeta's BN."""
+    keras.utils.set_random_seed(seed)
+    layers = [keras.Input((28, 28, 1))]
+    for _ in range(4):
+        layers += [keras.layers.Conv2D(64, 3, padding="same"),
+                   tfmeta.layers.BatchNormalization(),
+                   keras.layers.ReLU(), keras.layers.MaxPooling2D(2)]
+    layers += [keras.layers.Flatten(), keras.layers.Dense(20)]
+    return keras.Sequential(layers)
+
+
+def conv_net_torch():
+    blocks = []
+    for i in range(4):
+        blocks += [torch.nn.Conv2d(1 if i == 0 else 64, 64, 3, padding=1),
+                   torch.nn.BatchNorm2d(64, momentum=1.0), torch.nn.ReLU(),
+                   torch.nn.MaxPool2d(2)]
+    return torch.nn.Sequential(*blocks, torch.nn.Flatten(), torch.nn.Linear(64, 20))
+
+
+def mlp_tf(seed=0):
+    return tfmeta.tasks.sine.mlp(seed=seed)
+
+
+def mlp_torch():
+    return torch.nn.Sequential(torch.nn.Linear(1, 64), torch.nn.Tanh(),
+                               torch.nn.Linear(64, 64), torch.nn.Tanh(),
+                               torch.nn.Linear(64, 1))
+
+
+def conv_flops_per_step(batch=20):
+    """Multiply-adds x 2 of forward + backward (~3x forward) of one step."""
+    flops, size, channels = 0, 28, 1
+    for _ in range(4):
+        flops += size * size * 64 * channels * 9 * 2
+        size, channels = size // 2, 64
+    flops += 64 * 20 * 2
+    return 3 * flops * batch
+
+
+def mlp_flops_per_step(batch=10):
+    return 3 * 2 * batch * (1 * 64 + 64 * 64 + 64 * 1)
+
+
+# --------------------------------------------------------------- workloads
+class Workload:
+    def __init__(self, name, tf_model, torch_model, x_shape, classes, batch,
+                 support, flops):
+        self.name, self.batch, self.support, self.flops = name, batch, support, flops
+        self.tf_model, self.torch_model = tf_model, torch_model
+        rng = np.random.default_rng(0)
+        self.x = rng.normal(size=(support,) + x_shape).astype("float32")
+        if classes:
+            self.y = rng.integers(0, classes, size=(support,)).astype("int64")
+            self.loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        else:
+            self.y = rng.normal(size=(support, 1)).astype("float32")
+            self.loss = keras.losses.MeanSquaredError()
+        self.classes = classes
+
+    def batches(self, steps, seed=0):
+        rng = np.random.default_rng(seed)
+        return [rng.choice(self.support, self.batch, replace=False)
+                for _ in range(steps)]
+
+
+def tfmeta_loop(w, steps):
+    model = w.tf_model()
+    params = [tf.convert_to_tensor(v) for v in model.trainable_variables]
+    nontrainable = [tf.convert_to_tensor(v) for v in model.non_trainable_variables]
+    sgd = inner_optimizers.from_keras(keras.optimizers.SGD(LR))
+    x, y = tf.constant(w.x), tf.constant(w.y)
+    seed = tf.constant([0, 1], tf.int64)
+
+    @tf.function
+    def run():
+        result = inner_loop.adapt(model, w.loss, sgd, params, nontrainable, x, y,
+                                  steps, batch_size=w.batch, seed=seed)
+        return result.loss_after
+
+    return lambda: float(run())
+
+
+def eager_loop(w, steps):
+    model = w.tf_model()
+    opt = keras.optimizers.SGD(LR)
+    opt.build(model.trainable_variables)
+    index = w.batches(steps)
+
+    def run():
+        for i in index:
+            with tf.GradientTape() as tape:
+                loss = w.loss(w.y[i], model(w.x[i], training=True))
+            opt.apply(tape.gradient(loss, model.trainable_variables),
+                      model.trainable_variables)
+        return float(loss)
+
+    return run
+
+
+def _torch_data(w, channels_last=False):
+    x = torch.from_numpy(w.x)
+    if x.ndim == 4:  # NHWC -> NCHW
+        x = x.permute(0, 3, 1, 2).contiguous()
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.from_numpy(w.y)
+    loss = torch.nn.functional.cross_entropy if w.classes else \
+        torch.nn.functional.mse_loss
+    return x, y, loss
+
+
+def torch_standard_loop(w, steps):
+    model = w.torch_model()
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    x, y, loss_fn = _torch_data(w)
+    index = [torch.from_numpy(i) for i in w.batches(steps)]
+
+    def run():
+        for i in index:
+            opt.zero_grad()
+            loss = loss_fn(model(x[i]), y[i])
+            loss.backward()
+            opt.step()
+        return float(loss)
+
+    return run
+
+
+def torch_functional_loop(w, steps):
+    model = w.torch_model()
+    if w.x.ndim == 4:
+        model = model.to(memory_format=torch.channels_last)
+    x, y, loss_fn = _torch_data(w, channels_last=True)
+    index = [torch.from_numpy(i) for i in w.batches(steps)]
+    names = [n for n, _ in model.named_parameters()]
+    init = [p.detach().clone().requires_grad_() for p in model.parameters()]
+    buffers = dict(model.named_buffers())
+
+    def run():
+        params = init
+        for i in index:
+            out = torch.func.functional_call(model, ({**dict(zip(names, params)),
+                                                      **buffers},), (x[i],))
+            loss = loss_fn(out, y[i])
+            grads = torch.autograd.grad(loss, params)
+            with torch.no_grad():
+                params = [(p - LR * g).requires_grad_() for p, g in zip(params, grads)]
+        return float(loss)
+
+    return run
+
+
+def torch_maml_step(w, steps):
+    """Second-order MAML meta-gradient of one task, create_graph=True."""
+    model = w.torch_model()
+    x, y, loss_fn = _torch_data(w)
+    names = [n for n, _ in model.named_parameters()]
+    init = [p.detach().clone().requires_grad_() for p in model.parameters()]
+    buffers = dict(model.named_buffers())
+    index = [torch.from_numpy(i) for i in w.batches(steps + 1)]
+
+    def f(params, i):
+        out = torch.func.functional_call(model, ({**dict(zip(names, params)),
+                                                  **buffers},), (x[i],))
+        return loss_fn(out, y[i])
+
+    def run():
+        params = init
+        for i in index[:-1]:
+            grads = torch.autograd.grad(f(params, i), params, create_graph=True)
+            params = [p - LR * g for p, g in zip(params, grads)]
+        meta = torch.autograd.grad(f(params, index[-1]), init)
+        return float(meta[0].sum())
+
+    return run
+
+
+def task_batch(w, tasks):
+    x = np.stack([w.x] * tasks)
+    y = np.stack([w.y] * tasks)
+    return {"support_x": x, "support_y": y, "query_x": x[:, :w.batch],
+            "query_y": y[:, :w.batch]}
+
+
+def meta_step(cls, w, steps, tasks, **kwargs):
+    meta = cls(w.tf_model(), inner_optimizer=keras.optimizers.SGD(LR),
+               inner_steps=steps, inner_batch_size=w.batch, **kwargs)
+    meta.compile(optimizer=keras.optimizers.SGD(0.01), loss=w.loss)
+    data = task_batch(w, tasks)
+    return lambda: meta.train_on_batch(data, return_dict=True)["loss"]
+
+
+def plain_tasks(w, steps, tasks):
+    """The plain SGD inner loop on each task of a meta-batch: the baseline
+    the methods' overheads are measured against."""
+    loop = tfmeta_loop(w, steps)
+    return lambda: [loop() for _ in range(tasks)]
+
+
+# ------------------------------------------------------------------ timing
+def race(contenders, rounds):
+    """Median seconds of each contender, run alternately ``rounds`` times."""
+    for run in contenders.values():
+        run()  # warm-up: tracing, allocation
+    times = {name: [] for name in contenders}
+    names = list(contenders)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            start = time.perf_counter()
+            contenders[name]()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def peak_gflops(size=2048, repeats=10):
+    a = tf.random.normal([size, size])
+
+    @tf.function
+    def mm():
+        return tf.reduce_sum(tf.matmul(a, a))
+
+    mm()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        mm()
+    return 2 * size ** 3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def max_rss_mb(workload, contender, steps):
+    """Peak resident memory of a fresh process running one contender."""
+    code = (f"import sys; sys.argv=['x']; import benchmarks.run as b; "
+            f"w=b.WORKLOADS['{workload}'](); r=getattr(b, '{contender}')(w, {steps}); "
+            "r(); r(); import resource; "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, text=True,
+                         capture_output=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    if out.returncode:
+        return float("nan")
+    return int(out.stdout.strip().splitlines()[-1]) / 1024
+
+
+WORKLOADS = {
+    "omniglot-conv": lambda: Workload("omniglot-conv", conv_net_tf,
+                                      conv_net_torch if torch else None,
+                                      (28, 28, 1), 20, 20, 300, conv_flops_per_step()),
+    "sine-mlp": lambda: Workload("sine-mlp", mlp_tf, mlp_torch if torch else None,
+                                 (1,), 0, 10, 10, mlp_flops_per_step()),
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer steps and rounds (a smoke run)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--no-memory", action="store_true")
+    args = parser.parse_args(argv)
+    rounds = 2 if args.quick else args.rounds
+    conv_steps, mlp_steps = (10, 50) if args.quick else (50, 200)
+    out = ROOT / args.out
+    out.mkdir(parents=True, exist_ok=True)
+    rows, notes = [], []
+    peak = peak_gflops()
+    print(f"machine peak (2048^2 float32 matmul): {peak:.1f} GFLOP/s", flush=True)
+
+    for wname, steps in (("omniglot-conv", conv_steps), ("sine-mlp", mlp_steps)):
+        w = WORKLOADS[wname]()
+        loops = {"tfmeta compiled": tfmeta_loop(w, steps),
+                 "TF eager": eager_loop(w, steps)}
+        if torch:
+            loops["PyTorch standard"] = torch_standard_loop(w, steps)
+            loops["PyTorch functional"] = torch_functional_loop(w, steps)
+        times = race(loops, rounds)
+        for name, seconds in times.items():
+            rate = steps / seconds
+            rows.append({"workload": wname, "figure": "inner loop, task steps/s",
+                         "contender": name, "value": rate,
+                         "vs tfmeta": times["tfmeta compiled"] / seconds,
+                         "% of peak": 100 * w.flops * rate / (peak * 1e9)})
+            print(f"{wname:14s} {name:20s} {rate:9.1f} steps/s", flush=True)
+
+        tasks = 2
+        meta_steps = {"plain loop x tasks": plain_tasks(w, steps, tasks)}
+        for cls in (tfmeta.Reptile, tfmeta.Leap, tfmeta.FOMAML):
+            meta_steps[cls.__name__] = meta_step(cls, w, steps, tasks)
+        times = race(meta_steps, rounds)
+        for name, seconds in times.items():
+            rows.append({"workload": wname,
+                         "figure": f"meta-step ({tasks} tasks x {steps} steps), /s",
+                         "contender": name, "value": 1 / seconds,
+                         "vs tfmeta": None,
+                         "overhead %": 100 * (seconds / times["plain loop x tasks"] - 1)})
+            print(f"{wname:14s} {name:20s} {1 / seconds:9.2f} meta-steps/s "
+                  f"({100 * (seconds / times['plain loop x tasks'] - 1):+.1f} %)",
+                  flush=True)
+
+        maml_steps = 5
+        second = {"tfmeta MAML": meta_step(tfmeta.MAML, w, maml_steps, 1)}
+        if torch:
+            second["PyTorch create_graph"] = torch_maml_step(w, maml_steps)
+        times = race(second, rounds)
+        for name, seconds in times.items():
+            rows.append({"workload": wname,
+                         "figure": f"MAML meta-step (1 task x {maml_steps} steps), /s",
+                         "contender": name, "value": 1 / seconds,
+                         "vs tfmeta": times["tfmeta MAML"] / seconds})
+            print(f"{wname:14s} {name:20s} {1 / seconds:9.2f} MAML steps/s", flush=True)
+
+    w = WORKLOADS["sine-mlp"]()
+    batched = {"one task after another": meta_step(tfmeta.Reptile, w, 32, 10),
+               "vectorize_tasks": meta_step(tfmeta.Reptile, w, 32, 10,
+                                            vectorize_tasks=True)}
+    times = race(batched, rounds)
+    for name, seconds in times.items():
+        rows.append({"workload": "sine-mlp",
+                     "figure": "Reptile meta-step, 10 tasks x 32 steps, /s",
+                     "contender": name, "value": 1 / seconds,
+                     "vs tfmeta": times["one task after another"] / seconds})
+        print(f"sine-mlp       {name:22s} {1 / seconds:9.2f} meta-steps/s", flush=True)
+
+    memory = {}
+    if not args.no_memory:
+        for wname in WORKLOADS:
+            for contender in ("tfmeta_loop", "eager_loop") + (
+                    ("torch_standard_loop", "torch_functional_loop") if torch else ()):
+                memory[f"{wname} {contender}"] = max_rss_mb(wname, contender, 5)
+                print(f"peak RSS {wname} {contender}: "
+                      f"{memory[f'{wname} {contender}']:.0f} MiB", flush=True)
+
+    write_report(out, rows, memory, peak, args, notes)
+
+
+def write_report(out, rows, memory, peak, args, notes):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d")
+    header = [
+        f"Benchmarks of {stamp}: `python benchmarks/run.py"
+        f"{' --quick' if args.quick else ''}` on {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, TensorFlow {tf.__version__}, Keras {keras.__version__}"
+        + (f", PyTorch {torch.__version__}" if torch else ", PyTorch not installed")
+        + f"; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}. Medians of "
+        f"{2 if args.quick else args.rounds} alternating rounds after a warm-up. "
+        f"Machine peak (2048x2048 float32 matmul): {peak:.1f} GFLOP/s.", "",
+        "| workload | figure | contender | value | tfmeta's time / its time | % of peak | overhead over plain loop |",
+        "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = "" if r.get("vs tfmeta") is None else f"{r['vs tfmeta']:.2f}"
+        pct = "" if r.get("% of peak") is None else f"{r['% of peak']:.1f}"
+        over = "" if r.get("overhead %") is None else f"{r['overhead %']:+.1f} %"
+        header.append(f"| {r['workload']} | {r['figure']} | {r['contender']} | "
+                      f"{r['value']:.2f} | {ratio} | {pct} | {over} |")
+    if memory:
+        header += ["", "| peak resident memory (fresh process, 2 x 5 steps) | MiB |",
+                   "|---|---|"]
+        header += [f"| {k} | {v:.0f} |" for k, v in memory.items()]
+    header += notes
+    text = "\n".join(header) + "\n"
+    (out / "results.md").write_text(text)
+    (out / "results.json").write_text(json.dumps(
+        {"rows": rows, "memory": memory, "peak_gflops": peak}, indent=2))
+    loops = [r for r in rows if r["figure"].startswith("inner loop")]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for ax, wname in zip(axes, ("omniglot-conv", "sine-mlp")):
+        sel = [r for r in loops if r["workload"] == wname]
+        ax.barh([r["contender"] for r in sel], [r["value"] for r in sel])
+        ax.set_title(f"{wname}: task steps/s (higher is better)")
+    fig.tight_layout()
+    fig.savefig(out / "inner_loop.png", dpi=100)
+    print(f"\n{text}\nwrote {out / 'results.md'} and {out / 'inner_loop.png'}")
+
+
+if __name__ == "__main__":
+    main()
