@@ -51,3 +51,20 @@ def test_minibatches_are_seeded():
             seed=tf.constant([3, 4], tf.int64))[1].params
     np.testing.assert_array_equal(a[0].numpy(), b[0].numpy())
     assert np.abs(a[0].numpy() - c[0].numpy()).max() > 0
+
+
+def test_minibatch_draws_are_uniform_and_vectorizable():
+    x = tf.range(20)[:, None]
+    counts = np.zeros(20)
+    for step in range(500):
+        xb, _ = inner_loop.minibatch(x, x, 5, tf.constant([7, 8], tf.int64), step)
+        assert len(set(xb.numpy().ravel())) == 5  # without replacement
+        counts[xb.numpy().ravel()] += 1
+    assert counts.min() > 0.7 * 125 and counts.max() < 1.3 * 125
+    seeds = tf.constant([[1, 2], [3, 4], [1, 2]], tf.int64)
+    draw = lambda s: inner_loop.minibatch(x, x, 5, s, 3)[0]  # noqa: E731
+    batched = tf.function(lambda: tf.vectorized_map(
+        draw, seeds, fallback_to_while_loop=False))().numpy()
+    np.testing.assert_array_equal(batched[0], batched[2])
+    np.testing.assert_array_equal(batched[1], draw(seeds[1]).numpy())
+    assert not np.array_equal(batched[0], batched[1])

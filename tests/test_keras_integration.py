@@ -148,3 +148,12 @@ def test_vectorized_tasks_give_the_same_meta_step(cls):
     for a, b in zip(steps[0][0], steps[1][0]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert steps[0][1] == pytest.approx(steps[1][1], rel=1e-5)
+
+
+def test_train_and_test_on_batch_take_a_task_batch():
+    meta = tfmeta.Reptile(mlp([2, 4, 1]), inner_steps=2)
+    meta.compile(optimizer="sgd", loss="mse")
+    batch = task_batch()
+    logs = meta.train_on_batch(batch, return_dict=True)
+    assert np.isfinite(logs["loss"])
+    assert np.isfinite(meta.test_on_batch(batch, return_dict=True)["loss"])

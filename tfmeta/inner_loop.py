@@ -58,6 +58,28 @@ def loss_and_grads(model, loss_fn, params, nontrainable, x, y, mask=None):
     return loss, grads, nontrainable
 
 
+def _mix(x):
+    """A 32-bit integer hash (lowbias32): element-wise ops only."""
+    for shift, factor in ((16, 0x7FEB352D), (15, 0x846CA68B)):
+        x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, shift))
+        x = x * tf.constant(factor, tf.uint32)
+    return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
+
+
+def _sort_keys(seed, step, n):
+    """``n`` pseudo-random uint32 keys, a pure function of ``(seed, step)``.
+
+    Counter-based integer hashing instead of ``tf.random.stateless_*``: the
+    latter cannot be vectorized with a different seed per task, which would
+    stop ``vectorize_tasks`` from batching the inner loop.
+    """
+    seed = tf.cast(seed, tf.uint32)
+    key = _mix(tf.cast(step, tf.uint32) + tf.constant(0x9E3779B9, tf.uint32))
+    key = _mix(tf.bitwise.bitwise_xor(seed[0], _mix(
+        tf.bitwise.bitwise_xor(seed[1], key))))
+    return _mix(tf.bitwise.bitwise_xor(tf.cast(tf.range(n), tf.uint32), key))
+
+
 def minibatch(x, y, batch_size, seed, step):
     """Minibatch ``step`` of the support split, drawn without replacement.
 
@@ -66,9 +88,9 @@ def minibatch(x, y, batch_size, seed, step):
     """
     if batch_size is None:
         return x, y
-    n = tf.shape(x)[0]
-    step_seed = tf.random.experimental.stateless_fold_in(seed, step)
-    order = tf.argsort(tf.random.stateless_uniform([n], seed=step_seed))
+    keys = _sort_keys(seed, step, tf.shape(x)[0])
+    # argsort takes signed keys: drop the top bit to keep the order exact.
+    order = tf.argsort(tf.cast(tf.bitwise.right_shift(keys, 1), tf.int32))
     index = order[:batch_size]
     return tf.gather(x, index), tf.gather(y, index)
 

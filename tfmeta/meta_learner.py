@@ -50,6 +50,9 @@ def _compatible(a, b):
 
 def unpack_tasks(data):
     """The task-batch dict of a dataset element (dict or 4-tuple)."""
+    if isinstance(data, (tuple, list)) and data and isinstance(data[0], dict) \
+            and all(d is None for d in data[1:]):
+        data = data[0]  # train_on_batch/test_on_batch pack x as (x, None, None)
     if isinstance(data, dict):
         missing = [k for k in TASK_KEYS if k not in data]
         if missing:
