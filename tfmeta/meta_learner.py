@@ -67,6 +67,14 @@ def unpack_tasks(data):
         f"{list(TASK_KEYS)} or a 4-tuple in that order; got {type(data)}.")
 
 
+def _flatten_tasks(t):
+    """``[B, N, ...] -> [B * N, ...]``, for symbolic and real tensors."""
+    if isinstance(t, keras.KerasTensor):
+        n = None if None in t.shape[:2] else t.shape[0] * t.shape[1]
+        return keras.KerasTensor((n,) + tuple(t.shape[2:]), t.dtype)
+    return tf.reshape(t, tf.concat([[-1], tf.shape(t)[2:]], 0))
+
+
 class _StopOnNonFinite(keras.callbacks.Callback):
     """Stops ``fit`` at the first meta-step whose loss is NaN or infinite."""
 
@@ -143,8 +151,28 @@ class MetaLearner(keras.Model):
         return self.learner.trainable_variables
 
     def call(self, inputs, training=False):
-        """Predictions of the meta-learned initialization."""
+        """Predictions of the meta-learned initialization.
+
+        Given a task batch (as Keras does when it builds metric state under a
+        ``tf.distribute`` strategy), predicts on its flattened query split.
+        """
+        if isinstance(inputs, dict) and "query_x" in inputs:
+            inputs = _flatten_tasks(inputs["query_x"])
         return self.learner(inputs, training=training)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Keras ``compute_metrics``; ``y`` defaults to a task batch's
+        flattened query targets."""
+        if y is None and isinstance(x, dict) and "query_y" in x:
+            y = _flatten_tasks(x["query_y"])
+        return super().compute_metrics(x, y, y_pred, sample_weight)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
+                     training=True):
+        """Keras ``compute_loss`` (used by Keras to build its loss state)."""
+        if y is None and isinstance(x, dict) and "query_y" in x:
+            y = _flatten_tasks(x["query_y"])
+        return super().compute_loss(x, y, y_pred, sample_weight, training)
 
     def compile(self, optimizer="sgd", loss=None, metrics=None,
                 jit_compile=False, **kwargs):
@@ -330,10 +358,8 @@ class MetaLearner(keras.Model):
         self.support_loss_tracker.update_state(logs["support_loss"])
         for key, tracker in self.extra_metrics().items() if extra else ():
             tracker.update_state(logs[key])
-        y = tasks["query_y"]
-        flat = lambda t: tf.reshape(  # noqa: E731
-            t, tf.concat([[-1], tf.shape(t)[2:]], 0))
-        results = self.compute_metrics(None, flat(y), flat(preds))
+        results = self.compute_metrics(None, _flatten_tasks(tasks["query_y"]),
+                                       _flatten_tasks(preds))
         return {k: v for k, v in results.items()}
 
     def train_step(self, data):
@@ -356,12 +382,30 @@ class MetaLearner(keras.Model):
         finite = tf.reduce_all(
             [tf.math.is_finite(loss)]
             + [tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+        # Under tf.distribute every replica holds the mean over its share of
+        # the meta-batch, and Keras sums gradients across replicas; all
+        # replicas must also agree on skipping, or the all-reduce would hang.
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync if context else 1
+        if replicas > 1:
+            grads = [g / replicas for g in grads]
+            failed = context.all_reduce(
+                "SUM", 1.0 - tf.cast(finite, tf.float32))
+            finite = failed < 0.5
 
-        def apply():
-            self.optimizer.apply(grads, self.meta_variables)
-            return tf.constant(True)
+        if replicas > 1:
+            # An optimizer update cannot sit in tf.cond across replicas: feed
+            # zeros instead. NaN never reaches the weights, but the skipped
+            # step still counts as an optimizer iteration.
+            self.optimizer.apply(
+                [tf.where(finite, g, tf.zeros_like(g)) for g in grads],
+                self.meta_variables)
+        else:
+            def apply():
+                self.optimizer.apply(grads, self.meta_variables)
+                return tf.constant(True)
 
-        tf.cond(finite, apply, lambda: tf.constant(False))
+            tf.cond(finite, apply, lambda: tf.constant(False))
         return tf.where(finite, loss, tf.constant(float("nan"), loss.dtype))
 
     def _evaluate_task(self, params, nontrainable, task, seed):
