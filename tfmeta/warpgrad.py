@@ -235,7 +235,7 @@ class WarpGrad(MetaLearner):
                 nontrainable, qx, qy)
         grads = outer.gradient(meta_loss, phi)
         return ([tf.zeros_like(p) if g is None else g
-                 for p, g in zip(phi, grads)], tf.cast(meta_loss, tf.float32))
+                 for p, g in zip(phi, grads)], meta_loss)
 
     def _carry(self, step, theta, theta_next, grads):
         """What one buffer entry stores besides theta_k (task entries)."""
@@ -304,7 +304,7 @@ class WarpGrad(MetaLearner):
                           tf.zeros([], dtype))
         else:
             leap_state = ()
-        state = (acc, tf.zeros([], tf.float32), leap_state)
+        state = (acc, tf.zeros([], _loss_dtype(dtype)), leap_state)
         if self.initialization == "maml":
             with tf.GradientTape() as tape:
                 tape.watch(params)
@@ -431,11 +431,11 @@ class WarpGrad(MetaLearner):
         _, acc, loss = tf.while_loop(
             lambda n, *_: n < count, body,
             (tf.constant(0), [tf.zeros_like(p) for p in phi],
-             tf.zeros([], tf.float32)))
+             tf.zeros([], _loss_dtype(phi[0].dtype))))
         c = tf.cast(count, acc[0].dtype)
         init = [tf.reduce_sum(tf.gather(g, indices), 0)
                 for g in buffer["init_grad"]]
-        return [a / c for a in acc], loss / tf.cast(count, tf.float32), init
+        return [a / c for a in acc], loss / tf.cast(count, loss.dtype), init
 
     def train_step(self, data):
         """Online: ``MetaLearner.train_step`` (Algorithm 1). Offline: collect
@@ -461,7 +461,7 @@ class WarpGrad(MetaLearner):
             warp_grads, ml, init = self._replay_gradient(
                 tasks, buffer, indices, phi, nontrainable)
             grads = self._meta_grads(warp_grads, [g / num_tasks for g in init])
-            reported = self._apply_if_finite(grads, ml)
+            reported = tf.cast(self._apply_if_finite(grads, ml), tf.float32)
             return (u + 1, meta_loss + reported,
                     tf.logical_and(finite, tf.math.is_finite(reported)))
 
@@ -513,6 +513,11 @@ class WarpGrad(MetaLearner):
         loss, grads = self._objective_function(
             tasks, buffer, tf.constant(indices, tf.int32))
         return float(loss), [g.numpy() for g in grads]
+
+
+def _loss_dtype(dtype):
+    """Losses of half-precision models are float32 (``inner_loop.task_loss``)."""
+    return tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
 
 
 def _list_array(like, size):
