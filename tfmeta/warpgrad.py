@@ -358,7 +358,6 @@ class WarpGrad(MetaLearner):
         num_tasks = tf.shape(tasks["support_x"])[0]
         seeds = self._task_seeds(num_tasks)
         k = self.inner_steps
-        n_task = len(self._task_idx)
         leap = self.initialization == "leap"
         dtype = params[0].dtype
 
@@ -367,10 +366,10 @@ class WarpGrad(MetaLearner):
             result, init_grad, loss, pred = self._run_task(
                 params, nontrainable, task, seed, record=True)
             (thetas, carries), _, leap_state = result.hook_state
-            theta = _stack_list(thetas, n_task)
-            carry = _stack_list(carries, n_task)
+            theta = _stack_list(thetas)
+            carry = _stack_list(carries)
             if leap:
-                init = _stack_list(leap_state[0], n_task)
+                init = _stack_list(leap_state[0])
                 length = leap_state[1]
             elif init_grad is not None:  # MAML: 1/K of the task's gradient
                 init = [tf.repeat(g[None] / k, k, axis=0) for g in init_grad]
@@ -530,6 +529,5 @@ def _write(arrays, i, values):
     return [a.write(i, v) for a, v in zip(arrays, values)]
 
 
-def _stack_list(arrays, count):
-    del count
+def _stack_list(arrays):
     return [a.stack() for a in arrays]
