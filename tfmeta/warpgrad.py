@@ -86,7 +86,8 @@ class WarpGrad(MetaLearner):
       initialization: ``None`` (task parameters start from the learner's fixed
         initialization; only phi is meta-learned), ``"leap"`` (Warp-Leap,
         eq. 15-17) or ``"maml"`` (Warp-MAML, eq. 14: the MAML gradient through
-        the warped adaptation, phi held fixed).
+        the warped adaptation, phi held fixed; our reading of the paper's
+        "C_MAML = L_MAML under the constraint P = I").
       init_weight: lambda of eq. 13; the initialization's gradient is scaled
         by it (Algorithm 1, line 14).
       leap_metric, loss_in_manifold, stabilizer: Leap's options (``Leap``).
