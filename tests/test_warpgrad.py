@@ -305,6 +305,42 @@ def test_warp_maml_init_gradient_is_maml_gradient_with_phi_fixed(float64):
         np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
 
 
+def test_continual_meta_training_algorithm_3(float64):
+    """theta takes lambda x the task-loss gradient every step; phi takes the
+    mean of the eq. 11 gradients at each step's theta every eta = 2 steps."""
+    batch = task_batch(num_tasks=2, dtype="float64", seed=12)
+    lam, beta = 0.5, 0.3
+    learner = warped_mlp(seed=9)
+    meta = make(learner, lr=0.2, steps=1, outer=beta, init_weight=lam,
+                meta_training="continual", replay_batch_size=2)
+    probe = make(learner, lr=0.2, steps=1)  # eq. 11 gradient at theta
+    task_vars, warp_vars = partition(learner)
+    mse = keras.losses.MeanSquaredError()
+    phi0 = [v.numpy() for v in warp_vars]
+    warp_grads = []
+    for step in range(2):
+        theta = [v.numpy() for v in task_vars]
+        buffer = probe.collect(batch)  # steps=1: one entry per task, theta
+        warp_grads.append(probe.warp_objective(batch, buffer)[1])
+        expected = [np.zeros_like(t) for t in theta]
+        for t in range(2):
+            with tf.GradientTape() as tape:
+                loss = mse(batch["support_y"][t], learner(batch["support_x"][t],
+                                                          training=True))
+            for acc, g in zip(expected, tape.gradient(loss, task_vars)):
+                acc += g.numpy() / 2
+        meta.fit(as_dataset(batch), epochs=1, steps_per_epoch=1, verbose=0)
+        for before, var, g in zip(theta, task_vars, expected):
+            np.testing.assert_allclose(var.numpy(), before - beta * lam * g,
+                                       rtol=1e-9, atol=1e-12)
+        if step == 0:  # phi waits for eta = 2 steps
+            for before, var in zip(phi0, warp_vars):
+                np.testing.assert_array_equal(var.numpy(), before)
+    for before, var, g0, g1 in zip(phi0, warp_vars, *warp_grads):
+        np.testing.assert_allclose(var.numpy(), before - beta * (g0 + g1) / 2,
+                                   rtol=1e-8, atol=1e-12)
+
+
 # ------------------------------------------------ synthetic 2-D tasks
 class _Quadratic(keras.layers.Layer):
     """f(p) = sum_i s_i (p_i - c_i)^2, ill-conditioned (s = [1, 0.02])."""

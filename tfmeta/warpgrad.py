@@ -26,7 +26,7 @@ from tfmeta.leap import METRICS, Leap
 from tfmeta.meta_learner import MetaLearner, TASK_KEYS, unpack_tasks
 
 OBJECTIVES = ("full", "approximate")
-META_TRAINING = ("online", "offline")
+META_TRAINING = ("online", "offline", "continual")
 INITIALIZATIONS = (None, "leap", "maml")
 _QUERY_STREAM = 1_000_003  # fold-in key: L_meta minibatches differ from L_task's
 
@@ -82,7 +82,12 @@ class WarpGrad(MetaLearner):
         outer step per meta-batch) or ``"offline"`` (Algorithm 2: the iterates
         go to a replay buffer, then one outer step per ``replay_batch_size``
         buffer entries, drawn without replacement).
-      replay_batch_size: eta of Algorithm 2 (default 1).
+        ``"continual"`` (Algorithm 3: no task resets; the task parameters
+        theta are trained continually by ``init_weight`` times the multi-task
+        loss gradient every step, and phi every ``replay_batch_size`` steps
+        with the warp gradient at the theta of each step, accumulated).
+      replay_batch_size: eta of Algorithm 2 (default 1); in continual mode,
+        the number of steps between warp updates.
       initialization: ``None`` (task parameters start from the learner's fixed
         initialization; only phi is meta-learned), ``"leap"`` (Warp-Leap,
         eq. 15-17) or ``"maml"`` (Warp-MAML, eq. 14: the MAML gradient through
@@ -142,6 +147,11 @@ class WarpGrad(MetaLearner):
         if self.replay_batch_size < 1:
             raise ValueError("replay_batch_size must be a positive integer, "
                              f"got {replay_batch_size!r}.")
+        if meta_training == "continual" and initialization is not None:
+            raise ValueError(
+                "meta_training='continual' (Algorithm 3) trains the task "
+                "parameters with the multi-task loss itself; leave "
+                f"initialization=None (got {initialization!r}).")
         self.initialization = initialization
         self.init_weight = float(init_weight)
         self.metric, self.loss_in_manifold = leap_metric, bool(loss_in_manifold)
@@ -155,6 +165,11 @@ class WarpGrad(MetaLearner):
                 "(plain, momentum or Nesterov), whose step is linear in the "
                 f"gradient; got {type(self.inner_update).__name__}. Use "
                 "objective='approximate' (eq. 12).")
+        elif meta_training == "continual":
+            raise ValueError(
+                "meta_training='continual' needs a Keras SGD inner optimizer "
+                f"(the warped step from theta); got "
+                f"{type(self.inner_update).__name__}.")
         else:
             self._grad_coef = None
         self.meta_loss_tracker = keras.metrics.Mean(name="meta_loss")
@@ -162,6 +177,15 @@ class WarpGrad(MetaLearner):
             self.path_length_tracker = keras.metrics.Mean(name="path_length")
         self._collect_function = None
         self._objective_function = None
+        if meta_training == "continual":  # Algorithm 3's g_phi and i
+            self.warp_accumulators = [
+                self.add_weight(shape=v.shape, initializer="zeros",
+                                dtype=v.dtype, trainable=False,
+                                name=f"warp_grad_{n}")
+                for n, v in enumerate(self.warp_variables)]
+            self.warp_count = self.add_weight(
+                shape=(), initializer="zeros", dtype="int64",
+                trainable=False, name="warp_count")
 
     # ------------------------------------------------------------ partition
     @property
@@ -175,7 +199,7 @@ class WarpGrad(MetaLearner):
     @property
     def meta_variables(self):
         """phi, plus the initialization theta_0 with Warp-Leap/Warp-MAML."""
-        if self.initialization is None:
+        if self.initialization is None and self.meta_training != "continual":
             return self.warp_variables
         return self.learner.trainable_variables
 
@@ -443,6 +467,8 @@ class WarpGrad(MetaLearner):
         drawn without replacement (Algorithm 2, lines 13-23)."""
         if self.meta_training == "online":
             return super().train_step(data)
+        if self.meta_training == "continual":
+            return self._continual_step(data)
         tasks = self._prepare(data)
         tasks = {k: tasks[k] for k in TASK_KEYS}
         params, nontrainable = self._current_state()
@@ -472,6 +498,64 @@ class WarpGrad(MetaLearner):
                 "support_loss": tf.reduce_mean(support_loss),
                 "meta_loss": meta_loss / tf.cast(updates, tf.float32),
                 "path_length": tf.reduce_mean(length)}
+        return self._update_metrics(logs, tasks, preds)
+
+    # ------------------------------------------------ continual (Alg. 3)
+    def _continual_task(self, params, nontrainable, task, seed):
+        """One task at the current theta: grad_phi L(phi; theta) (eq. 11/12,
+        one step from theta on a support minibatch) and grad_theta of the
+        task loss (C_multi)."""
+        phi = [params[j] for j in self._warp_idx]
+        theta = [params[j] for j in self._task_idx]
+        zeros = [tf.zeros_like(t) for t in theta]
+        warp_grads, meta_loss = self._sample_warp_gradient(
+            phi, nontrainable, theta, zeros,
+            tf.constant(0), task, seed)
+        x, y = inner_loop.minibatch(task["support_x"], task["support_y"],
+                                    self.inner_batch_size, seed, 0)
+        loss, grads, _ = inner_loop.loss_and_grads(
+            self.learner, self.task_loss_fn, params, nontrainable, x, y,
+            mask=self.task_mask)
+        query, pred = self._query_loss(params, nontrainable, task)
+        logs = {"loss": query, "support_loss": loss, "meta_loss": meta_loss}
+        return self._merge([grads[j] for j in self._task_idx], warp_grads), \
+            logs, pred
+
+    def _continual_step(self, data):
+        """Algorithm 3: theta <- theta - lambda beta g_theta every step;
+        g_phi accumulated, phi <- phi - beta g_phi / eta every eta steps."""
+        tasks = self._prepare(data)
+        params, nontrainable = self._current_state()
+        grads, logs, preds = self._over_tasks(
+            lambda task, seed: self._continual_task(
+                params, nontrainable, task, seed), tasks)
+        task_grads = [self.init_weight * grads[j] for j in self._task_idx]
+        finite = tf.reduce_all(
+            [tf.math.is_finite(logs["loss"])]
+            + [tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+
+        def update():
+            self.optimizer.apply(task_grads, self.task_variables)
+            for acc, j in zip(self.warp_accumulators, self._warp_idx):
+                acc.assign_add(grads[j])
+            self.warp_count.assign_add(1)
+
+            def warp_step():
+                eta = tf.cast(self.warp_count, grads[0].dtype)
+                self.optimizer.apply([a / eta for a in self.warp_accumulators],
+                                     self.warp_variables)
+                for acc in self.warp_accumulators:
+                    acc.assign(tf.zeros_like(acc))
+                self.warp_count.assign(0)
+                return tf.constant(True)
+
+            tf.cond(self.warp_count >= self.replay_batch_size, warp_step,
+                    lambda: tf.constant(False))
+            return tf.constant(True)
+
+        tf.cond(finite, update, lambda: tf.constant(False))
+        logs["loss"] = tf.where(finite, logs["loss"],
+                                tf.constant(float("nan"), logs["loss"].dtype))
         return self._update_metrics(logs, tasks, preds)
 
     # ------------------------------------------------ inspection (tests)
