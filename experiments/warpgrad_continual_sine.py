@@ -11,7 +11,7 @@ meta-learned with L_meta at an iterate of sub-task t = the loss over sub-tasks
 at every iterate (Algorithm 1 with a continual task-adaptation process). The
 shared inner loop (`tfmeta.inner_loop`) runs each sub-task's 20 steps.
 
-    python experiments/warpgrad_continual_sine.py                   # ~3 min
+    python experiments/warpgrad_continual_sine.py                   # ~4 min
     python experiments/warpgrad_continual_sine.py --meta-steps 20   # quick
 
 Reports, for held-out task sequences, the validation loss of every sub-task
@@ -154,7 +154,7 @@ def summary(losses):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--meta-steps", type=int, default=100)
+    parser.add_argument("--meta-steps", type=int, default=150)
     parser.add_argument("--meta-batch", type=int, default=5)
     parser.add_argument("--hidden", type=int, default=40)
     parser.add_argument("--warp-hidden", type=int, default=20)
