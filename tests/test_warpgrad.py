@@ -385,3 +385,21 @@ def test_meta_training_beats_no_warping_on_held_out_2d_tasks(objective):
     meta.fit(train, epochs=1, verbose=0)
     warped = meta.evaluate_tasks(held_out)["loss_after"].mean()
     assert warped < 0.5 * plain_sgd, (warped, plain_sgd)
+
+
+def test_surfaces_task_family_is_peaks_and_learner_starts_at_x0():
+    """Appendix D's family contains MATLAB's ``peaks``; the point learner
+    evaluates f at its start x0 before adaptation (identity warp)."""
+    peaks = lambda x, y: (3 * (1 - x) ** 2 * np.exp(-x ** 2 - (y + 1) ** 2)  # noqa: E731
+                          - 10 * (x / 5 - x ** 3 - y ** 5) * np.exp(-x ** 2 - y ** 2)
+                          - np.exp(-(x + 1) ** 2 - y ** 2) / 3)
+    c = np.array([1, 1, 1, 3, 10, 1 / 3, 5], "float64")
+    for x, y in [(0.0, 0.0), (0.5, -1.2), (-2.0, 1.5)]:
+        got = float(tfmeta.tasks.surfaces.surface(np.float64(x), np.float64(y), c))
+        assert got == pytest.approx(peaks(x, y), rel=1e-12)
+    tasks = tfmeta.tasks.surfaces.tasks(2, 3, seed=0)
+    assert tasks["support_x"].shape == (6, 1, 9)
+    x = tasks["support_x"][:, 0]
+    model = tfmeta.tasks.surfaces.learner(warp=True)
+    expected = tfmeta.tasks.surfaces.surface(x[:, 0], x[:, 1], x[:, 2:])
+    np.testing.assert_allclose(model(x).numpy()[:, 0], expected, rtol=1e-5)

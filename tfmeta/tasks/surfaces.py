@@ -112,13 +112,3 @@ def learner(warp=True, hidden_units=30, seed=0):
     out = Surface(name="surface")(point, inputs[:, 2:])
     return keras.Model(inputs, out, name="warped_point" if warp else "point")
 
-
-def warped_point(model, params, x0):
-    """The point in W-space, ``Omega(x0 + theta)``, for plotting: runs the
-    learner's layers up to the surface."""
-    theta = params[0]
-    p = tf.convert_to_tensor(x0) + theta
-    for layer in model.layers:
-        if layer.name == "warp":
-            p = layer(p)
-    return p
