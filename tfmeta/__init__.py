@@ -34,9 +34,11 @@ from tfmeta.meta_learner import TASK_KEYS, MetaLearner
 from tfmeta.reptile import Reptile
 from tfmeta.schedules import linear_annealing
 from tfmeta.scratch import Scratch
+from tfmeta import warpgrad  # noqa: E402
+from tfmeta.warpgrad import WarpGrad
 
 __all__ = [
     "FOMAML", "FineTune", "Leap", "MAML", "MetaLearner", "NonFiniteLossError",
     "Reptile", "Scratch", "TASK_KEYS", "inner_loop", "inner_optimizers",
-    "layers", "linear_annealing", "tasks",
+    "layers", "linear_annealing", "tasks", "WarpGrad", "warpgrad",
 ]

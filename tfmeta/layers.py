@@ -1,6 +1,7 @@
 """Keras layers for task learners."""
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -31,3 +32,272 @@ class BatchNormalization(keras.layers.BatchNormalization):
         variance = ops.mean(ops.square(inputs - mean),
                             axis=self._reduction_axes)
         return ops.squeeze(mean, axis=self._reduction_axes), variance
+
+
+# ------------------------------------------------------------------ WarpGrad
+# Warp layers (WarpGrad, Flennerhag et al., 2020, section 2.2 and appendix A)
+# are ordinary Keras layers marked by the ``WarpLayer`` base class. Their
+# parameters phi are meta-learned and held fixed during task adaptation;
+# ``tfmeta.warpgrad.partition(learner)`` splits a learner's variables into
+# task and warp parameters by this mark. A warp layer reparameterizes an
+# activation, so it must keep its input's shape.
+
+
+class WarpLayer(keras.layers.Layer):
+    """Base class that marks a layer as a warp layer (meta-learned, held
+    fixed during task adaptation). Subclasses keep their input's shape."""
+
+    is_warp = True
+
+
+@keras.saving.register_keras_serializable(package="tfmeta")
+class Warp(WarpLayer):
+    """``tfmeta.layers.warp(layer)``: marks any Keras layer as a warp layer.
+
+    The wrapped layer must map its input to the same shape (a warp reshapes
+    the geometry, not the activation).
+    """
+
+    def __init__(self, layer, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(layer, dict):
+            layer = keras.saving.deserialize_keras_object(layer)
+        self.layer = layer
+
+    def build(self, input_shape):
+        self.layer.build(input_shape)
+        self.built = True
+
+    def call(self, inputs, training=None):
+        return self.layer(inputs, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config["layer"] = keras.saving.serialize_keras_object(self.layer)
+        return config
+
+
+def warp(layer):
+    """Marks ``layer`` as a warp layer (its parameters become warp
+    parameters phi, held fixed during task adaptation)."""
+    if isinstance(layer, WarpLayer):
+        return layer
+    return Warp(layer, name=f"warp_{layer.name}")
+
+
+@keras.saving.register_keras_serializable(package="tfmeta")
+class ConvWarp(WarpLayer):
+    """Convolutional warp layer of the Omniglot experiment (appendix E) and
+    its ablations (appendix F, table 3).
+
+    Default: a ``kernel_size x kernel_size`` (3 x 3) convolution with zero
+    ("same") padding and as many filters as input channels. Flags:
+
+    * ``kernel_size=1``: the 1 x 1 conv ablation;
+    * ``scaling=True``: channel-wise scale and shift only (FiLM-like; no conv);
+    * ``batch_norm=True``: batch norm after the conv (learned scale/offset
+      are warp parameters);
+    * ``activation="relu"``: a non-linearity after it;
+    * ``residual=True``: ``x + warp(x)`` (with BN + ReLU: a residual adaptor).
+
+    ``kernel_initializer`` defaults to the identity convolution (the centre
+    tap is the identity matrix), so an untrained warp leaves gradients
+    unchanged and WarpGrad starts from plain SGD.
+    """
+
+    def __init__(self, kernel_size=3, scaling=False, batch_norm=False,
+                 activation=None, residual=False, kernel_initializer=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.kernel_size = int(kernel_size)
+        self.scaling = bool(scaling)
+        self.batch_norm = bool(batch_norm)
+        self.activation = keras.activations.get(activation)
+        self.residual = bool(residual)
+        self.kernel_initializer = kernel_initializer
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is None:
+            raise ValueError(f"{self.name}: the channel axis must be known.")
+        if self.scaling:
+            self.scale = self.add_weight(shape=(channels,), initializer="ones",
+                                         name="scale")
+            self.shift = self.add_weight(shape=(channels,), initializer="zeros",
+                                         name="shift")
+        else:
+            k = self.kernel_size
+            init = self.kernel_initializer
+            if init is None:
+                def init(shape, dtype=None):  # identity convolution
+                    kernel = np.zeros(shape)
+                    kernel[k // 2, k // 2] = np.eye(channels)
+                    return ops.convert_to_tensor(kernel, dtype=dtype)
+            self.conv = keras.layers.Conv2D(
+                channels, k, padding="same", kernel_initializer=init,
+                dtype=self.dtype_policy, name="conv")
+            self.conv.build(input_shape)
+        if self.batch_norm:
+            self.norm = BatchNormalization(dtype=self.dtype_policy, name="bn")
+            self.norm.build(input_shape)
+        self.built = True
+
+    def call(self, inputs, training=None):
+        if self.scaling:
+            out = inputs * self.scale + self.shift
+        else:
+            out = self.conv(inputs)
+        if self.batch_norm:
+            out = self.norm(out, training=training)
+        if self.activation is not None:
+            out = self.activation(out)
+        return inputs + out if self.residual else out
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            kernel_size=self.kernel_size, scaling=self.scaling,
+            batch_norm=self.batch_norm,
+            activation=keras.activations.serialize(self.activation)
+            if self.activation is not None else None,
+            residual=self.residual)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfmeta")
+class LinearWarp(WarpLayer):
+    """Linear warp ``T x + b`` on the last axis (T-Nets-like, section 2.2:
+    block-diagonal preconditioning). Initialized to the identity."""
+
+    def __init__(self, use_bias=True, kernel_initializer="identity", **kwargs):
+        super().__init__(**kwargs)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+
+    def build(self, input_shape):
+        units = input_shape[-1]
+        self.dense = keras.layers.Dense(
+            units, use_bias=self.use_bias,
+            kernel_initializer=self.kernel_initializer,
+            dtype=self.dtype_policy, name="dense")
+        self.dense.build(input_shape)
+        self.built = True
+
+    def call(self, inputs):
+        return self.dense(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(use_bias=self.use_bias,
+                      kernel_initializer=keras.initializers.serialize(
+                          keras.initializers.get(self.kernel_initializer)))
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfmeta")
+class ResidualMLPWarp(WarpLayer):
+    """Residual MLP warp ``x + MLP(x)`` (appendix J: 2 layers of 100 tanh
+    units after each non-linearity; appendix D: hidden size 30, tanh).
+
+    ``output_initializer`` defaults to zeros, so an untrained warp is the
+    identity and WarpGrad starts from plain gradient descent.
+    """
+
+    def __init__(self, hidden_units=100, num_layers=2, activation="tanh",
+                 output_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_units = int(hidden_units)
+        self.num_layers = int(num_layers)
+        self.activation = activation
+        self.output_initializer = output_initializer
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        self.hidden = []
+        for i in range(self.num_layers - 1):
+            layer = keras.layers.Dense(self.hidden_units,
+                                       activation=self.activation,
+                                       dtype=self.dtype_policy,
+                                       name=f"hidden_{i}")
+            layer.build(shape)
+            shape = shape[:-1] + (self.hidden_units,)
+            self.hidden.append(layer)
+        self.out = keras.layers.Dense(
+            input_shape[-1], kernel_initializer=self.output_initializer,
+            dtype=self.dtype_policy, name="out")
+        self.out.build(shape)
+        self.built = True
+
+    def call(self, inputs):
+        h = inputs
+        for layer in self.hidden:
+            h = layer(h)
+        return inputs + self.out(h)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(hidden_units=self.hidden_units,
+                      num_layers=self.num_layers, activation=self.activation,
+                      output_initializer=keras.initializers.serialize(
+                          keras.initializers.get(self.output_initializer)))
+        return config
+
+
+def _shape(shape):
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+
+
+def warped_sequential(input_shape, task_layers, warp_factory, head=None,
+                      name=None):
+    """A warped learner by model augmentation (appendix A(b), appendix E):
+    ``head o w_L o h_L o ... o w_1 o h_1``.
+
+    Args:
+      input_shape: per-example input shape.
+      task_layers: the task layers ``h_1 .. h_L`` (adapted per task).
+      warp_factory: ``warp_factory(i, task_layer) -> layer or None``; a
+        warp layer inserted after ``h_i`` (non-``WarpLayer`` layers are
+        wrapped with ``warp``). ``None`` inserts nothing.
+      head: optional final task layers (``W``), not followed by a warp.
+
+    Raises ``ValueError`` naming the warp layer and the shapes when a warp
+    layer does not keep its input's shape (it would break the task learner).
+    """
+    layers = []
+    spec = keras.KerasTensor((None,) + tuple(input_shape))
+    for i, layer in enumerate(task_layers):
+        spec = layer.compute_output_spec(spec)
+        layers.append(layer)
+        w = warp_factory(i, layer)
+        if w is None:
+            continue
+        w = warp(w)
+        try:
+            out = w.compute_output_spec(spec)
+        except Exception as err:  # noqa: BLE001 - reported with context
+            raise ValueError(
+                f"warp layer {w.name!r} (after task layer {layer.name!r}) "
+                f"cannot take inputs of shape {_shape(spec.shape)}: {err}"
+            ) from err
+        if tuple(out.shape) != tuple(spec.shape):
+            raise ValueError(
+                f"warp layer {w.name!r} (after task layer {layer.name!r}) maps "
+                f"shape {_shape(spec.shape)} to {_shape(out.shape)}; a warp "
+                "layer must keep its input's shape, or it breaks the task "
+                "learner.")
+        layers.append(w)
+    layers += list(head or [])
+    return keras.Sequential([keras.Input(tuple(input_shape))] + layers,
+                            name=name)
