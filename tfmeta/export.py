@@ -82,6 +82,13 @@ def _signature_names(variables):
     return names
 
 
+def adapted_weight_names(learner):
+    """Output names of the ``adapt`` signature: the learner's trainable then
+    non-trainable variables, named after their paths."""
+    return _signature_names(learner.trainable_variables
+                            + learner.non_trainable_variables)
+
+
 def _is_sparse_loss(loss_fn):
     names = [type(loss_fn).__name__, getattr(loss_fn, "__name__", ""),
              str(getattr(loss_fn, "name", "")),
@@ -141,8 +148,7 @@ class _ExportModule(tf.Module):
         self.nontrainable = [tf.Variable(v.numpy(), trainable=False,
                                          name=_signature_names([v])[0])
                              for v in learner.non_trainable_variables]
-        names = _signature_names(learner.trainable_variables
-                                 + learner.non_trainable_variables)
+        names = adapted_weight_names(learner)
         self._param_names = names[:len(self.params)]
         self._nontrainable_names = names[len(self.params):]
         self._learner = learner
@@ -151,6 +157,7 @@ class _ExportModule(tf.Module):
         self._batch_size = meta.inner_batch_size
         self._eval_steps = int(meta.eval_steps)
         self._compute_dtype = learner.compute_dtype
+        self._x_spec, self._y_spec = x_spec, y_spec
         self.metadata_json = tf.Variable(metadata_json, trainable=False,
                                          name="metadata")
 
@@ -160,29 +167,53 @@ class _ExportModule(tf.Module):
         x = tf.TensorSpec(x_spec.shape, x_spec.dtype, name="x")
         steps = tf.TensorSpec([], tf.int32, name="steps")
         self.serve = tf.function(self._serve, input_signature=[x])
-        self.adapt = tf.function(self._adapt)
-        self.adapt_and_predict = tf.function(self._adapt_and_predict)
         self.metadata = tf.function(self._metadata, input_signature=[])
+        # The inner loop is traced once per function, with ``steps`` as an
+        # input; the default-steps forms call those concrete functions.
+        self._adapt_steps = tf.function(
+            self._adapt, input_signature=[sx, sy, steps]
+        ).get_concrete_function()
+        self._adapt_and_predict_steps = tf.function(
+            self._adapt_and_predict, input_signature=[sx, sy, qx, steps]
+        ).get_concrete_function()
+        self.adapt = tf.function(self._adapt_default_steps)
+        self.adapt_and_predict = tf.function(
+            self._adapt_and_predict_default_steps)
         # Trace both call forms so the loaded functions take steps optionally.
-        self.adapt.get_concrete_function(sx, sy)
-        self.adapt.get_concrete_function(sx, sy, steps)
-        self.adapt_and_predict.get_concrete_function(sx, sy, qx)
-        self.adapt_and_predict.get_concrete_function(sx, sy, qx, steps)
+        for args in ((sx, sy), (sx, sy, steps)):
+            self.adapt.get_concrete_function(*args)
+        for args in ((sx, sy, qx), (sx, sy, qx, steps)):
+            self.adapt_and_predict.get_concrete_function(*args)
         self.signature_functions = {
             "serving_default": self.serve.get_concrete_function(),
             "serve": self.serve.get_concrete_function(),
             "adapt": self.adapt.get_concrete_function(sx, sy),
-            "adapt_steps": self.adapt.get_concrete_function(sx, sy, steps),
+            "adapt_steps": self._adapt_steps,
             "adapt_and_predict": self.adapt_and_predict.get_concrete_function(
                 sx, sy, qx),
-            "adapt_and_predict_steps":
-                self.adapt_and_predict.get_concrete_function(sx, sy, qx, steps),
+            "adapt_and_predict_steps": self._adapt_and_predict_steps,
             "metadata": self.metadata.get_concrete_function(),
         }
+
+    def _default(self, steps):
+        return tf.constant(self._eval_steps) if steps is None else steps
+
+    def _adapt_default_steps(self, support_x, support_y, steps=None):
+        return self._adapt_steps(support_x, support_y, self._default(steps))
+
+    def _adapt_and_predict_default_steps(self, support_x, support_y, query_x,
+                                         steps=None):
+        return self._adapt_and_predict_steps(support_x, support_y, query_x,
+                                             self._default(steps))
 
     def _state(self):
         return ([tf.convert_to_tensor(v) for v in self.params],
                 [tf.convert_to_tensor(v) for v in self.nontrainable])
+
+    def _check(self, x, spec):
+        """Refuse inputs whose shape does not fit (signatures do not check
+        shapes themselves when called)."""
+        return tf.ensure_shape(x, spec.shape)
 
     def _cast(self, x):
         return tf.cast(x, self._compute_dtype) if x.dtype.is_floating else x
@@ -194,11 +225,12 @@ class _ExportModule(tf.Module):
 
     def _serve(self, x):
         params, nontrainable = self._state()
+        x = self._check(x, self._x_spec)
         return {"predictions": self._predict(params, nontrainable, x)}
 
     def _run_inner_loop(self, support_x, support_y, steps):
-        if steps is None:
-            steps = tf.constant(self._eval_steps)
+        support_x = self._check(support_x, self._x_spec)
+        support_y = self._check(support_y, self._y_spec)
         tf.debugging.assert_positive(
             steps, message="steps must be a positive integer")
         tf.debugging.assert_positive(
@@ -214,14 +246,15 @@ class _ExportModule(tf.Module):
             seed=tf.constant(ADAPT_SEED, tf.int64))
         return result
 
-    def _adapt(self, support_x, support_y, steps=None):
+    def _adapt(self, support_x, support_y, steps):
         result = self._run_inner_loop(support_x, support_y, steps)
         out = dict(zip(self._param_names, result.params))
         out.update(zip(self._nontrainable_names, result.nontrainable))
         return out
 
-    def _adapt_and_predict(self, support_x, support_y, query_x, steps=None):
+    def _adapt_and_predict(self, support_x, support_y, query_x, steps):
         result = self._run_inner_loop(support_x, support_y, steps)
+        query_x = self._check(query_x, self._x_spec)
         return {"predictions": self._predict(
             result.params, result.nontrainable, query_x)}
 
