@@ -136,6 +136,13 @@ def _spec_dict(spec):
 
 
 # ---------------------------------------------------------- the tf.Module
+class _Untracked:
+    """Plain attribute holder that ``tf.Module`` does not track."""
+
+    def __init__(self, **kwargs):
+        self.__dict__.update(kwargs)
+
+
 class _ExportModule(tf.Module):
     """The learner's weights as plain ``tf.Variable``s plus the functions."""
 
@@ -151,9 +158,10 @@ class _ExportModule(tf.Module):
         names = adapted_weight_names(learner)
         self._param_names = names[:len(self.params)]
         self._nontrainable_names = names[len(self.params):]
-        self._learner = learner
-        self._loss_fn = meta.task_loss_fn
-        self._update = meta.inner_update
+        # Untracked: only ``params``/``nontrainable`` are saved (tracking the
+        # Keras learner would store its variables a second time).
+        self._keras = _Untracked(learner=learner, loss_fn=meta.task_loss_fn,
+                                 update=meta.inner_update)
         self._batch_size = meta.inner_batch_size
         self._eval_steps = int(meta.eval_steps)
         self._compute_dtype = learner.compute_dtype
@@ -219,7 +227,7 @@ class _ExportModule(tf.Module):
         return tf.cast(x, self._compute_dtype) if x.dtype.is_floating else x
 
     def _predict(self, params, nontrainable, x):
-        pred, _ = self._learner.stateless_call(
+        pred, _ = self._keras.learner.stateless_call(
             params, nontrainable, self._cast(x), training=False)
         return pred
 
@@ -240,7 +248,8 @@ class _ExportModule(tf.Module):
             message="support_x and support_y differ in their number of examples")
         params, nontrainable = self._state()
         result = inner_loop.adapt(
-            self._learner, self._loss_fn, self._update, params, nontrainable,
+            self._keras.learner, self._keras.loss_fn, self._keras.update,
+            params, nontrainable,
             self._cast(support_x), support_y, steps,
             batch_size=self._batch_size,
             seed=tf.constant(ADAPT_SEED, tf.int64))
@@ -436,6 +445,14 @@ def load(path, compile=True):
             raise ExportError(f"{path!r} is not a complete export: "
                               f"assets/{name} is missing.")
     cls = getattr(tfmeta, metadata["method"], None)
+    if cls is None and "." in metadata.get("class", ""):
+        import importlib
+
+        module, _, qualname = metadata["class"].rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), qualname, None)
+        except ImportError:
+            cls = None
     if not (isinstance(cls, type) and issubclass(cls, tfmeta.MetaLearner)):
         raise ExportError(f"{path!r}: unknown tfmeta method "
                           f"{metadata['method']!r}.")
