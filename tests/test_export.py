@@ -328,6 +328,11 @@ def test_corrupted_exports_give_clear_errors(tmp_path):
     os.remove(os.path.join(p, "assets", "learner.keras"))
     with pytest.raises(tfmeta.ExportError, match="assets/learner.keras is missing"):
         tfmeta.load(p)
+    p = fresh("no_json")
+    os.remove(os.path.join(p, "assets", "tfmeta.json"))
+    with pytest.raises(tfmeta.ExportError,
+                       match=r"not a tfmeta export: .*tfmeta.json is missing"):
+        tfmeta.load(p)
     p = fresh("bad_json")
     with open(os.path.join(p, "assets", "tfmeta.json"), "w") as f:
         f.write('{"method": "Leap", ')
