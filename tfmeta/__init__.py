@@ -25,8 +25,9 @@ except ImportError as err:  # pragma: no cover - depends on the install
         "tfmeta needs TensorFlow 2.21: pip install 'tfmeta[cpu]' on a machine "
         "without a GPU, or 'tfmeta[gpu]' for the CUDA build.") from err
 
-from tfmeta import inner_loop, inner_optimizers, layers, tasks  # noqa: F401
+from tfmeta import export, inner_loop, inner_optimizers, layers, tasks  # noqa: F401
 from tfmeta.errors import NonFiniteLossError
+from tfmeta.export import ExportError, load
 from tfmeta.finetune import FineTune
 from tfmeta.leap import Leap
 from tfmeta.maml import FOMAML, MAML
@@ -38,7 +39,8 @@ from tfmeta import warpgrad  # noqa: E402
 from tfmeta.warpgrad import WarpGrad
 
 __all__ = [
-    "FOMAML", "FineTune", "Leap", "MAML", "MetaLearner", "NonFiniteLossError",
-    "Reptile", "Scratch", "TASK_KEYS", "inner_loop", "inner_optimizers",
-    "layers", "linear_annealing", "tasks", "WarpGrad", "warpgrad",
+    "ExportError", "FOMAML", "FineTune", "Leap", "MAML", "MetaLearner",
+    "NonFiniteLossError", "Reptile", "Scratch", "TASK_KEYS", "WarpGrad",
+    "export", "inner_loop", "inner_optimizers", "layers", "linear_annealing",
+    "load", "tasks", "warpgrad",
 ]

@@ -42,6 +42,9 @@ class FineTune(MetaLearner):
         self.head_biases = self.add_weight(
             shape=(num_heads, units), name="head_biases", initializer="zeros")
 
+    def get_config(self):
+        return dict(super().get_config(), num_heads=self.num_heads)
+
     @property
     def meta_variables(self):
         if self.num_heads is None:

@@ -42,6 +42,11 @@ class Leap(MetaLearner):
         self.stabilizer = bool(stabilizer)
         self.path_length_tracker = keras.metrics.Mean(name="path_length")
 
+    def get_config(self):
+        return dict(super().get_config(), metric=self.metric,
+                    loss_in_manifold=self.loss_in_manifold,
+                    stabilizer=self.stabilizer)
+
     def extra_metrics(self):
         return {"path_length": self.path_length_tracker}
 

@@ -516,3 +516,33 @@ class MetaLearner(keras.Model):
         for var, value in zip(model.non_trainable_variables, nontrainable):
             var.assign(value)
         return model
+
+    # ------------------------------------------------------- config/export
+    def get_config(self):
+        """Constructor arguments (learner and inner optimizer serialized)."""
+        return {
+            "name": self.name,
+            "learner": keras.saving.serialize_keras_object(self.learner),
+            "inner_optimizer": keras.saving.serialize_keras_object(
+                self.inner_optimizer),
+            "inner_steps": self.inner_steps,
+            "eval_steps": self.eval_steps,
+            "inner_batch_size": self.inner_batch_size,
+            "parallel_tasks": self.parallel_tasks,
+            "seed": self.seed_generator.get_config().get("seed"),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("learner", "inner_optimizer"):
+            if isinstance(config.get(key), dict):
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+    def export(self, path=None, overwrite=False, target_spec=None):
+        """Write a SavedModel (see ``tfmeta.export.export``); returns its path."""
+        from tfmeta import export
+
+        return export.export(self, path, overwrite=overwrite,
+                             target_spec=target_spec)
