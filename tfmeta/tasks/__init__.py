@@ -1,5 +1,5 @@
 """Task families: each yields ``tf.data`` datasets of task batches."""
 
-from tfmeta.tasks import sine
+from tfmeta.tasks import omniglot, sine
 
-__all__ = ["sine"]
+__all__ = ["omniglot", "sine"]
