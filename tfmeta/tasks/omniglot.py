@@ -26,8 +26,9 @@ Each of Omniglot's 50 alphabets is one 20-way classification task:
 
 Data: the original archives ``images_background.zip`` and
 ``images_evaluation.zip`` are read from ``data_dir``, else from
-``$TFMETA_DATA/omniglot/``, else from ``../shared/data/omniglot/`` beside the
-repository; nothing is ever downloaded. The PNGs are decoded once and the
+``$TFMETA_DATA/omniglot/`` when that variable is set, else from
+``../shared/data/omniglot/`` beside the repository (the first that applies;
+no fallback); nothing is ever downloaded. The PNGs are decoded once and the
 28x28 ``uint8`` arrays cached as ``.npz`` in ``$TFMETA_CACHE`` (default
 ``~/.cache/tfmeta``), keyed on the archives' names, sizes and mtimes.
 """
@@ -67,16 +68,15 @@ class OmniglotDataError(ValueError):
 
 
 def default_data_dirs(data_dir=None):
-    """The directories searched for ``omniglot/``, in order."""
+    """The directories searched for ``omniglot/``: ``data_dir`` if given,
+    else ``$TFMETA_DATA`` if set, else ``../shared/data`` beside the repo."""
     if data_dir is not None:
         return [pathlib.Path(data_dir)]
-    dirs = []
-    if os.environ.get("TFMETA_DATA"):
-        dirs.append(pathlib.Path(os.environ["TFMETA_DATA"]))
+    if os.environ.get("TFMETA_DATA"):   # explicit: no silent fallback
+        return [pathlib.Path(os.environ["TFMETA_DATA"])]
     import tfmeta
-    dirs.append(pathlib.Path(tfmeta.__file__).resolve().parents[1]
-                / ".." / "shared" / "data")
-    return dirs
+    return [pathlib.Path(tfmeta.__file__).resolve().parents[1]
+            / ".." / "shared" / "data"]
 
 
 def find_archives(data_dir=None):
@@ -92,7 +92,8 @@ def find_archives(data_dir=None):
     raise FileNotFoundError(
         "Omniglot archives not found: expected both "
         + " and ".join(ARCHIVES) + " in one of these directories: "
-        + ", ".join(looked) + ". Pass data_dir=/--data-dir, or set TFMETA_DATA "
+        + ", ".join(looked) + f" (TFMETA_DATA={os.environ.get('TFMETA_DATA')!r}"
+        "). Pass data_dir=/--data-dir, or set TFMETA_DATA "
         "to a directory containing omniglot/ (nothing is downloaded).")
 
 
