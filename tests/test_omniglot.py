@@ -259,3 +259,17 @@ def test_meta_training_lowers_held_out_loss(data):
              epochs=1, steps_per_epoch=15, verbose=0)
     after = meta.evaluate_tasks(test, steps=5)["loss_after"].mean()
     assert np.isfinite(after) and after < before - 0.05, (before, after)
+
+
+def test_support_batch_subsamples_each_task(data):
+    (b,) = omniglot.dataset(num_tasks=2, meta_batch_size=3, support_batch=20,
+                            augment=False, data=data).take(1).as_numpy_iterator()
+    assert b["support_x"].shape == (3, 20, 28, 28, 1)
+    assert b["support_y"].shape == (3, 20) and b["query_x"].shape[1] == 100
+    for t in range(3):
+        raw = data.images[data.train_alphabets[b["task_id"][t]]] / 255.0
+        for x, y in zip(b["support_x"][t, ..., 0], b["support_y"][t]):
+            gap = np.abs(raw[y, :15] - x).max((1, 2)).min()
+            assert gap < 1e-6            # the image is one of its class's 15
+    with pytest.raises(ValueError, match="support_batch"):
+        omniglot.dataset(support_batch=301, data=data)

@@ -295,7 +295,7 @@ def _check_shots(ways, support_shots, query_shots):
 
 
 def _make_batch(pool, task_ids, key, ways, support_shots, query_shots,
-                augment_ranges):
+                augment_ranges, support_batch=None):
     """Task batch of alphabets ``task_ids`` from ``pool [T, 20, 20, 28, 28]``."""
     x = tf.gather(pool, task_ids)[:, :ways]                     # [B, W, 20, H, W]
     b = tf.shape(task_ids)[0]
@@ -307,19 +307,27 @@ def _make_batch(pool, task_ids, key, ways, support_shots, query_shots,
         return tf.reshape(t, [-1, ways * shots, IMAGE_SIZE, IMAGE_SIZE, 1])
 
     support, query = flat(support, support_shots), flat(query, query_shots)
+    support_y = tf.tile(tf.repeat(tf.range(ways, dtype=tf.int32),
+                                  support_shots)[None], [b, 1])
+    keys = tf.random.experimental.stateless_split(key, 2)
+    n_s = ways * support_shots
+    if support_batch is not None:   # a random minibatch of each support split
+        order = tf.argsort(tf.random.stateless_uniform([b, n_s], keys[1]), -1)
+        pick = order[:, :support_batch]
+        support = tf.gather(support, pick, batch_dims=1)
+        support_y = tf.gather(support_y, pick, batch_dims=1)
+        n_s = support_batch
     if augment_ranges is not None:
-        n_s = ways * support_shots
         both = tf.concat([support, query], axis=1)
         both = tf.reshape(both, [-1, IMAGE_SIZE, IMAGE_SIZE, 1])
-        both = augment(both, key, **augment_ranges)
+        both = augment(both, keys[0], **augment_ranges)
         both = tf.reshape(
-            both, [b, ways * (support_shots + query_shots), IMAGE_SIZE,
-                   IMAGE_SIZE, 1])
+            both, [b, n_s + ways * query_shots, IMAGE_SIZE, IMAGE_SIZE, 1])
         support, query = both[:, :n_s], both[:, n_s:]
-    labels = lambda shots: tf.tile(  # noqa: E731
-        tf.repeat(tf.range(ways, dtype=tf.int32), shots)[None], [b, 1])
-    return {"support_x": support, "support_y": labels(support_shots),
-            "query_x": query, "query_y": labels(query_shots),
+    query_y = tf.tile(tf.repeat(tf.range(ways, dtype=tf.int32),
+                                query_shots)[None], [b, 1])
+    return {"support_x": support, "support_y": support_y,
+            "query_x": query, "query_y": query_y,
             "task_id": tf.cast(task_ids, tf.int32)}
 
 
@@ -332,7 +340,7 @@ def _ranges(augment_flag, augment_ranges):
 def dataset(split="train", num_tasks=None, meta_batch_size=20, seed=0,
             augment=True, ways=NUM_CLASSES, support_shots=SUPPORT_SHOTS,
             query_shots=QUERY_SHOTS, data_dir=None, augment_ranges=None,
-            data=None):
+            data=None, support_batch=None):
     """An endless ``tf.data.Dataset`` of task batches (dicts).
 
     ``support_x [B, ways*support_shots, 28, 28, 1]`` (300 for 20 x 15),
@@ -341,10 +349,17 @@ def dataset(split="train", num_tasks=None, meta_batch_size=20, seed=0,
     ``num_tasks`` pretraining tasks (for ``FineTune(num_heads=num_tasks)``).
     Each task of a batch is an alphabet drawn uniformly (with replacement)
     from the first ``num_tasks`` of the split; element ``i`` depends only on
-    ``(seed, i)``. ``augment_ranges`` overrides ``scale_range``,
+    ``(seed, i)``. ``support_batch=k`` keeps a random ``k`` of each task's
+    support images (e.g. 20 for FineTune's pretraining minibatches, Table 3);
+    ``augment_ranges`` overrides ``scale_range``,
     ``rotation_range`` or ``translation_range`` of the augmentation.
     """
     _check_shots(ways, support_shots, query_shots)
+    if support_batch is not None and not (
+            isinstance(support_batch, int)
+            and 1 <= support_batch <= ways * support_shots):
+        raise ValueError(f"support_batch must be an integer in [1, "
+                         f"{ways * support_shots}] or None, got {support_batch!r}.")
     if isinstance(meta_batch_size, bool) or not isinstance(meta_batch_size, int) \
             or meta_batch_size < 1:
         raise ValueError(
@@ -361,7 +376,7 @@ def dataset(split="train", num_tasks=None, meta_batch_size=20, seed=0,
         ids = tf.random.stateless_uniform(
             [meta_batch_size], keys[0], 0, n, dtype=tf.int32)
         return _make_batch(pool, ids, keys[1], ways, support_shots,
-                           query_shots, ranges)
+                           query_shots, ranges, support_batch)
 
     return tf.data.Dataset.counter().map(
         element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
