@@ -242,8 +242,11 @@ def test_leap_convnet_shapes():
 
 def test_meta_training_lowers_held_out_loss(data):
     """A tiny Reptile run on 5-way Omniglot tasks: the post-adaptation query
-    loss on held-out alphabets falls below that of the random init."""
-    kwargs = dict(ways=5, support_shots=5, query_shots=5, data=data)
+    loss on held-out alphabets falls below that of the random init (by ~0.3
+    for this seed). Without augmentation: with it, 15 meta-steps are too few
+    to move the held-out loss reliably."""
+    kwargs = dict(ways=5, support_shots=5, query_shots=5, data=data,
+                  augment=False)
     test = omniglot.tasks("test", num_tasks=4, seed=1, **kwargs)
     keras.utils.set_random_seed(0)
     meta = tfmeta.Reptile(
@@ -258,7 +261,7 @@ def test_meta_training_lowers_held_out_loss(data):
                               **kwargs),
              epochs=1, steps_per_epoch=15, verbose=0)
     after = meta.evaluate_tasks(test, steps=5)["loss_after"].mean()
-    assert np.isfinite(after) and after < before - 0.05, (before, after)
+    assert np.isfinite(after) and after < before - 0.15, (before, after)
 
 
 def test_support_batch_subsamples_each_task(data):
