@@ -68,12 +68,6 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-# Work-around for a Grappler bug: with its arithmetic optimizer on, the
-# second-order MAML meta-step of this conv net (meta-batch > 1) fails with
-# "AlreadyExistsError ... ArithmeticOptimizer/AddOpsRewrite_add_NN/tmp_var"
-# on every call (TensorFlow 2.21, CPU). Turned off for all methods alike.
-tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
-
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import tfmeta  # noqa: E402
 from tfmeta import inner_loop  # noqa: E402
@@ -313,6 +307,12 @@ def time_steps(data, cfg, meta_batch=2, repeats=2):
 
 def main(argv=None):
     args, cfg = parse_args(argv)
+    # Work-around for a Grappler bug: with its arithmetic optimizer on, the
+    # second-order MAML meta-step of this conv net (meta-batch > 1) fails
+    # with "AlreadyExistsError ... ArithmeticOptimizer/AddOpsRewrite_add_NN/
+    # tmp_var" on every call (TensorFlow 2.21, CPU). Off for all methods.
+    tf.config.optimizer.set_experimental_options(
+        {"arithmetic_optimization": False})
     data = omniglot.load(args.data_dir, verbose=True)
     if args.time_steps:
         time_steps(data, cfg)

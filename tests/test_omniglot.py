@@ -2,7 +2,9 @@
 section 4.1 / appendix D protocol)."""
 
 import os
+import pathlib
 import shutil
+import sys
 import time
 
 import keras
@@ -12,6 +14,8 @@ import tensorflow as tf
 
 import tfmeta
 from tfmeta.tasks import omniglot
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "experiments"))
 
 def _have_archives():
     try:
@@ -276,3 +280,36 @@ def test_support_batch_subsamples_each_task(data):
             assert gap < 1e-6            # the image is one of its class's 15
     with pytest.raises(ValueError, match="support_batch"):
         omniglot.dataset(support_batch=301, data=data)
+
+
+def test_experiment_presets_and_arguments():
+    """The script's presets: ``small`` is planned to fit in an hour on 2
+    cores; bad arguments are refused."""
+    import omniglot_multishot as script
+
+    _, cfg = script.parse_args(["--budget", "small"])
+    assert script.predict_seconds(cfg, script.METHODS) < 3600
+    _, paper = script.parse_args(["--budget", "paper"])
+    assert (paper["meta_steps"], paper["meta_batch"], paper["inner_steps"],
+            paper["maml_steps"], paper["eval_steps"]) == (1000, 20, 100, 5, 100)
+    assert set(script.PAPER) == set(script.TASK_COUNTS)
+    assert script.checkpoints(100)[0] == 1 and script.checkpoints(100)[-1] == 100
+    with pytest.raises(SystemExit):
+        script.parse_args(["--methods", "Leap,Nope"])
+    with pytest.raises(SystemExit):
+        script.parse_args(["--tasks", "0,5"])
+
+
+@pytest.mark.slow
+def test_experiment_tiny_preset_end_to_end(tmp_path):
+    """``--budget tiny`` for two methods writes every output (~1 minute)."""
+    import omniglot_multishot as script
+
+    script.main(["--budget", "tiny", "--methods", "Reptile,Scratch",
+                 "--out", str(tmp_path)])
+    for name in ("runs.csv", "curves.csv", "results.md", "test_error.png",
+                 "heldout_curves.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    rows = (tmp_path / "runs.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[1].startswith("Reptile,1,0,")
+    assert "| 1 | " in (tmp_path / "results.md").read_text()
