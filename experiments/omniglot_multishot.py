@@ -32,6 +32,12 @@ small   15          5           20  (MAML 5)  1      1, 5, 25           ~50 min
 tiny    2           2           5   (MAML 2)  1      1                  ~2-4 min
 ======  ==========  ==========  ============  =====  =================  ==========
 
+Augmentation: each task's support split is augmented once per meta-step (a
+fixed tensor while the task trains; ``--support-copies c`` gives it ``c``
+independently augmented copies to come closer to per-step augmentation).
+With the default, our Scratch error on held-out alphabets (83.7%, one seed,
+n=5 cell of ``small``) is close to the paper's No-pretraining column (82-83%).
+
 Held-out evaluation uses the paper's 100 task steps on all 10 held-out
 alphabets in every preset but ``tiny`` (10 steps, 2 alphabets: a smoke
 test). Measured costs (``--time-steps``; spread over repeated measurements
@@ -155,37 +161,42 @@ class HeldOutCurve:
     """Train/test error of held-out tasks along their 100 training steps.
 
     Adapts from the meta-learned initialization in chunks between
-    ``checkpoints(steps)`` with the library's compiled inner loop; with plain SGD
-    (no optimizer state) chaining chunks is the same as one run. Errors use
+    ``checkpoints(steps)`` with the library's compiled inner loop; with plain
+    SGD (no optimizer state) the chained chunks are one run of ``steps``
+    steps (only the minibatch draws differ from ``evaluate``'s). Errors use
     inference mode with the adapted batch-norm statistics, as ``evaluate``.
     """
 
     def __init__(self, meta):
         self.meta = meta
-        learner, loss_fn, update = (meta.learner, meta.task_loss_fn,
-                                    meta.inner_update)
+        self.chunk = tf.function(self._chunk, reduce_retracing=True)
+        self.error = tf.function(self._error, reduce_retracing=True)
 
-        def chunk(params, nontrainable, x, y, steps, seed):
-            result = inner_loop.adapt(
-                learner, loss_fn, update, params, nontrainable, x, y, steps,
-                batch_size=meta.inner_batch_size, seed=seed)
-            return result.params, result.nontrainable
+    def _chunk(self, params, nontrainable, x, y, steps, seed):
+        meta = self.meta
+        result = inner_loop.adapt(
+            meta.learner, meta.task_loss_fn, meta.inner_update, params,
+            nontrainable, x, y, steps, batch_size=meta.inner_batch_size,
+            seed=seed)
+        return result.params, result.nontrainable
 
-        def error(params, nontrainable, x, y):
-            _, pred, _ = inner_loop.task_loss(
-                learner, loss_fn, params, nontrainable, x, y, training=False)
-            wrong = tf.not_equal(tf.argmax(pred, -1, output_type=tf.int32), y)
-            return tf.reduce_mean(tf.cast(wrong, tf.float32))
-
-        self.chunk = tf.function(chunk, reduce_retracing=True)
-        self.error = tf.function(error, reduce_retracing=True)
+    def _error(self, params, nontrainable, x, y):
+        meta = self.meta
+        _, pred, _ = inner_loop.task_loss(
+            meta.learner, meta.task_loss_fn, params, nontrainable, x, y,
+            training=False)
+        wrong = tf.not_equal(tf.argmax(pred, -1, output_type=tf.int32), y)
+        return tf.reduce_mean(tf.cast(wrong, tf.float32))
 
     def __call__(self, test, steps, seed=0):
         """``[tasks, checkpoints, 2]`` errors (train on support, test on
         query) in percent."""
         out = []
         for t in range(test["support_x"].shape[0]):
-            params, nontrainable = self.meta._current_state()
+            learner = self.meta.learner
+            params = [tf.convert_to_tensor(v) for v in learner.trainable_variables]
+            nontrainable = [tf.convert_to_tensor(v)
+                            for v in learner.non_trainable_variables]
             sx, sy = tf.constant(test["support_x"][t]), tf.constant(test["support_y"][t])
             qx, qy = tf.constant(test["query_x"][t]), tf.constant(test["query_y"][t])
             done, rows = 0, []
@@ -239,6 +250,10 @@ def parse_args(argv=None):
     parser.add_argument("--test-tasks", type=int,
                         help="held-out alphabets evaluated (default all 10)")
     parser.add_argument("--seeds", type=int, help="number of seeds 0..n-1")
+    parser.add_argument("--support-copies", type=int, default=1,
+                        help="independently augmented copies of each support "
+                        "split (approximates on-the-fly augmentation during "
+                        "task training; default 1 = augmented once per task)")
     parser.add_argument("--tasks", help="comma-separated pretraining task counts")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--data-dir", help="directory holding omniglot/ "
@@ -247,9 +262,9 @@ def parse_args(argv=None):
     parser.add_argument("--time-steps", action="store_true",
                         help="only time the input pipeline and meta-steps")
     args = parser.parse_args(argv)
-    cfg = dict(PRESETS[args.budget])
+    cfg = dict(PRESETS[args.budget], support_copies=args.support_copies)
     for key in ("meta_steps", "meta_batch", "inner_steps", "maml_steps",
-                "seeds", "eval_steps", "test_tasks"):
+                "seeds", "eval_steps", "test_tasks", "support_copies"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
         if cfg[key] < 1:
@@ -324,7 +339,7 @@ def main(argv=None):
     print(f"predicted time: {predict_seconds(cfg, args.methods) / 60:.0f} min",
           flush=True)
     test = omniglot.tasks("test", num_tasks=cfg["test_tasks"], seed=10_000,
-                          data=data)
+                          data=data, support_copies=cfg["support_copies"])
     # progress lines: up to 10 "epochs" that divide the meta-steps exactly
     epochs = next(e for e in range(min(10, cfg["meta_steps"]), 0, -1)
                   if cfg["meta_steps"] % e == 0)
@@ -345,7 +360,8 @@ def main(argv=None):
                     if name != "Scratch":
                         meta.fit(omniglot.dataset(
                             num_tasks=num_tasks, meta_batch_size=cfg["meta_batch"],
-                            seed=seed, data=data, support_batch=(
+                            seed=seed, data=data,
+                            support_copies=cfg["support_copies"], support_batch=(
                                 INNER_BATCH if name == "FineTune" else None)),
                             epochs=epochs,
                             steps_per_epoch=cfg["meta_steps"] // epochs,
@@ -367,7 +383,7 @@ def main(argv=None):
                            total_seconds=time.perf_counter() - t0,
                            **{k: cfg[k] for k in ("meta_steps", "meta_batch",
                                                   "inner_steps", "maml_steps",
-                                                  "eval_steps")})
+                                                  "eval_steps", "support_copies")})
                 rows.append(row)
                 for c, k in enumerate(marks):
                     curves.append(dict(method=name, num_tasks=num_tasks,

@@ -313,3 +313,17 @@ def test_experiment_tiny_preset_end_to_end(tmp_path):
     rows = (tmp_path / "runs.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[1].startswith("Reptile,1,0,")
     assert "| 1 | " in (tmp_path / "results.md").read_text()
+
+
+def test_support_copies_are_augmented_independently(data):
+    kw = dict(num_tasks=1, ways=2, data=data)
+    plain = omniglot.tasks("test", augment=False, support_copies=3, **kw)
+    assert plain["support_x"].shape == (1, 90, 28, 28, 1)
+    np.testing.assert_array_equal(plain["support_y"][0, :30],
+                                  plain["support_y"][0, 60:])
+    np.testing.assert_array_equal(plain["support_x"][0, :30],
+                                  plain["support_x"][0, 30:60])
+    aug = omniglot.tasks("test", support_copies=3, **kw)
+    assert not np.allclose(aug["support_x"][0, :30], aug["support_x"][0, 30:60])
+    with pytest.raises(ValueError, match="support_copies"):
+        omniglot.tasks("test", support_copies=0, **kw)

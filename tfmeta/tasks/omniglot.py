@@ -282,7 +282,11 @@ def augment(images, seed, **ranges):
 
 
 # ------------------------------------------------------------- task batches
-def _check_shots(ways, support_shots, query_shots):
+def _check_shots(ways, support_shots, query_shots, support_copies=1):
+    if isinstance(support_copies, bool) or not isinstance(support_copies, int) \
+            or support_copies < 1:
+        raise ValueError(
+            f"support_copies must be a positive integer, got {support_copies!r}.")
     if not (isinstance(ways, int) and 1 <= ways <= NUM_CLASSES):
         raise ValueError(f"ways must be an integer in [1, {NUM_CLASSES}], "
                          f"got {ways!r}.")
@@ -295,7 +299,7 @@ def _check_shots(ways, support_shots, query_shots):
 
 
 def _make_batch(pool, task_ids, key, ways, support_shots, query_shots,
-                augment_ranges, support_batch=None):
+                augment_ranges, support_batch=None, support_copies=1):
     """Task batch of alphabets ``task_ids`` from ``pool [T, 20, 20, 28, 28]``."""
     x = tf.gather(pool, task_ids)[:, :ways]                     # [B, W, 20, H, W]
     b = tf.shape(task_ids)[0]
@@ -308,9 +312,10 @@ def _make_batch(pool, task_ids, key, ways, support_shots, query_shots,
 
     support, query = flat(support, support_shots), flat(query, query_shots)
     support_y = tf.tile(tf.repeat(tf.range(ways, dtype=tf.int32),
-                                  support_shots)[None], [b, 1])
+                                  support_shots)[None], [b, support_copies])
+    support = tf.tile(support, [1, support_copies, 1, 1, 1])
     keys = tf.random.experimental.stateless_split(key, 2)
-    n_s = ways * support_shots
+    n_s = ways * support_shots * support_copies
     if support_batch is not None:   # a random minibatch of each support split
         order = tf.argsort(tf.random.stateless_uniform([b, n_s], keys[1]), -1)
         pick = order[:, :support_batch]
@@ -340,7 +345,7 @@ def _ranges(augment_flag, augment_ranges):
 def dataset(split="train", num_tasks=None, meta_batch_size=20, seed=0,
             augment=True, ways=NUM_CLASSES, support_shots=SUPPORT_SHOTS,
             query_shots=QUERY_SHOTS, data_dir=None, augment_ranges=None,
-            data=None, support_batch=None):
+            data=None, support_batch=None, support_copies=1):
     """An endless ``tf.data.Dataset`` of task batches (dicts).
 
     ``support_x [B, ways*support_shots, 28, 28, 1]`` (300 for 20 x 15),
@@ -349,17 +354,21 @@ def dataset(split="train", num_tasks=None, meta_batch_size=20, seed=0,
     ``num_tasks`` pretraining tasks (for ``FineTune(num_heads=num_tasks)``).
     Each task of a batch is an alphabet drawn uniformly (with replacement)
     from the first ``num_tasks`` of the split; element ``i`` depends only on
-    ``(seed, i)``. ``support_batch=k`` keeps a random ``k`` of each task's
+    ``(seed, i)``. ``support_copies=c`` repeats the support split ``c``
+    times, each copy with its own augmentation, so that the inner loop's
+    minibatches come close to the paper's on-the-fly augmentation (the
+    support tensor is fixed while a task trains). ``support_batch=k`` keeps a random ``k`` of each task's
     support images (e.g. 20 for FineTune's pretraining minibatches, Table 3);
     ``augment_ranges`` overrides ``scale_range``,
     ``rotation_range`` or ``translation_range`` of the augmentation.
     """
-    _check_shots(ways, support_shots, query_shots)
+    _check_shots(ways, support_shots, query_shots, support_copies)
     if support_batch is not None and not (
             isinstance(support_batch, int)
-            and 1 <= support_batch <= ways * support_shots):
+            and 1 <= support_batch <= ways * support_shots * support_copies):
         raise ValueError(f"support_batch must be an integer in [1, "
-                         f"{ways * support_shots}] or None, got {support_batch!r}.")
+                         f"{ways * support_shots * support_copies}] or None, "
+                         f"got {support_batch!r}.")
     if isinstance(meta_batch_size, bool) or not isinstance(meta_batch_size, int) \
             or meta_batch_size < 1:
         raise ValueError(
@@ -376,7 +385,7 @@ def dataset(split="train", num_tasks=None, meta_batch_size=20, seed=0,
         ids = tf.random.stateless_uniform(
             [meta_batch_size], keys[0], 0, n, dtype=tf.int32)
         return _make_batch(pool, ids, keys[1], ways, support_shots,
-                           query_shots, ranges, support_batch)
+                           query_shots, ranges, support_batch, support_copies)
 
     return tf.data.Dataset.counter().map(
         element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
@@ -386,17 +395,18 @@ def dataset(split="train", num_tasks=None, meta_batch_size=20, seed=0,
 def tasks(split="test", num_tasks=None, seed=0, augment=True,
           ways=NUM_CLASSES, support_shots=SUPPORT_SHOTS,
           query_shots=QUERY_SHOTS, data_dir=None, augment_ranges=None,
-          data=None):
+          data=None, support_copies=1):
     """One fixed batch with every alphabet of ``split`` (the first
     ``num_tasks``) once, in order: the held-out evaluation tasks. NumPy
     arrays shaped as in ``dataset``; augmented with seed ``seed``."""
-    _check_shots(ways, support_shots, query_shots)
+    _check_shots(ways, support_shots, query_shots, support_copies)
     data = data or load(data_dir)
     pool = tf.constant(data.array(split, num_tasks))
     ids = tf.range(pool.shape[0], dtype=tf.int32)
     key = tf.constant([seed, 2], tf.int64)
     batch = _make_batch(pool, ids, key, ways, support_shots, query_shots,
-                        _ranges(augment, augment_ranges))
+                        _ranges(augment, augment_ranges),
+                        support_copies=support_copies)
     return {k: v.numpy() for k, v in batch.items()}
 
 
