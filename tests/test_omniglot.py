@@ -60,6 +60,12 @@ def test_alphabets_kept_and_dropped(data):
 
 def test_held_out_alphabets_fixed_and_disjoint(data):
     assert len(data.test_alphabets) == 10
+    # the list documented in tfmeta/tasks/omniglot.py
+    assert data.test_alphabets == [
+        "Atemayar_Qelisayer", "Futurama", "Grantha", "Greek", "Hebrew",
+        "Kannada", "Korean", "Sanskrit", "Sylheti", "ULOG"]
+    assert data.train_alphabets[:5] == [
+        "Glagolitic", "Braille", "Arcadian", "Anglo-Saxon_Futhorc", "Gujarati"]
     assert len(data.train_alphabets) == 36
     assert not set(data.test_alphabets) & set(data.train_alphabets)
     again = omniglot.Omniglot(*omniglot.load_raw())

@@ -6,10 +6,13 @@ Each of Omniglot's 50 alphabets is one 20-way classification task:
 * alphabets with fewer than 20 characters are dropped (4 of them); for larger
   alphabets 20 characters are picked with a fixed seed (``PROTOCOL_SEED``);
 * 10 of the remaining 46 alphabets are held out for final evaluation, chosen
-  with the same fixed seed (``Omniglot.test_alphabets``, listed in
-  ``docs/omniglot.md`` by ``experiments/omniglot_multishot.py``); the other
-  36 are the pretraining alphabets, in a fixed seeded order, and "``n``
-  pretraining tasks" means the first ``n`` of that order;
+  with the same fixed seed (``Omniglot.test_alphabets``): Atemayar_Qelisayer,
+  Futurama, Grantha, Greek, Hebrew, Kannada, Korean, Sanskrit, Sylheti,
+  ULOG. The 4 dropped ones: Blackfoot, Inuktitut and Ojibwe (Canadian
+  Aboriginal Syllabics) and Tagalog. The other 36 are the pretraining
+  alphabets, in a fixed seeded order (``Omniglot.train_alphabets``, starting
+  Glagolitic, Braille, Arcadian, Anglo-Saxon_Futhorc, Gujarati, ...), and
+  "``n`` pretraining tasks" means the first ``n`` of that order;
 * per character the drawings of drawers 1-15 form the task's training
   (support) split and those of drawers 16-20 its held-out (query) split, so
   a task has 300 support and 100 query images;
