@@ -1,0 +1,491 @@
+"""Omniglot multi-shot benchmark: Leap's Table 2 (Flennerhag et al., 2019,
+section 4.1, appendix D).
+
+Each alphabet is a 20-way task (15 training / 5 held-out drawings per
+character, random affine augmentation; ``tfmeta.tasks.omniglot``). For each
+number of pretraining alphabets in {1, 3, 5, 10, 15, 20, 25} and each seed,
+every method meta-trains the 4-layer conv net (``omniglot.leap_convnet``) on
+those alphabets; then each of the 10 held-out alphabets is trained from the
+learned initialization for 100 SGD steps (lr 0.1, batch 20) on its 300
+support images, and we report the error (%) on its 100 query images,
+averaged over held-out alphabets and seeds.
+
+Methods and hyper-parameters (paper's Table 3, appendix D): Leap (length
+metric d1, loss in the task manifold, stabilizer), Reptile, FOMAML, MAML
+(backprop through 5 steps, second order), FineTune (multi-headed: one
+output layer per pretraining alphabet; fine-tuning starts from the
+pretrained body and a fresh output layer) and Scratch (no pretraining). Meta
+step: plain SGD, lr 0.1 (Leap, Reptile; FineTune's pretraining) or 0.5
+(MAML, FOMAML); task step: SGD lr 0.1, minibatch 20; meta-batch 20 tasks;
+1000 meta-steps; 100 task steps (MAML: 5).
+
+Presets (``--budget``; every value can be overridden by its flag). Predicted
+times come from ``predict_seconds`` with costs measured on the 2 CPU cores
+of the dev machine while other jobs shared them (load 2-6):
+
+======  ==========  ==========  ============  =====  =================  ==========
+preset  meta-steps  meta-batch  task steps    seeds  pretraining tasks  predicted
+======  ==========  ==========  ============  =====  =================  ==========
+paper   1000        20          100 (MAML 5)  10     1,3,5,10,15,20,25  ~300 days
+medium  100         5           50  (MAML 5)  2      1,3,5,10,15,20,25  ~22 hours
+small   15          5           20  (MAML 5)  1      1, 5, 25           ~50 min
+tiny    2           2           5   (MAML 2)  1      1                  ~2-4 min
+======  ==========  ==========  ============  =====  =================  ==========
+
+Augmentation: each task's support split is augmented once per meta-step (a
+fixed tensor while the task trains; ``--support-copies c`` gives it ``c``
+independently augmented copies to come closer to per-step augmentation).
+With the default, our Scratch error on held-out alphabets (83.7%, one seed,
+n=5 cell of ``small``) is close to the paper's No-pretraining column (82-83%).
+
+Held-out evaluation uses the paper's 100 task steps on all 10 held-out
+alphabets in every preset but ``tiny`` (10 steps, 2 alphabets: a smoke
+test). Measured costs (``--time-steps``; spread over repeated measurements
+under that load): a task of 100 inner steps of batch 20 takes 7-10 s for
+Leap, ~5 s for Reptile, 2.6-6 s for FOMAML; a task of 5 second-order MAML
+steps ~1.2 s; a FineTune step on 20 tasks x 20 images ~2.3 s; producing a
+batch of 20 augmented tasks (8000 images) 0.08-0.11 s, i.e. under 0.1% of a
+Leap meta-step of 20 tasks (~140-200 s). The paper's table needs a GPU;
+``small`` gives every method the same, much smaller meta-training budget, so
+its numbers show the pipeline working, not the paper's final errors.
+
+    python experiments/omniglot_multishot.py --budget small --out runs/omniglot
+    python experiments/omniglot_multishot.py --budget tiny   # ~3 minutes
+    python experiments/omniglot_multishot.py --budget paper --time-steps  # s/step
+
+Writes to ``--out``: ``runs.csv`` (one row per method x tasks x seed),
+``curves.csv`` (held-out train/test error along the 100 steps), ``results.md``
+(Table 2 layout, ours beside the paper's numbers), ``test_error.png`` (test
+error vs number of pretraining tasks) and ``heldout_curves.png`` (Figure 3
+left: training error on held-out tasks vs steps, for the largest number of
+pretraining tasks run).
+"""
+
+import argparse
+import csv
+import os
+import pathlib
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import tfmeta  # noqa: E402
+from tfmeta import inner_loop  # noqa: E402
+from tfmeta.tasks import omniglot  # noqa: E402
+
+METHODS = ("Leap", "Reptile", "FineTune", "MAML", "FOMAML", "Scratch")
+TASK_COUNTS = (1, 3, 5, 10, 15, 20, 25)
+
+# Leap (ICLR 2019) appendix D, Table 2: mean test error (%) after 100 training
+# steps on held-out alphabets (the protocol implemented here: augmentation,
+# 20-way alphabets, up to 25 pretraining tasks). Finetuning is multi-headed.
+# (leap_appendix.txt's Table 1 is another protocol: no augmentation, up to
+# 30 tasks, and is not used.)
+PAPER = {
+    1: dict(Leap=62.3, Reptile=59.8, FineTune=46.5, MAML=64.0, FOMAML=64.5, Scratch=82.3),
+    3: dict(Leap=46.5, Reptile=46.5, FineTune=36.0, MAML=56.2, FOMAML=59.0, Scratch=82.3),
+    5: dict(Leap=40.3, Reptile=41.4, FineTune=32.5, MAML=50.1, FOMAML=53.0, Scratch=82.5),
+    10: dict(Leap=32.6, Reptile=35.6, FineTune=28.7, MAML=49.3, FOMAML=49.6, Scratch=82.9),
+    15: dict(Leap=29.6, Reptile=33.3, FineTune=26.9, MAML=45.5, FOMAML=47.8, Scratch=82.6),
+    20: dict(Leap=26.0, Reptile=30.8, FineTune=24.7, MAML=41.7, FOMAML=45.4, Scratch=82.6),
+    25: dict(Leap=24.8, Reptile=29.4, FineTune=23.5, MAML=42.9, FOMAML=44.0, Scratch=82.8),
+}
+
+PRESETS = {
+    "paper": dict(meta_steps=1000, meta_batch=20, inner_steps=100,
+                  maml_steps=5, seeds=10, tasks=TASK_COUNTS, eval_steps=100,
+                  test_tasks=10),
+    "medium": dict(meta_steps=100, meta_batch=5, inner_steps=50,
+                   maml_steps=5, seeds=2, tasks=TASK_COUNTS, eval_steps=100,
+                   test_tasks=10),
+    "small": dict(meta_steps=15, meta_batch=5, inner_steps=20, maml_steps=5,
+                  seeds=1, tasks=(1, 5, 25), eval_steps=100, test_tasks=10),
+    "tiny": dict(meta_steps=2, meta_batch=2, inner_steps=5, maml_steps=2,
+                 seeds=1, tasks=(1,), eval_steps=10, test_tasks=2),
+}
+META_LR = dict(Leap=0.1, Reptile=0.1, FineTune=0.1, MAML=0.5, FOMAML=0.5,
+               Scratch=0.0)
+TASK_LR = 0.1
+INNER_BATCH = 20
+CHECKPOINT_FRACTIONS = (0.01, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def checkpoints(eval_steps):
+    """Steps at which held-out errors are recorded (1 ... eval_steps)."""
+    return sorted({max(1, round(f * eval_steps)) for f in CHECKPOINT_FRACTIONS})
+
+# Measured on the 2 CPU cores of the dev machine, shared with other jobs
+# (load 2-6; --time-steps): seconds per task of 100 inner steps of batch 20
+# (MAML: per task of 5 second-order steps), seconds per FineTune meta-step of
+# 20 tasks (20 images each), seconds per held-out alphabet (100 steps and the
+# error checkpoints) and seconds of tracing per run. Only for the prediction.
+SECONDS_PER_TASK = dict(Leap=8.6, Reptile=5.0, FOMAML=4.3, MAML=1.2)
+FINETUNE_SECONDS_PER_STEP = 2.3
+EVAL_SECONDS_PER_ALPHABET = 8.0
+TRACE_SECONDS = 20.0
+
+
+def build(name, num_tasks, seed, cfg):
+    """The meta-learner of ``name`` with the paper's settings."""
+    keras.utils.set_random_seed(seed)
+    net = omniglot.leap_convnet(seed=seed)
+    common = dict(inner_optimizer=keras.optimizers.SGD(TASK_LR),
+                  inner_batch_size=INNER_BATCH, eval_steps=cfg["eval_steps"],
+                  seed=seed)
+    steps = cfg["inner_steps"]
+    if name == "Leap":
+        meta = tfmeta.Leap(net, metric="length", inner_steps=steps, **common)
+    elif name == "Reptile":
+        meta = tfmeta.Reptile(net, inner_steps=steps, **common)
+    elif name == "FOMAML":
+        meta = tfmeta.FOMAML(net, inner_steps=steps, **common)
+    elif name == "MAML":
+        meta = tfmeta.MAML(net, inner_steps=cfg["maml_steps"], **common)
+    elif name == "FineTune":
+        meta = tfmeta.FineTune(net, num_heads=num_tasks, **common)
+    else:
+        meta = tfmeta.Scratch(net, **common)
+    meta.compile(optimizer=keras.optimizers.SGD(META_LR[name]),
+                 loss=keras.losses.SparseCategoricalCrossentropy(
+                     from_logits=True))
+    return meta
+
+
+class HeldOutCurve:
+    """Train/test error of held-out tasks along their 100 training steps.
+
+    Adapts from the meta-learned initialization in chunks between
+    ``checkpoints(steps)`` with the library's compiled inner loop; with plain
+    SGD (no optimizer state) the chained chunks are one run of ``steps``
+    steps (only the minibatch draws differ from ``evaluate``'s). Errors use
+    inference mode with the adapted batch-norm statistics, as ``evaluate``.
+    """
+
+    def __init__(self, meta):
+        self.meta = meta
+        self.chunk = tf.function(self._chunk, reduce_retracing=True)
+        self.error = tf.function(self._error, reduce_retracing=True)
+
+    def _chunk(self, params, nontrainable, x, y, steps, seed):
+        meta = self.meta
+        result = inner_loop.adapt(
+            meta.learner, meta.task_loss_fn, meta.inner_update, params,
+            nontrainable, x, y, steps, batch_size=meta.inner_batch_size,
+            seed=seed)
+        return result.params, result.nontrainable
+
+    def _error(self, params, nontrainable, x, y):
+        meta = self.meta
+        _, pred, _ = inner_loop.task_loss(
+            meta.learner, meta.task_loss_fn, params, nontrainable, x, y,
+            training=False)
+        wrong = tf.not_equal(tf.argmax(pred, -1, output_type=tf.int32), y)
+        return tf.reduce_mean(tf.cast(wrong, tf.float32))
+
+    def __call__(self, test, steps, seed=0):
+        """``[tasks, checkpoints, 2]`` errors (train on support, test on
+        query) in percent."""
+        out = []
+        for t in range(test["support_x"].shape[0]):
+            learner = self.meta.learner
+            params = [tf.convert_to_tensor(v) for v in learner.trainable_variables]
+            nontrainable = [tf.convert_to_tensor(v)
+                            for v in learner.non_trainable_variables]
+            sx, sy = tf.constant(test["support_x"][t]), tf.constant(test["support_y"][t])
+            qx, qy = tf.constant(test["query_x"][t]), tf.constant(test["query_y"][t])
+            done, rows = 0, []
+            for k in checkpoints(steps):
+                key = tf.constant([seed, 1000 * t + k], tf.int64)
+                params, nontrainable = self.chunk(
+                    params, nontrainable, sx, sy, tf.constant(k - done), key)
+                done = k
+                rows.append([float(self.error(params, nontrainable, sx, sy)),
+                             float(self.error(params, nontrainable, qx, qy))])
+            out.append(rows)
+        return 100.0 * np.array(out)
+
+
+def predict_seconds(cfg, methods):
+    """Predicted wall time of a preset from the measured costs above:
+    meta-training scales linearly in meta-steps x meta-batch x task steps;
+    every run adds its held-out evaluation (``test_tasks`` alphabets x
+    ``eval_steps``) and its tracing; Scratch is evaluated once per seed."""
+    runs = len(cfg["tasks"]) * cfg["seeds"]
+    evaluation = (cfg["test_tasks"] * EVAL_SECONDS_PER_ALPHABET
+                  * cfg["eval_steps"] / 100 + TRACE_SECONDS)
+    total = 0.0
+    for name in methods:
+        if name == "Scratch":
+            total += cfg["seeds"] * evaluation
+            continue
+        if name == "FineTune":
+            train = cfg["meta_steps"] * FINETUNE_SECONDS_PER_STEP * (
+                cfg["meta_batch"] / 20)
+        elif name == "MAML":
+            train = (cfg["meta_steps"] * cfg["meta_batch"]
+                     * SECONDS_PER_TASK["MAML"] * cfg["maml_steps"] / 5)
+        else:
+            train = (cfg["meta_steps"] * cfg["meta_batch"]
+                     * SECONDS_PER_TASK[name] * cfg["inner_steps"] / 100)
+        total += runs * (train + evaluation + TRACE_SECONDS)
+    return total
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--budget", choices=sorted(PRESETS), default="small")
+    parser.add_argument("--meta-steps", type=int)
+    parser.add_argument("--meta-batch", type=int)
+    parser.add_argument("--inner-steps", type=int,
+                        help="task steps during meta-training (not MAML)")
+    parser.add_argument("--maml-steps", type=int)
+    parser.add_argument("--eval-steps", type=int,
+                        help="task steps on held-out alphabets (paper: 100)")
+    parser.add_argument("--test-tasks", type=int,
+                        help="held-out alphabets evaluated (default all 10)")
+    parser.add_argument("--seeds", type=int, help="number of seeds 0..n-1")
+    parser.add_argument("--support-copies", type=int, default=1,
+                        help="independently augmented copies of each support "
+                        "split (approximates on-the-fly augmentation during "
+                        "task training; default 1 = augmented once per task)")
+    parser.add_argument("--tasks", help="comma-separated pretraining task counts")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--data-dir", help="directory holding omniglot/ "
+                        "(default $TFMETA_DATA or ../shared/data)")
+    parser.add_argument("--out", default="runs/omniglot_multishot")
+    parser.add_argument("--time-steps", action="store_true",
+                        help="only time the input pipeline and meta-steps")
+    args = parser.parse_args(argv)
+    cfg = dict(PRESETS[args.budget], support_copies=args.support_copies)
+    for key in ("meta_steps", "meta_batch", "inner_steps", "maml_steps",
+                "seeds", "eval_steps", "test_tasks", "support_copies"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
+        if cfg[key] < 1:
+            parser.error(f"--{key.replace('_', '-')} must be positive")
+    if args.tasks:
+        cfg["tasks"] = tuple(int(t) for t in args.tasks.split(","))
+    if any(not 1 <= t <= 36 for t in cfg["tasks"]):
+        parser.error("--tasks must lie in 1..36 (the pretraining alphabets)")
+    args.methods = args.methods.split(",")
+    unknown = set(args.methods) - set(METHODS)
+    if unknown:
+        parser.error(f"unknown method(s) {sorted(unknown)}; choose from "
+                     f"{list(METHODS)}")
+    return args, cfg
+
+
+def time_steps(data, cfg, meta_batch=2, repeats=2):
+    """Seconds per meta-step of each method at the configured inner
+    settings, and seconds to produce task batches (input pipeline)."""
+    ds = omniglot.dataset(num_tasks=5, meta_batch_size=20, data=data)
+    it = iter(ds)
+    next(it)
+    start = time.perf_counter()
+    for _ in range(10):
+        next(it)
+    per_batch = (time.perf_counter() - start) / 10
+    print(f"input pipeline: {per_batch:.3f} s per batch of 20 tasks "
+          "(300+100 augmented images each)", flush=True)
+    for name in ("Leap", "Reptile", "FOMAML", "MAML", "FineTune"):
+        meta = build(name, 5, 0, cfg)
+        ds = omniglot.dataset(
+            num_tasks=5, meta_batch_size=meta_batch, data=data,
+            support_batch=INNER_BATCH if name == "FineTune" else None)
+        start = time.perf_counter()
+        meta.fit(ds, epochs=1, steps_per_epoch=1, verbose=0)
+        first = time.perf_counter() - start
+        start = time.perf_counter()
+        meta.fit(ds, epochs=1, steps_per_epoch=repeats, verbose=0)
+        per = (time.perf_counter() - start) / repeats
+        steps = (cfg["maml_steps"] if name == "MAML" else 0 if name == "FineTune"
+                 else cfg["inner_steps"])
+        print(f"{name}: {per:.2f} s per meta-step of {meta_batch} tasks "
+              f"({per / meta_batch:.2f} s per task, {steps} task steps of "
+              f"batch {INNER_BATCH}; first step with tracing {first:.1f} s); "
+              f"a meta-batch of 20: ~{20 * per / meta_batch:.1f} s", flush=True)
+    test = omniglot.tasks("test", num_tasks=2, data=data)
+    curve = HeldOutCurve(meta)
+    curve(test, cfg["eval_steps"])              # traces
+    start = time.perf_counter()
+    curve(test, cfg["eval_steps"])
+    per = (time.perf_counter() - start) / 2
+    print(f"held-out evaluation: {per:.2f} s per alphabet "
+          f"({cfg['eval_steps']} steps + error checkpoints)", flush=True)
+
+
+def main(argv=None):
+    args, cfg = parse_args(argv)
+    # Work-around for a Grappler bug: with its arithmetic optimizer on, the
+    # second-order MAML meta-step of this conv net (meta-batch > 1) fails
+    # with "AlreadyExistsError ... ArithmeticOptimizer/AddOpsRewrite_add_NN/
+    # tmp_var" on every call (TensorFlow 2.21, CPU). Off for all methods.
+    tf.config.optimizer.set_experimental_options(
+        {"arithmetic_optimization": False})
+    data = omniglot.load(args.data_dir, verbose=True)
+    if args.time_steps:
+        time_steps(data, cfg)
+        return
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"budget {args.budget}: {cfg}; methods {args.methods}", flush=True)
+    print(f"held-out alphabets: {', '.join(data.test_alphabets)}", flush=True)
+    print(f"predicted time: {predict_seconds(cfg, args.methods) / 60:.0f} min",
+          flush=True)
+    test = omniglot.tasks("test", num_tasks=cfg["test_tasks"], seed=10_000,
+                          data=data, support_copies=cfg["support_copies"])
+    # progress lines: up to 10 "epochs" that divide the meta-steps exactly
+    epochs = next(e for e in range(min(10, cfg["meta_steps"]), 0, -1)
+                  if cfg["meta_steps"] % e == 0)
+    rows, curves = [], []
+    scratch = {}
+    start_all = time.perf_counter()
+    for num_tasks in cfg["tasks"]:
+        for seed in range(cfg["seeds"]):
+            for name in args.methods:
+                t0 = time.perf_counter()
+                if name == "Scratch" and seed in scratch:
+                    errors, seconds = scratch[seed]   # independent of tasks
+                else:
+                    meta = build(name, num_tasks, seed, cfg)
+                    print(f"== {name}, {num_tasks} pretraining tasks, seed "
+                          f"{seed} ({time.perf_counter() - start_all:.0f} s "
+                          "elapsed)", flush=True)
+                    if name != "Scratch":
+                        meta.fit(omniglot.dataset(
+                            num_tasks=num_tasks, meta_batch_size=cfg["meta_batch"],
+                            seed=seed, data=data,
+                            support_copies=cfg["support_copies"], support_batch=(
+                                INNER_BATCH if name == "FineTune" else None)),
+                            epochs=epochs,
+                            steps_per_epoch=cfg["meta_steps"] // epochs,
+                            verbose=2)
+                    train_seconds = time.perf_counter() - t0
+                    errors = HeldOutCurve(meta)(
+                        test, cfg["eval_steps"], seed=seed)   # [T, C, 2]
+                    seconds = train_seconds
+                    if name == "Scratch":
+                        scratch[seed] = (errors, seconds)
+                mean = errors.mean(0)
+                marks = checkpoints(cfg["eval_steps"])
+                auc = (np.trapezoid(mean[:, 0], marks) / (marks[-1] - marks[0])
+                       if len(marks) > 1 else mean[0, 0])
+                row = dict(method=name, num_tasks=num_tasks, seed=seed,
+                           test_error=mean[-1, 1], train_error=mean[-1, 0],
+                           train_auc=auc, test_error_std_over_tasks=errors[:, -1, 1].std(),
+                           train_seconds=seconds,
+                           total_seconds=time.perf_counter() - t0,
+                           **{k: cfg[k] for k in ("meta_steps", "meta_batch",
+                                                  "inner_steps", "maml_steps",
+                                                  "eval_steps", "support_copies")})
+                rows.append(row)
+                for c, k in enumerate(marks):
+                    curves.append(dict(method=name, num_tasks=num_tasks,
+                                       seed=seed, step=k,
+                                       train_error=mean[c, 0],
+                                       test_error=mean[c, 1]))
+                print(f"   {name} n={num_tasks} seed={seed}: held-out test "
+                      f"error {row['test_error']:.1f}% (train "
+                      f"{row['train_error']:.1f}%, AUC {auc:.1f}), "
+                      f"{row['total_seconds']:.0f} s", flush=True)
+            write_outputs(out, rows, curves, args, cfg, data)
+    print(f"\ntotal {time.perf_counter() - start_all:.0f} s; wrote {out}/",
+          flush=True)
+
+
+def write_csv(path, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_outputs(out, rows, curves, args, cfg, data):
+    """CSV files, the markdown table and both figures (after every cell, so
+    a long run can be inspected while it goes)."""
+    write_csv(out / "runs.csv", rows)
+    write_csv(out / "curves.csv", curves)
+    methods = [m for m in METHODS if m in args.methods]
+    counts = sorted({r["num_tasks"] for r in rows})
+    cell = {}
+    for r in rows:
+        cell.setdefault((r["method"], r["num_tasks"]), []).append(r["test_error"])
+    lines = [
+        "Omniglot multi-shot (Leap, section 4.1 / appendix D Table 2): mean "
+        "test error (%) on the query images of the "
+        f"{cfg['test_tasks']} held-out alphabets "
+        f"after {cfg['eval_steps']} SGD steps (lr {TASK_LR}, batch "
+        f"{INNER_BATCH}); ours = mean ± std over seeds, (paper).",
+        "",
+        f"Budget `{args.budget}`: {cfg['meta_steps']} meta-steps of "
+        f"{cfg['meta_batch']} tasks, {cfg['inner_steps']} task steps "
+        f"(MAML {cfg['maml_steps']}), {cfg['seeds']} seed(s). The paper: "
+        "1000 meta-steps of 20 tasks, 100 task steps (MAML 5).",
+        "Held-out alphabets: "
+        f"{', '.join(data.test_alphabets[:cfg['test_tasks']])}.",
+        "",
+        "| pretraining tasks | " + " | ".join(methods) + " |",
+        "|---|" + "---|" * len(methods),
+    ]
+    for n in counts:
+        cells = []
+        for m in methods:
+            v = np.array(cell.get((m, n), []))
+            ours = (f"{v.mean():.1f} ± {v.std():.1f}" if len(v) > 1 else
+                    f"{v.mean():.1f}" if len(v) else "—")
+            cells.append(f"{ours} ({PAPER[n][m]})" if n in PAPER else ours)
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for i, m in enumerate(methods):
+        xs = [n for n in counts if (m, n) in cell]
+        ys = np.array([np.mean(cell[(m, n)]) for n in xs])
+        sd = np.array([np.std(cell[(m, n)]) for n in xs])
+        ax.plot(xs, ys, "o-", color=f"C{i}", label=m)
+        ax.fill_between(xs, ys - sd, ys + sd, color=f"C{i}", alpha=0.2)
+        paper = [PAPER[n][m] for n in xs if n in PAPER]
+        ax.plot([n for n in xs if n in PAPER], paper, "x:", color=f"C{i}",
+                alpha=0.6)
+    ax.set_xlabel("number of pretraining alphabets")
+    ax.set_ylabel("held-out test error (%)")
+    ax.set_title("Omniglot (solid: ours, dotted x: Leap Table 2)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "test_error.png", dpi=110)
+    plt.close(fig)
+
+    largest = counts[-1]
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for i, m in enumerate(methods):
+        sel = [c for c in curves if c["method"] == m and c["num_tasks"] == largest]
+        if not sel:
+            continue
+        steps = sorted({c["step"] for c in sel})
+        per_seed = np.array([[c["train_error"] for c in sel if c["step"] == s]
+                             for s in steps])             # [steps, seeds]
+        mean, sd = per_seed.mean(1), per_seed.std(1)
+        ax.plot(steps, mean, color=f"C{i}", label=m)
+        ax.fill_between(steps, mean - sd, mean + sd, color=f"C{i}", alpha=0.2)
+    ax.set_xlabel("training steps on held-out task")
+    ax.set_ylabel("training error (%)")
+    ax.set_title(f"Held-out alphabets, {largest} pretraining tasks "
+                 "(cf. Figure 3 left)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "heldout_curves.png", dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
