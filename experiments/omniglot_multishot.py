@@ -76,6 +76,7 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import tfmeta  # noqa: E402
+from tfmeta.maml import avoid_grappler_add_ops_bug  # noqa: E402
 from tfmeta import inner_loop  # noqa: E402
 from tfmeta.tasks import omniglot  # noqa: E402
 
@@ -322,12 +323,10 @@ def time_steps(data, cfg, meta_batch=2, repeats=2):
 
 def main(argv=None):
     args, cfg = parse_args(argv)
-    # Work-around for a Grappler bug: with its arithmetic optimizer on, the
-    # second-order MAML meta-step of this conv net (meta-batch > 1) fails
-    # with "AlreadyExistsError ... ArithmeticOptimizer/AddOpsRewrite_add_NN/
-    # tmp_var" on every call (TensorFlow 2.21, CPU). Off for all methods.
-    tf.config.optimizer.set_experimental_options(
-        {"arithmetic_optimization": False})
+    # tfmeta.MAML.compile turns Grappler's arithmetic optimizer off (a TF
+    # 2.21 bug on this net's second-order graph); turn it off from the start
+    # so that every method of the table runs under the same graph options.
+    avoid_grappler_add_ops_bug()
     data = omniglot.load(args.data_dir, verbose=True)
     if args.time_steps:
         time_steps(data, cfg)

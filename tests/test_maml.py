@@ -89,3 +89,18 @@ def test_linear_annealing_reaches_zero():
     assert float(schedule(100)) == pytest.approx(0.0)
     with pytest.raises(ValueError, match="steps must be at least 1"):
         tfmeta.linear_annealing(1.0, 0)
+
+
+def test_second_order_maml_on_the_leap_conv_net():
+    """TF 2.21's Grappler AddOpsRewrite failed on this graph (20-way, 5 inner
+    steps, meta-batch 2) with AlreadyExistsError; MAML.compile avoids it."""
+    from tfmeta.tasks import omniglot
+    data = omniglot.dataset(num_tasks=5, meta_batch_size=2, seed=0)
+    meta = tfmeta.MAML(omniglot.leap_convnet(num_classes=20, seed=0),
+                       inner_optimizer=keras.optimizers.SGD(0.1),
+                       inner_steps=5, inner_batch_size=20)
+    meta.compile(optimizer=keras.optimizers.SGD(0.1),
+                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = meta.fit(data, epochs=1, steps_per_epoch=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert history.history["grad_norm"][0] > 0

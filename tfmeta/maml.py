@@ -5,10 +5,31 @@ import tensorflow as tf
 from tfmeta.meta_learner import MetaLearner
 
 
+def avoid_grappler_add_ops_bug():
+    """Turns off Grappler's arithmetic optimizer for this process.
+
+    TensorFlow 2.21's ``ArithmeticOptimizer/AddOpsRewrite`` fails on the
+    second-order graph of a conv net's inner loop with a meta-batch above one
+    (``AlreadyExistsError ... AddOpsRewrite_add_NN/tmp_var``, every call).
+    Grappler options are process-wide in TensorFlow 2, so this affects every
+    graph of the process; the other Grappler passes stay on.
+    """
+    tf.config.optimizer.set_experimental_options(
+        {"arithmetic_optimization": False})
+
+
 class MAML(MetaLearner):
     """MAML: the gradient of the post-adaptation query loss with respect to
     the initialization, differentiated through all ``inner_steps`` updates of
-    the compiled inner loop (second order)."""
+    the compiled inner loop (second order).
+
+    ``compile`` turns off Grappler's arithmetic optimizer for the process
+    (see ``avoid_grappler_add_ops_bug``).
+    """
+
+    def compile(self, *args, **kwargs):
+        avoid_grappler_add_ops_bug()
+        super().compile(*args, **kwargs)
 
     def task_meta_gradient(self, params, nontrainable, task, seed):
         with tf.GradientTape() as tape:
