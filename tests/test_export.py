@@ -369,3 +369,35 @@ def test_minibatch_inner_loops_use_the_documented_fixed_seed(tmp_path):
     assert not np.allclose(got[names[0]].numpy(), other.params[0].numpy())
     assert tfexport.read_metadata(str(tmp_path / "mb"))[
         "hyper_parameters"]["inner_batch_size"] == 3
+
+
+def test_warpgrad_export_keeps_warps_fixed_and_matches_adapt(tmp_path):
+    from tfmeta import layers as L
+    from tfmeta.tasks import sine
+    keras.utils.set_random_seed(0)
+    learner = L.warped_sequential(
+        (1,), [keras.layers.Dense(8, activation="tanh")],
+        lambda i, layer: L.LinearWarp(), head=[keras.layers.Dense(1)])
+    meta = tfmeta.WarpGrad(learner, objective="approximate",
+                           inner_optimizer=keras.optimizers.SGD(0.05),
+                           inner_steps=3, eval_steps=4)
+    meta.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    task = sine.tasks(1, seed=3)
+    sx, sy, qx = task["support_x"][0], task["support_y"][0], task["query_x"][0]
+    # make the warp non-trivial so that a moving warp would show
+    for v in tfmeta.warpgrad.partition(learner)[1]:
+        v.assign(v.numpy() + 0.1)
+    path = meta.export(str(tmp_path / "warp"))
+    loaded = tf.saved_model.load(path)
+    expected = meta.adapt(sx, sy).predict(qx, verbose=0)
+    got = loaded.adapt_and_predict(sx, sy, qx)["predictions"].numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    adapted = loaded.adapt(sx, sy)
+    warp_ids = {id(v) for v in tfmeta.warpgrad.partition(learner)[1]}
+    names = tfmeta.export.adapted_weight_names(learner)
+    for name, var in zip(names, learner.trainable_variables):
+        if id(var) in warp_ids:
+            np.testing.assert_array_equal(adapted[name].numpy(), var.numpy())
+    again = tfmeta.load(path)
+    assert isinstance(again, tfmeta.WarpGrad)
+    assert again.get_config()["objective"] == "approximate"

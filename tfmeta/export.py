@@ -161,7 +161,8 @@ class _ExportModule(tf.Module):
         # Untracked: only ``params``/``nontrainable`` are saved (tracking the
         # Keras learner would store its variables a second time).
         self._keras = _Untracked(learner=learner, loss_fn=meta.task_loss_fn,
-                                 update=meta.inner_update)
+                                 update=meta.inner_update,
+                                 mask=getattr(meta, "task_mask", None))
         self._batch_size = meta.inner_batch_size
         self._eval_steps = int(meta.eval_steps)
         self._compute_dtype = learner.compute_dtype
@@ -252,7 +253,8 @@ class _ExportModule(tf.Module):
             params, nontrainable,
             self._cast(support_x), support_y, steps,
             batch_size=self._batch_size,
-            seed=tf.constant(ADAPT_SEED, tf.int64))
+            seed=tf.constant(ADAPT_SEED, tf.int64),
+            mask=self._keras.mask)  # WarpGrad: warp layers stay fixed
         return result
 
     def _adapt(self, support_x, support_y, steps):

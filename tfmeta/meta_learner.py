@@ -529,6 +529,7 @@ class MetaLearner(keras.Model):
             "eval_steps": self.eval_steps,
             "inner_batch_size": self.inner_batch_size,
             "parallel_tasks": self.parallel_tasks,
+            "vectorize_tasks": self.vectorize_tasks,
             "seed": self.seed_generator.get_config().get("seed"),
         }
 

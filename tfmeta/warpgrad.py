@@ -173,6 +173,12 @@ class WarpGrad(MetaLearner):
         else:
             self._grad_coef = None
         self.meta_loss_tracker = keras.metrics.Mean(name="meta_loss")
+        self._config = dict(
+            objective=objective, meta_training=meta_training,
+            replay_batch_size=self.replay_batch_size,
+            initialization=initialization, init_weight=self.init_weight,
+            leap_metric=leap_metric, loss_in_manifold=self.loss_in_manifold,
+            stabilizer=self.stabilizer)
         if initialization == "leap":
             self.path_length_tracker = keras.metrics.Mean(name="path_length")
         self._collect_function = None
@@ -188,6 +194,10 @@ class WarpGrad(MetaLearner):
                 trainable=False, name="warp_count")
 
     # ------------------------------------------------------------ partition
+    def get_config(self):
+        """Constructor arguments, for ``tfmeta.load`` of an export."""
+        return dict(super().get_config(), **self._config)
+
     @property
     def task_variables(self):
         return [self.learner.trainable_variables[j] for j in self._task_idx]
