@@ -192,3 +192,45 @@ def test_task_batch_of_wrong_type():
 def test_unsupported_inner_optimizer():
     with pytest.raises(ValueError, match="inner_optimizer Lion is not supported"):
         tfmeta.Leap(mlp([2, 4, 1]), inner_optimizer=keras.optimizers.Lion(0.1))
+
+
+# --- data and exports ---------------------------------------------------------
+def test_missing_data_dir_names_the_files(run, tmp_path, capsys):
+    before = digest(run)
+    code = cli.main(["train", "leap", *BASE, "--tasks", "omniglot",
+                     "--data-dir", str(tmp_path / "nowhere"), "--out", str(run)])
+    assert code == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "images_background.zip and images_evaluation.zip" in err
+    assert str(tmp_path / "nowhere") in err
+    assert digest(run) == before
+
+
+def test_truncated_archive_is_named(tmp_path, capsys, monkeypatch):
+    from tfmeta.tasks import omniglot
+    monkeypatch.setenv("TFMETA_CACHE", str(tmp_path / "cache"))
+    source = omniglot.find_archives()
+    data = tmp_path / "data" / "omniglot"
+    data.mkdir(parents=True)
+    for path in source:
+        (data / path.name).write_bytes(path.read_bytes()[:200_000])
+    out = tmp_path / "run"
+    code = cli.main(["train", "leap", *BASE, "--tasks", "omniglot",
+                     "--data-dir", str(tmp_path / "data"), "--out", str(out)])
+    assert code == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "images_background.zip is unreadable (truncated or corrupt?)" in err
+    assert not out.exists()  # nothing was started
+
+
+def test_export_never_overwrites_without_consent(run, tmp_path, capsys):
+    target = tmp_path / "export"
+    assert cli.main(["export", str(run), "--path", str(target)]) == 0
+    exported = digest(target)
+    assert cli.main(["export", str(run), "--path", str(target)]) == 2
+    assert "exists and is not empty; pass overwrite=True" in capsys.readouterr().err
+    assert digest(target) == exported
+    assert cli.main(["export", str(run), "--path", str(target), "--overwrite"]) == 0
+    loaded = tf.saved_model.load(str(target))
+    x = np.linspace(-1, 1, 5, dtype="float32")[:, None]
+    assert loaded.serve(x)["predictions"].shape == (5, 1)

@@ -73,7 +73,40 @@ class SineFamily:
         return sine.tasks(num, support_size=10, query_size=100, seed=seed)
 
 
-FAMILIES = {"sine": SineFamily}
+class OmniglotFamily:
+    """Omniglot alphabets as 20-way tasks (Leap section 4.1, Table 2)."""
+
+    name = "omniglot"
+    description = "Omniglot alphabets as 20-way tasks (Leap section 4.1)"
+    metrics = ("accuracy",)
+    # The paper's task-level settings (Leap appendix, Table 3).
+    defaults = {"inner_lr": 0.1, "inner_steps": 100, "eval_steps": 100,
+                "inner_batch_size": 20, "meta_lr": 0.1, "meta_batch": 20,
+                "test_tasks": 10}
+
+    def __init__(self, config):
+        from tfmeta.tasks import omniglot
+        self.omniglot = omniglot
+        try:
+            self.data = omniglot.load(config["data_dir"])
+        except (OSError, ValueError) as err:
+            raise UsageError(str(err)) from err
+        import keras
+        self.loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def learner(self, seed):
+        return self.omniglot.leap_convnet(seed=seed)
+
+    def dataset(self, meta_batch, seed, start):
+        return self.omniglot.dataset(meta_batch_size=meta_batch, seed=seed,
+                                     data=self.data, start=start)
+
+    def test_tasks(self, num, seed):
+        return self.omniglot.tasks("test", num_tasks=num, seed=seed,
+                                   data=self.data)
+
+
+FAMILIES = {"sine": SineFamily, "omniglot": OmniglotFamily}
 
 
 # ------------------------------------------------------------------ config
@@ -121,6 +154,8 @@ def load_config_file(path):
 def resolve_config(file_options, cli_options):
     """Defaults < config file < explicit command-line options, validated."""
     config = dict(DEFAULTS)
+    family = cli_options.get("tasks") or file_options.get("tasks") or "sine"
+    config.update(getattr(FAMILIES.get(family), "defaults", {}))
     config.update(file_options)
     config.update({k: v for k, v in cli_options.items() if v is not None})
     method = config["method"]
@@ -456,7 +491,10 @@ def cmd_export(args):
         from tfmeta import export
     except ImportError as err:
         raise UsageError("this tfmeta has no export module.") from err
-    path = export.export(meta, args.path, overwrite=args.overwrite)
+    try:
+        path = export.export(meta, args.path, overwrite=args.overwrite)
+    except (export.ExportError, FileExistsError) as err:
+        raise UsageError(str(err)) from err
     print(f"exported {config['method']} (meta-step {step}) to {path}")
     return 0
 

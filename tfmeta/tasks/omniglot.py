@@ -348,8 +348,9 @@ def _ranges(augment_flag, augment_ranges):
 def dataset(split="train", num_tasks=None, meta_batch_size=20, seed=0,
             augment=True, ways=NUM_CLASSES, support_shots=SUPPORT_SHOTS,
             query_shots=QUERY_SHOTS, data_dir=None, augment_ranges=None,
-            data=None, support_batch=None, support_copies=1):
-    """An endless ``tf.data.Dataset`` of task batches (dicts).
+            data=None, support_batch=None, support_copies=1, start=0):
+    """An endless ``tf.data.Dataset`` of task batches (dicts), beginning at
+    element ``start`` (to resume a run where it stopped).
 
     ``support_x [B, ways*support_shots, 28, 28, 1]`` (300 for 20 x 15),
     ``support_y [B, 300]`` int32 labels, ``query_x [B, ways*query_shots, 28,
@@ -390,7 +391,9 @@ def dataset(split="train", num_tasks=None, meta_batch_size=20, seed=0,
         return _make_batch(pool, ids, keys[1], ways, support_shots,
                            query_shots, ranges, support_batch, support_copies)
 
-    return tf.data.Dataset.counter().map(
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise ValueError(f"start must be a non-negative integer, got {start!r}.")
+    return tf.data.Dataset.counter(start).map(
         element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
     ).prefetch(tf.data.AUTOTUNE)
 
