@@ -8,6 +8,22 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tfmeta  # noqa: E402
+from tfmeta.tasks import omniglot as _omniglot  # noqa: E402
+
+
+def _have_omniglot():
+    try:
+        _omniglot.find_archives()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+# Tests that read the Omniglot archives of ../shared/data (or TFMETA_DATA)
+# are skipped, with the reason, on a checkout without them; CI has them.
+requires_omniglot = pytest.mark.skipif(
+    not _have_omniglot(),
+    reason="Omniglot archives not found (../shared/data or TFMETA_DATA)")
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import tfmeta
-from conftest import as_dataset, mlp, task_batch
+from conftest import as_dataset, mlp, requires_omniglot, task_batch
 from tfmeta import cli
 
 BASE = ["--steps", "20", "--checkpoint-every", "10", "--meta-batch", "2",
@@ -206,6 +206,7 @@ def test_missing_data_dir_names_the_files(run, tmp_path, capsys):
     assert digest(run) == before
 
 
+@requires_omniglot
 def test_truncated_archive_is_named(tmp_path, capsys, monkeypatch):
     from tfmeta.tasks import omniglot
     monkeypatch.setenv("TFMETA_CACHE", str(tmp_path / "cache"))

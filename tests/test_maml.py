@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 
 import tfmeta
-from conftest import as_dataset, mlp, one_meta_step, task_batch
+from conftest import (as_dataset, mlp, one_meta_step, requires_omniglot,
+                      task_batch)
 
 
 def post_adaptation_query_loss(meta, batch):
@@ -91,6 +92,7 @@ def test_linear_annealing_reaches_zero():
         tfmeta.linear_annealing(1.0, 0)
 
 
+@requires_omniglot
 def test_second_order_maml_on_the_leap_conv_net():
     """TF 2.21's Grappler AddOpsRewrite failed on this graph (20-way, 5 inner
     steps, meta-batch 2) with AlreadyExistsError; MAML.compile avoids it."""

@@ -14,19 +14,11 @@ import tensorflow as tf
 
 import tfmeta
 from tfmeta.tasks import omniglot
+from conftest import requires_omniglot
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "experiments"))
 
-def _have_archives():
-    try:
-        omniglot.find_archives()
-    except FileNotFoundError:
-        return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(
-    not _have_archives(), reason="Omniglot archives not found (../shared/data)")
+pytestmark = requires_omniglot
 
 
 @pytest.fixture(scope="session")

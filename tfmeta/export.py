@@ -240,13 +240,21 @@ class _ExportModule(tf.Module):
     def _run_inner_loop(self, support_x, support_y, steps):
         support_x = self._check(support_x, self._x_spec)
         support_y = self._check(support_y, self._y_spec)
-        tf.debugging.assert_positive(
-            steps, message="steps must be a positive integer")
-        tf.debugging.assert_positive(
-            tf.shape(support_x)[0], message="support_x holds no examples")
-        tf.debugging.assert_equal(
-            tf.shape(support_x)[0], tf.shape(support_y)[0],
-            message="support_x and support_y differ in their number of examples")
+        checks = [
+            tf.debugging.assert_positive(
+                steps, message="steps must be a positive integer"),
+            tf.debugging.assert_positive(
+                tf.shape(support_x)[0], message="support_x holds no examples"),
+            tf.debugging.assert_equal(
+                tf.shape(support_x)[0], tf.shape(support_y)[0],
+                message="support_x and support_y differ in their number of "
+                        "examples")]
+        # The checks must run before the inner loop, which would otherwise
+        # fail first with a broadcasting error that names neither input.
+        with tf.control_dependencies(checks):
+            support_x = tf.identity(support_x)
+            support_y = tf.identity(support_y)
+            steps = tf.identity(steps)
         params, nontrainable = self._state()
         result = inner_loop.adapt(
             self._keras.learner, self._keras.loss_fn, self._keras.update,
