@@ -74,15 +74,31 @@ class Leap(MetaLearner):
                for a, g, d in zip(acc, grads, d_theta)]
         return acc, length + segment
 
+    def _flat_increment(self, state, i, theta, theta_next, loss, loss_next,
+                        grads):
+        """``pull_forward_increment`` on all parameters as one flat vector:
+        eq. 8 does not depend on how the parameters are split into tensors,
+        and one accumulator instead of one per tensor saves the inner loop
+        most of the ops the hook would add to every step."""
+        return self.pull_forward_increment(
+            state, i, [_flatten(theta)], [_flatten(theta_next)], loss,
+            loss_next, [_flatten(grads)])
+
     def task_meta_gradient(self, params, nontrainable, task, seed):
-        state = ([tf.zeros_like(p) for p in params],
+        state = ([tf.zeros_like(_flatten(params))],
                  tf.zeros([], params[0].dtype))
         result = self._adapt_task(
             params, nontrainable, task["support_x"], task["support_y"],
-            self.inner_steps, seed, hook=self.pull_forward_increment,
+            self.inner_steps, seed, hook=self._flat_increment,
             hook_state=state)
-        grads, length = result.hook_state
+        (flat,), length = result.hook_state
+        grads = [tf.reshape(g, tf.shape(p)) for g, p in zip(
+            tf.split(flat, [tf.size(p) for p in params]), params)]
         loss, pred = self._query_loss(result.params, result.nontrainable, task)
         logs = {"loss": loss, "support_loss": result.loss_after,
                 "path_length": length}
         return grads, logs, pred
+
+
+def _flatten(tensors):
+    return tf.concat([tf.reshape(t, [-1]) for t in tensors], axis=0)
