@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 # TensorFlow build: the CUDA one where a GPU answers, tensorflow-cpu elsewhere.
 TF_EXTRA ?= $(shell nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+# oneDNN CPU kernels, as tfmeta sets when imported first (docs/performance.md).
+export TF_ENABLE_ONEDNN_OPTS ?= 1
 
 .PHONY: install demo test test-slow bench clean
 

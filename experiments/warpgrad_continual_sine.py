@@ -27,6 +27,7 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as tfmeta does
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -17,6 +17,12 @@ import os
 # TensorFlow's INFO banner (CPU features, oneDNN) is noise for users; warnings
 # and errors still show. An explicit TF_CPP_MIN_LOG_LEVEL wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+# oneDNN's CPU kernels (conv, pooling, matmul): tensorflow-cpu 2.21 turns
+# them on by itself only on CPUs with AVX-512 VNNI/AMX; on the AVX2 machines
+# we measured it left them off, and the Leap Omniglot net's compiled inner
+# loop ran ~2x faster with them (docs/performance.md). Only takes effect
+# when tfmeta is imported before TensorFlow; TF_ENABLE_ONEDNN_OPTS=0 wins.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 try:
     import tensorflow  # noqa: F401
