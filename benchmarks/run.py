@@ -30,13 +30,13 @@ import json
 import os
 import pathlib
 import platform
-import resource
 import statistics
 import subprocess
 import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as tfmeta does
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
@@ -51,6 +51,8 @@ import tfmeta  # noqa: E402
 from tfmeta import inner_loop, inner_optimizers  # noqa: E402
 
 try:
+    if os.environ.get("TFMETA_BENCH_NO_TORCH"):  # memory runs of TF contenders
+        raise ImportError
     import torch
     torch.set_num_threads(os.cpu_count() or 1)
 except ImportError:  # the [bench] extra is not installed
@@ -276,31 +278,68 @@ def race(contenders, rounds):
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def peak_gflops(size=2048, repeats=10):
+def peak_gflops(size=2048, repeats=10, rounds=3):
+    """Best float32 matmul rate of ``rounds`` timings of ``repeats`` products
+    (the operand is an argument, not a captured constant, and the last result
+    is fetched, so nothing is folded or left running)."""
     a = tf.random.normal([size, size])
+    mm = tf.function(lambda a: tf.matmul(a, a))
+    mm(a).numpy()
+    best = 0.0
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            out = mm(a)
+        out.numpy()
+        best = max(best, 2 * size ** 3 * repeats
+                   / (time.perf_counter() - start) / 1e9)
+    return best
 
-    @tf.function
-    def mm():
-        return tf.reduce_sum(tf.matmul(a, a))
 
-    mm()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        mm()
-    return 2 * size ** 3 * repeats / (time.perf_counter() - start) / 1e9
+def _rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def measure_memory(workload, contender, steps):
+    """Run in the fresh process of ``max_rss_mb``: resident memory (MiB)
+    after importing and building, and its peak while the loop runs twice
+    (sampled every millisecond; ``ru_maxrss`` cannot tell, since importing
+    TensorFlow already sets a higher mark than any of these loops)."""
+    import threading
+    w = WORKLOADS[workload]()
+    run = globals()[contender](w, steps)
+    before, samples, done = _rss_mb(), [], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            samples.append(_rss_mb())
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=sample)
+    thread.start()
+    run()
+    run()
+    done.set()
+    thread.join()
+    return before, max(samples + [_rss_mb()])
 
 
 def max_rss_mb(workload, contender, steps):
-    """Peak resident memory of a fresh process running one contender."""
-    code = (f"import sys; sys.argv=['x']; import benchmarks.run as b; "
-            f"w=b.WORKLOADS['{workload}'](); r=getattr(b, '{contender}')(w, {steps}); "
-            "r(); r(); import resource; "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    """Peak resident memory (MiB) of a fresh process running one contender,
+    and what running the loop added to the memory held after importing and
+    building it. PyTorch is imported only for its own contenders."""
+    code = ("import sys; sys.argv=['x']; import benchmarks.run as b; "
+            f"print(*b.measure_memory('{workload}', '{contender}', {steps}))")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    if not contender.startswith("torch"):
+        env["TFMETA_BENCH_NO_TORCH"] = "1"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, text=True,
-                         capture_output=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                         capture_output=True, env=env)
     if out.returncode:
-        return float("nan")
-    return int(out.stdout.strip().splitlines()[-1]) / 1024
+        return float("nan"), float("nan")
+    before, peak = (float(v) for v in out.stdout.split()[-2:])
+    return peak, peak - before
 
 
 WORKLOADS = {
@@ -312,22 +351,8 @@ WORKLOADS = {
 }
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="fewer steps and rounds (a smoke run)")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--out", default="benchmarks/results")
-    parser.add_argument("--no-memory", action="store_true")
-    args = parser.parse_args(argv)
-    rounds = 2 if args.quick else args.rounds
-    conv_steps, mlp_steps = (10, 50) if args.quick else (50, 200)
-    out = ROOT / args.out
-    out.mkdir(parents=True, exist_ok=True)
-    rows, notes = [], []
-    peak = peak_gflops()
-    print(f"machine peak (2048^2 float32 matmul): {peak:.1f} GFLOP/s", flush=True)
-
+def time_all(rows, peak, rounds, conv_steps, mlp_steps):
+    """The timed figures (contenders alternate within each race)."""
     for wname, steps in (("omniglot-conv", conv_steps), ("sine-mlp", mlp_steps)):
         w = WORKLOADS[wname]()
         loops = {"tfmeta compiled": tfmeta_loop(w, steps),
@@ -383,14 +408,37 @@ def main(argv=None):
                      "vs tfmeta": times["one task after another"] / seconds})
         print(f"sine-mlp       {name:22s} {1 / seconds:9.2f} meta-steps/s", flush=True)
 
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer steps and rounds (a smoke run)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--only-memory", action="store_true",
+                        help="only the peak-memory table (not timing-sensitive)")
+    args = parser.parse_args(argv)
+    rounds = 2 if args.quick else args.rounds
+    conv_steps, mlp_steps = (10, 50) if args.quick else (50, 200)
+    out = ROOT / args.out
+    out.mkdir(parents=True, exist_ok=True)
+    rows, notes = [], []
+    peak = peak_gflops()
+    print(f"machine peak (2048^2 float32 matmul): {peak:.1f} GFLOP/s", flush=True)
+
+    if not args.only_memory:
+        time_all(rows, peak, rounds, conv_steps, mlp_steps)
+
     memory = {}
     if not args.no_memory:
         for wname in WORKLOADS:
             for contender in ("tfmeta_loop", "eager_loop") + (
                     ("torch_standard_loop", "torch_functional_loop") if torch else ()):
-                memory[f"{wname} {contender}"] = max_rss_mb(wname, contender, 5)
-                print(f"peak RSS {wname} {contender}: "
-                      f"{memory[f'{wname} {contender}']:.0f} MiB", flush=True)
+                resident, added = max_rss_mb(wname, contender, 5)
+                memory[f"{wname} {contender}"] = (resident, added)
+                print(f"peak RSS {wname} {contender}: {resident:.0f} MiB "
+                      f"(the loop added {added:.0f} MiB)", flush=True)
 
     write_report(out, rows, memory, peak, args, notes)
 
@@ -408,7 +456,7 @@ def write_report(out, rows, memory, peak, args, notes):
         + (f", PyTorch {torch.__version__}" if torch else ", PyTorch not installed")
         + f"; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}. Medians of "
         f"{2 if args.quick else args.rounds} alternating rounds after a warm-up. "
-        f"Machine peak (2048x2048 float32 matmul): {peak:.1f} GFLOP/s.", "",
+        f"Machine peak (best 2048x2048 float32 matmul): {peak:.1f} GFLOP/s.", "",
         "| workload | figure | contender | value | tfmeta's time / its time | % of peak | overhead over plain loop |",
         "|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -418,9 +466,11 @@ def write_report(out, rows, memory, peak, args, notes):
         header.append(f"| {r['workload']} | {r['figure']} | {r['contender']} | "
                       f"{r['value']:.2f} | {ratio} | {pct} | {over} |")
     if memory:
-        header += ["", "| peak resident memory (fresh process, 2 x 5 steps) | MiB |",
-                   "|---|---|"]
-        header += [f"| {k} | {v:.0f} |" for k, v in memory.items()]
+        header += ["", "| resident memory (fresh process, 2 x 5 steps, sampled "
+                   "every ms) | peak of the process, MiB | added by running "
+                   "the loop, MiB |", "|---|---|---|"]
+        header += [f"| {k} | {resident:.0f} | {added:.0f} |"
+                   for k, (resident, added) in memory.items()]
     header += notes
     text = "\n".join(header) + "\n"
     (out / "results.md").write_text(text)
