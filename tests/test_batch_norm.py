@@ -48,3 +48,43 @@ def test_meta_training_learns_scale_and_offset_not_statistics():
     assert np.abs(bn.gamma.numpy() - gamma).max() > 1e-6
     for before, var in zip(stats, bn.non_trainable_variables):
         np.testing.assert_array_equal(before, var.numpy())
+
+
+def test_fused_conv_path_matches_composite_to_second_order():
+    """4-D training-mode calls take TensorFlow's fused kernel; its output,
+    batch statistics and first and second derivatives (what second-order
+    MAML differentiates) equal the composite path's."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(size=(6, 5, 5, 4)) * 2 + 1, tf.float32)
+    w = tf.constant(rng.normal(size=(6, 5, 5, 4)), tf.float32)
+    layers = []
+    for fused in (True, False):
+        bn = tfmeta.layers.BatchNormalization(fused=fused)
+        bn.build(x.shape)
+        bn.gamma.assign(rng.normal(size=4) + 1)
+        bn.beta.assign(rng.normal(size=4))
+        layers.append(bn)
+    layers[1].set_weights(layers[0].get_weights())
+    assert layers[0]._can_fuse(x, True, None)
+    assert not layers[1]._can_fuse(x, True, None)
+    results = []
+    for bn in layers:
+        with tf.GradientTape() as outer:
+            outer.watch(x)
+            with tf.GradientTape() as inner:
+                inner.watch(x)
+                loss = tf.reduce_sum(tf.sin(bn(x, training=True)) * w)
+            gx, gg = inner.gradient(loss, [x, bn.gamma])
+            z = tf.reduce_sum(gx ** 2) + tf.reduce_sum(gg ** 2)
+        gxx, ggz = outer.gradient(z, [x, bn.gamma])
+        results.append([loss, gx, gg, gxx, ggz, bn.moving_mean,
+                        bn.moving_variance])
+    for a, b in zip(*results):
+        a, b = np.asarray(a), np.asarray(b)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
+    np.testing.assert_allclose(layers[0].moving_variance.numpy(),
+                               x.numpy().var(axis=(0, 1, 2)), rtol=1e-5)
+    assert tfmeta.layers.BatchNormalization.from_config(
+        layers[1].get_config()).fused is False

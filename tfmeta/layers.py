@@ -20,10 +20,52 @@ class BatchNormalization(keras.layers.BatchNormalization):
       statistics are those of the last batch. Task learners adapt in training
       mode and predict in inference mode, which then uses the statistics of
       the last support minibatch (PyTorch ``momentum=1``, as in Leap's code).
+
+    Training-mode calls on 4-D channels-last float32 inputs (conv nets) run
+    TensorFlow's fused kernel (``FusedBatchNormV3``), whose registered
+    gradients are exact to second order as well; everything else takes the
+    composite path below. ``fused=False`` forces the composite path.
     """
 
-    def __init__(self, momentum=0.0, **kwargs):
+    def __init__(self, momentum=0.0, fused=True, **kwargs):
         super().__init__(momentum=momentum, **kwargs)
+        self.fused = bool(fused)
+
+    def get_config(self):
+        return dict(super().get_config(), fused=self.fused)
+
+    def _can_fuse(self, inputs, training, mask):
+        return (self.fused and training and self.trainable and mask is None
+                and not self.renorm and not self.synchronized
+                and keras.backend.backend() == "tensorflow"
+                and len(inputs.shape) == 4
+                and self.axis in (3, -1) and inputs.dtype == "float32"
+                and self.compute_dtype == "float32")
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._can_fuse(inputs, training, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        channels = inputs.shape[-1]
+        gamma = self.gamma if self.scale else tf.ones([channels])
+        beta = self.beta if self.center else tf.zeros([channels])
+        outputs, mean, variance = tf.raw_ops.FusedBatchNormV3(
+            x=inputs, scale=tf.convert_to_tensor(gamma),
+            offset=tf.convert_to_tensor(beta), mean=tf.zeros([0]),
+            variance=tf.zeros([0]), epsilon=self.epsilon,
+            exponential_avg_factor=1.0, data_format="NHWC",
+            is_training=True)[:3]
+        # The kernel returns the Bessel-corrected batch variance; the
+        # composite path (and Keras) keep the biased one.
+        n = tf.cast(tf.size(inputs) // channels, variance.dtype)
+        variance = variance * tf.math.divide_no_nan(n - 1.0, n)
+        self.moving_mean.assign(
+            self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(
+            self.moving_variance * self.momentum
+            + variance * (1.0 - self.momentum))
+        return outputs
 
     def _moments(self, inputs, mask):
         if mask is not None:
