@@ -21,10 +21,11 @@ class BatchNormalization(keras.layers.BatchNormalization):
       mode and predict in inference mode, which then uses the statistics of
       the last support minibatch (PyTorch ``momentum=1``, as in Leap's code).
 
-    Training-mode calls on 4-D channels-last float32 inputs (conv nets) run
-    TensorFlow's fused kernel (``FusedBatchNormV3``), whose registered
-    gradients are exact to second order as well; everything else takes the
-    composite path below. ``fused=False`` forces the composite path.
+    Speed: training-mode calls on 4-D channels-last float32 inputs (conv
+    nets) run TensorFlow's fused kernel (``FusedBatchNormV3``), whose
+    registered gradients are exact to second order as well; everything else
+    takes the composite path below. ``fused=False`` forces the composite
+    path.
     """
 
     def __init__(self, momentum=0.0, fused=True, **kwargs):
@@ -40,7 +41,9 @@ class BatchNormalization(keras.layers.BatchNormalization):
                 and keras.backend.backend() == "tensorflow"
                 and len(inputs.shape) == 4
                 and self.axis in (3, -1) and inputs.dtype == "float32"
-                and self.compute_dtype == "float32")
+                and self.compute_dtype == "float32"
+                # cuDNN's fused kernel refuses epsilon < 1e-5
+                and self.epsilon >= 1.001e-5)
 
     def call(self, inputs, training=None, mask=None):
         if not self._can_fuse(inputs, training, mask):
