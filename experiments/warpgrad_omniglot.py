@@ -55,22 +55,42 @@ Hyper-parameters and what differs from the paper:
 * BN inside a warp is ``conv -> BN -> ReLU -> + x`` (the authors' code puts
   a BN before the conv and one after the residual sum).
 * the task batch is augmented once per meta-step (see omniglot_multishot).
+* L_meta is evaluated on a minibatch of the task's query split (its held-out
+  drawers; ``tfmeta.WarpGrad``), the authors' code on a second minibatch of
+  the training split (appendix E found no difference); their init update
+  is Leap without the loss term (``loss_in_manifold=False``), ours Leap's
+  default d1 metric with it, as in ``omniglot_multishot``.
 
-Presets (``--budget``; flags override any value). Times are measured on the
-2 CPU cores of the dev machine while another job shared them:
+Presets (``--budget``; flags override any value). Times measured on the 2
+CPU cores of the dev machine while another job shared them (our process got
+~1 core):
 
-======  ==========  ==========  ==========  ========  ==============  ==========  =========
-preset  meta-steps  meta-batch  task steps  seeds     Table 2 tasks   Table 3     time
-                                            (T2/T3)                   warps
-======  ==========  ==========  ==========  ========  ==============  ==========  =========
-paper   1000        20          100         10 / 4    1,3,...,25      all 10      GPU-weeks
-small   see ``PRESETS`` (filled in from the measured run below)                   see docs
-tiny    1           2           5           1 / 1     1               2           ~2-3 min
-======  ==========  ==========  ==========  ========  ==============  ==========  =========
+======  ==========  ==========  ==========  =======  ========  =======  ===================
+preset  meta-steps  meta-batch  task steps  seeds    Table 2   Table 3  time
+                                            T2 / T3  tasks     warps
+======  ==========  ==========  ==========  =======  ========  =======  ===================
+paper   1000        20          100         10 / 4   1,...,25  all 10   ~115 h per conv3
+                                                                        Warp-Leap run: GPU
+small   4           4           20          1 / 1    25        all 10   23 min (measured)
+tiny    1           2           5           1 / 1    1         2        a few minutes
+======  ==========  ==========  ==========  =======  ========  =======  ===================
+
+Measured costs (``--time-steps``, meta-batch 5 x 20 task steps, same load):
+a meta-step takes 3.7 s for Leap, 20.7 s for Warp-Leap with the 3x3 conv
+warp (most of it in the 100 second-order replay updates) and 41.1 s with
+the 2-layer warp; tracing adds 6-13 s per run; the held-out evaluation
+(100 steps + error checkpoints) takes 4.1 / 5.8 / 8.8 s per alphabet. The
+``small`` run (1 Leap + 10 Warp-Leap runs, 10 held-out alphabets each) took
+1372 s of runs (23 min wall). ``small`` gives the warps 320 updates (the
+paper: 2 million), so its numbers show the pipeline working, not the
+paper's accuracies; see docs/warpgrad.md for what it does show.
 
     python experiments/warpgrad_omniglot.py --budget small --out runs/warpgrad_omniglot
     python experiments/warpgrad_omniglot.py --budget tiny    # smoke test
     python experiments/warpgrad_omniglot.py --methods Leap,Warp-Leap --warps none --tasks 25
+    # held-out accuracy every 10 meta-steps (progress.csv, third panel):
+    python experiments/warpgrad_omniglot.py --warps none --meta-steps 40 --eval-every 10
+    python experiments/warpgrad_omniglot.py --budget small --time-steps   # s/step
 
 Writes to ``--out``: ``runs.csv`` (one row per run), ``curves.csv``
 (held-out train/test error along the 100 steps), ``results.md`` (ours beside
@@ -229,6 +249,13 @@ def parse_args(argv=None):
     parser.add_argument("--data-dir", help="directory holding omniglot/ "
                         "(default $TFMETA_DATA or ../shared/data)")
     parser.add_argument("--out", default="runs/warpgrad_omniglot")
+    parser.add_argument("--eval-every", type=int,
+                        help="Table 2 runs: also evaluate on the held-out "
+                        "alphabets before meta-training and every this many "
+                        "meta-steps (progress.csv, third panel of the figure)")
+    parser.add_argument("--rewrite", action="store_true",
+                        help="only rewrite results.md and the figure from the "
+                        "CSV files already in --out (same flags as the run)")
     parser.add_argument("--time-steps", action="store_true",
                         help="only time one meta-step of Leap and of each "
                         "selected warp, and the held-out evaluation")
@@ -241,6 +268,10 @@ def parse_args(argv=None):
             cfg[key] = getattr(args, key)
         if cfg[key] < 1:
             parser.error(f"--{key.replace('_', '-')} must be positive")
+    if args.eval_every is not None:
+        if args.eval_every < 1:
+            parser.error("--eval-every must be positive")
+        cfg["eval_every"] = args.eval_every
     if args.tasks:
         cfg["tasks"] = tuple(int(t) for t in args.tasks.split(","))
     if any(not 1 <= t <= 36 for t in cfg["tasks"] + (cfg["ablation_tasks"],)):
@@ -305,6 +336,34 @@ def time_steps(data, cfg, warps):
               f"alphabet (first {first_eval:.1f} s)", flush=True)
 
 
+def train_in_chunks(meta, num_tasks, seed, cfg, data, test, every, keys):
+    """``omniglot_multishot.train_and_evaluate`` with held-out evaluations
+    at meta-steps 0, every, 2 every, ... (the task stream continues where
+    the previous chunk stopped). Returns ``(errors, meta-training seconds,
+    progress rows)``."""
+    curve = base.HeldOutCurve(meta)
+    marks = base.checkpoints(cfg["eval_steps"])
+    done, seconds, progress = 0, 0.0, []
+    while True:
+        errors = curve(test, cfg["eval_steps"], seed=seed)
+        mean = errors.mean(0)
+        progress.append(dict(**keys, meta_step=done, test_error=mean[-1, 1],
+                             train_error=mean[-1, 0], train_auc=np.trapezoid(
+                                 mean[:, 0], marks) / (marks[-1] - marks[0])))
+        print(f"   meta-step {done}: held-out test error {mean[-1, 1]:.1f}% "
+              f"(train {mean[-1, 0]:.1f}%)", flush=True)
+        if done >= cfg["meta_steps"]:
+            return errors, seconds, progress
+        k = min(every, cfg["meta_steps"] - done)
+        t0 = time.perf_counter()
+        meta.fit(omniglot.dataset(
+            num_tasks=num_tasks, meta_batch_size=cfg["meta_batch"], seed=seed,
+            data=data, support_copies=cfg["support_copies"], start=done),
+            epochs=1, steps_per_epoch=k, verbose=2)
+        seconds += time.perf_counter() - t0
+        done += k
+
+
 def main(argv=None):
     args, cfg = parse_args(argv)
     avoid_grappler_add_ops_bug()   # as omniglot_multishot (second order)
@@ -315,33 +374,84 @@ def main(argv=None):
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = "python experiments/warpgrad_omniglot.py " + " ".join(
-        sys.argv[1:] if argv is None else argv)
+        a for a in (sys.argv[1:] if argv is None else argv)
+        if a != "--rewrite")
+    if args.rewrite:
+        rewrite(out, args, cfg, data, command)
+        return
     print(f"budget {args.budget}: {cfg}; methods {args.methods}", flush=True)
     test = omniglot.tasks("test", num_tasks=cfg["test_tasks"], seed=10_000,
                           data=data, support_copies=cfg["support_copies"])
-    rows, curves = [], []
+    rows, curves, progress = [], [], []
     start = time.perf_counter()
     for table, method, warp, n, seed in plan(args, cfg):
         t0 = time.perf_counter()
         print(f"== [{table}] {method} {warp}, {n} pretraining tasks, seed "
               f"{seed} ({t0 - start:.0f} s elapsed)", flush=True)
         meta = build(method, warp, seed, cfg)
-        errors, seconds = base.train_and_evaluate(meta, n, seed, cfg, data,
-                                                  test)
+        keys = dict(table=table, method=method, warp=warp, num_tasks=n,
+                    seed=seed)
+        if cfg.get("eval_every") and table == "T2":
+            errors, seconds, prog = train_in_chunks(
+                meta, n, seed, cfg, data, test, cfg["eval_every"], keys)
+            progress += prog
+        else:
+            errors, seconds = base.train_and_evaluate(meta, n, seed, cfg,
+                                                      data, test)
         history = meta.history.history
-        row, curve = base.summarize(
-            errors, cfg, dict(table=table, method=method, warp=warp,
-                              num_tasks=n, seed=seed), seconds, t0)
+        row, curve = base.summarize(errors, cfg, keys, seconds, t0)
         row["test_accuracy"] = 100.0 - row["test_error"]
+        marks = base.checkpoints(cfg["eval_steps"])
+        if len(marks) > 1:  # mean test error along the held-out training
+            row["test_auc"] = float(np.trapezoid(errors.mean(0)[:, 1], marks)
+                                    / (marks[-1] - marks[0]))
         for key in ("loss", "meta_loss", "path_length"):
             if key in history:  # last meta-step's query loss, L(phi), length
                 row[f"final_{key}"] = float(history[key][-1])
         rows.append(row)
         curves += curve
         elapsed = time.perf_counter() - start
-        write_outputs(out, rows, curves, args, cfg, data, command, elapsed)
+        write_outputs(out, rows, curves, args, cfg, data, command, elapsed,
+                      progress)
     print(f"\ntotal {time.perf_counter() - start:.0f} s; wrote {out}/",
           flush=True)
+
+
+def _read_csv(path):
+    import csv
+
+    def value(v):
+        try:
+            return int(v)
+        except ValueError:
+            try:
+                return float(v)
+            except ValueError:
+                return v
+
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [{k: value(v) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def rewrite(out, args, cfg, data, command):
+    """``results.md`` and the figure again from ``runs.csv``, ``curves.csv``
+    and ``progress.csv`` (e.g. after a change of the report's layout)."""
+    rows, curves = _read_csv(out / "runs.csv"), _read_csv(out / "curves.csv")
+    for r in rows:
+        r["warp"] = "" if r["warp"] in ("", None) else r["warp"]
+        sel = [c for c in curves if all(c[k] == r[k] for k in (
+            "table", "method", "warp", "num_tasks", "seed"))]
+        if sel and r.get("test_auc", "") == "":
+            marks = [c["step"] for c in sel]
+            r["test_auc"] = float(np.trapezoid(
+                [c["test_error"] for c in sel], marks) / (marks[-1] - marks[0]))
+    for c in curves:
+        c["warp"] = "" if c["warp"] in ("", None) else c["warp"]
+    elapsed = sum(r["total_seconds"] for r in rows)
+    write_outputs(out, rows, curves, args, cfg, data, command, elapsed,
+                  _read_csv(out / "progress.csv"))
 
 
 def _cell(values, paper=None):
@@ -351,13 +461,18 @@ def _cell(values, paper=None):
     return ours if paper is None else f"{ours} ({paper[0]} ± {paper[1]})"
 
 
-def write_outputs(out, rows, curves, args, cfg, data, command, elapsed):
+def write_outputs(out, rows, curves, args, cfg, data, command, elapsed,
+                  progress=()):
     """CSV files, ``results.md`` and the figure (after every run)."""
-    keys = sorted({k for r in rows for k in r}, key=lambda k: next(
-        i for i, r in enumerate(rows) if k in r))   # first-seen order
+    first = ("table", "method", "warp", "num_tasks", "seed", "test_accuracy",
+             "test_error", "train_error", "train_auc", "test_auc")
+    keys = list(dict.fromkeys([k for k in first if any(k in r for r in rows)]
+                              + [k for r in rows for k in r]))
     base.write_csv(out / "runs.csv", [{k: r.get(k, "") for k in keys}
                                       for r in rows])
     base.write_csv(out / "curves.csv", curves)
+    if progress:
+        base.write_csv(out / "progress.csv", list(progress))
 
     def accs(method, warp, n):
         return [r["test_accuracy"] for r in rows if r["method"] == method
@@ -378,7 +493,7 @@ def write_outputs(out, rows, curves, args, cfg, data, command, elapsed):
         f"updates per meta-step), Table 2 seeds {cfg['seeds']}, Table 3 seeds "
         f"{cfg['ablation_seeds']}. The paper: 1000 meta-steps of 20 tasks x "
         "100 steps (2000 warp updates per meta-step), 10 / 4 seeds. "
-        f"Wall time so far: {elapsed / 60:.1f} min.",
+        f"Time of the runs so far: {elapsed / 60:.1f} min.",
         "Held-out alphabets: "
         f"{', '.join(data.test_alphabets[:cfg['test_tasks']])}.",
         "",
@@ -395,6 +510,31 @@ def write_outputs(out, rows, curves, args, cfg, data, command, elapsed):
             cells = [_cell(accs(m, TABLE2_WARP if m == "Warp-Leap" else "", n),
                            PAPER_T2.get(n, {}).get(m)) for m in t2_methods]
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["Every run: held-out training error after "
+              f"{cfg['eval_steps']} steps, mean training / test error along "
+              "the steps (AUC, lower = faster), test accuracy; meta-training "
+              "seconds.", "",
+              "| table | method | warp | tasks | seed | train error | "
+              "train AUC | test AUC | test accuracy | meta-training s |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['table']} | {r['method']} | {r['warp'] or '—'} | "
+            f"{r['num_tasks']} | {r['seed']} | {r['train_error']:.1f} | "
+            f"{r['train_auc']:.1f} | {r.get('test_auc', float('nan')):.1f} | "
+            f"{r['test_accuracy']:.1f} | {r['train_seconds']:.0f} |")
+    lines.append("")
+    if progress:
+        lines += ["Held-out evaluation during meta-training (`--eval-every`):"
+                  " test accuracy (%) after "
+                  f"{cfg['eval_steps']} steps / training-error AUC", "",
+                  "| method | tasks | seed | meta-step | test accuracy | "
+                  "train AUC |", "|---|---|---|---|---|---|"]
+        for p in progress:
+            lines.append(f"| {p['method']} | {p['num_tasks']} | {p['seed']} "
+                         f"| {p['meta_step']} | {100 - p['test_error']:.1f} | "
+                         f"{p['train_auc']:.1f} |")
         lines.append("")
     n3 = cfg["ablation_tasks"]
     if cfg["warps"]:
@@ -418,7 +558,9 @@ def write_outputs(out, rows, curves, args, cfg, data, command, elapsed):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    panels = 3 if progress else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4))
+    left, right = axes[0], axes[1]
     largest = max(counts) if t2_methods else n3
     for i, (m, w) in enumerate([("Leap", ""), ("Warp-Leap", TABLE2_WARP)]):
         sel = [c for c in curves if c["method"] == m and c["warp"] == w
@@ -447,7 +589,26 @@ def write_outputs(out, rows, curves, args, cfg, data, command, elapsed):
     right.invert_yaxis()
     right.set_xlabel(f"held-out test accuracy (%), {n3} pretraining tasks")
     right.set_title("Table 3: warp-layer ablation", fontsize=9)
+    right.set_xlim(0, 125)
     right.legend(fontsize=7, loc="lower right")
+    if progress:
+        ax = axes[2]
+        for i, (m, w) in enumerate([("Leap", ""), ("Warp-Leap", TABLE2_WARP)]):
+            sel = [p for p in progress if p["method"] == m and p["warp"] == w
+                   and p["num_tasks"] == largest]
+            steps = sorted({p["meta_step"] for p in sel})
+            for key, style in (("test_error", "o-"), ("train_auc", "x--")):
+                ax.plot(steps, [np.mean([p[key] for p in sel
+                                         if p["meta_step"] == s])
+                                for s in steps], style, color=f"C{i}",
+                        label=f"{m}: " + ("test error after 100 steps"
+                                          if key == "test_error" else
+                                          "train-error AUC"))
+        ax.set_xlabel("meta-steps")
+        ax.set_ylabel("held-out error (%)")
+        ax.set_title(f"Held-out alphabets during meta-training ({largest} "
+                     "tasks)", fontsize=9)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "warpgrad_omniglot.png", dpi=110)
     plt.close(fig)
