@@ -133,13 +133,23 @@ EVAL_SECONDS_PER_ALPHABET = 8.0
 TRACE_SECONDS = 20.0
 
 
+def common_kwargs(seed, cfg):
+    """Meta-learner arguments shared by every method: the task step (SGD,
+    lr ``TASK_LR``, minibatch ``INNER_BATCH``), held-out steps and seed."""
+    return dict(inner_optimizer=keras.optimizers.SGD(TASK_LR),
+                inner_batch_size=INNER_BATCH, eval_steps=cfg["eval_steps"],
+                seed=seed)
+
+
+def loss():
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
 def build(name, num_tasks, seed, cfg):
     """The meta-learner of ``name`` with the paper's settings."""
     keras.utils.set_random_seed(seed)
     net = omniglot.leap_convnet(seed=seed)
-    common = dict(inner_optimizer=keras.optimizers.SGD(TASK_LR),
-                  inner_batch_size=INNER_BATCH, eval_steps=cfg["eval_steps"],
-                  seed=seed)
+    common = common_kwargs(seed, cfg)
     steps = cfg["inner_steps"]
     if name == "Leap":
         meta = tfmeta.Leap(net, metric="length", inner_steps=steps, **common)
@@ -153,9 +163,7 @@ def build(name, num_tasks, seed, cfg):
         meta = tfmeta.FineTune(net, num_heads=num_tasks, **common)
     else:
         meta = tfmeta.Scratch(net, **common)
-    meta.compile(optimizer=keras.optimizers.SGD(META_LR[name]),
-                 loss=keras.losses.SparseCategoricalCrossentropy(
-                     from_logits=True))
+    meta.compile(optimizer=keras.optimizers.SGD(META_LR[name]), loss=loss())
     return meta
 
 
@@ -167,6 +175,8 @@ class HeldOutCurve:
     SGD (no optimizer state) the chained chunks are one run of ``steps``
     steps (only the minibatch draws differ from ``evaluate``'s). Errors use
     inference mode with the adapted batch-norm statistics, as ``evaluate``.
+    Parameters outside the meta-learner's ``task_mask`` (WarpGrad's warp
+    layers) are held fixed, as in its own adaptation.
     """
 
     def __init__(self, meta):
@@ -179,7 +189,7 @@ class HeldOutCurve:
         result = inner_loop.adapt(
             meta.learner, meta.task_loss_fn, meta.inner_update, params,
             nontrainable, x, y, steps, batch_size=meta.inner_batch_size,
-            seed=seed)
+            seed=seed, mask=getattr(meta, "task_mask", None))
         return result.params, result.nontrainable
 
     def _error(self, params, nontrainable, x, y):
@@ -340,9 +350,6 @@ def main(argv=None):
           flush=True)
     test = omniglot.tasks("test", num_tasks=cfg["test_tasks"], seed=10_000,
                           data=data, support_copies=cfg["support_copies"])
-    # progress lines: up to 10 "epochs" that divide the meta-steps exactly
-    epochs = next(e for e in range(min(10, cfg["meta_steps"]), 0, -1)
-                  if cfg["meta_steps"] % e == 0)
     rows, curves = [], []
     scratch = {}
     start_all = time.perf_counter()
@@ -357,46 +364,72 @@ def main(argv=None):
                     print(f"== {name}, {num_tasks} pretraining tasks, seed "
                           f"{seed} ({time.perf_counter() - start_all:.0f} s "
                           "elapsed)", flush=True)
-                    if name != "Scratch":
-                        meta.fit(omniglot.dataset(
-                            num_tasks=num_tasks, meta_batch_size=cfg["meta_batch"],
-                            seed=seed, data=data,
-                            support_copies=cfg["support_copies"], support_batch=(
-                                INNER_BATCH if name == "FineTune" else None)),
-                            epochs=epochs,
-                            steps_per_epoch=cfg["meta_steps"] // epochs,
-                            verbose=2)
-                    train_seconds = time.perf_counter() - t0
-                    errors = HeldOutCurve(meta)(
-                        test, cfg["eval_steps"], seed=seed)   # [T, C, 2]
-                    seconds = train_seconds
+                    errors, seconds = train_and_evaluate(
+                        meta, num_tasks, seed, cfg, data, test,
+                        train=name != "Scratch", support_batch=(
+                            INNER_BATCH if name == "FineTune" else None))
                     if name == "Scratch":
                         scratch[seed] = (errors, seconds)
-                mean = errors.mean(0)
-                marks = checkpoints(cfg["eval_steps"])
-                auc = (np.trapezoid(mean[:, 0], marks) / (marks[-1] - marks[0])
-                       if len(marks) > 1 else mean[0, 0])
-                row = dict(method=name, num_tasks=num_tasks, seed=seed,
-                           test_error=mean[-1, 1], train_error=mean[-1, 0],
-                           train_auc=auc, test_error_std_over_tasks=errors[:, -1, 1].std(),
-                           train_seconds=seconds,
-                           total_seconds=time.perf_counter() - t0,
-                           **{k: cfg[k] for k in ("meta_steps", "meta_batch",
-                                                  "inner_steps", "maml_steps",
-                                                  "eval_steps", "support_copies")})
+                row, rows_c = summarize(
+                    errors, cfg, dict(method=name, num_tasks=num_tasks,
+                                      seed=seed), seconds, t0)
                 rows.append(row)
-                for c, k in enumerate(marks):
-                    curves.append(dict(method=name, num_tasks=num_tasks,
-                                       seed=seed, step=k,
-                                       train_error=mean[c, 0],
-                                       test_error=mean[c, 1]))
-                print(f"   {name} n={num_tasks} seed={seed}: held-out test "
-                      f"error {row['test_error']:.1f}% (train "
-                      f"{row['train_error']:.1f}%, AUC {auc:.1f}), "
-                      f"{row['total_seconds']:.0f} s", flush=True)
+                curves += rows_c
             write_outputs(out, rows, curves, args, cfg, data)
     print(f"\ntotal {time.perf_counter() - start_all:.0f} s; wrote {out}/",
           flush=True)
+
+
+def progress_epochs(meta_steps):
+    """Up to 10 Keras "epochs" that divide the meta-steps exactly (one
+    progress line each)."""
+    return next(e for e in range(min(10, meta_steps), 0, -1)
+                if meta_steps % e == 0)
+
+
+def train_and_evaluate(meta, num_tasks, seed, cfg, data, test, train=True,
+                       support_batch=None):
+    """Meta-trains ``meta`` for ``cfg["meta_steps"]`` steps of
+    ``cfg["meta_batch"]`` tasks drawn from the first ``num_tasks``
+    pretraining alphabets, then trains on each held-out alphabet of ``test``
+    for ``cfg["eval_steps"]`` steps. Returns ``(errors [tasks, checkpoints,
+    2] in %, meta-training seconds)``."""
+    t0 = time.perf_counter()
+    if train:
+        epochs = progress_epochs(cfg["meta_steps"])
+        meta.fit(omniglot.dataset(
+            num_tasks=num_tasks, meta_batch_size=cfg["meta_batch"], seed=seed,
+            data=data, support_copies=cfg["support_copies"],
+            support_batch=support_batch),
+            epochs=epochs, steps_per_epoch=cfg["meta_steps"] // epochs,
+            verbose=2)
+    seconds = time.perf_counter() - t0
+    errors = HeldOutCurve(meta)(test, cfg["eval_steps"], seed=seed)
+    return errors, seconds
+
+
+def summarize(errors, cfg, keys, train_seconds, t0):
+    """The ``runs.csv`` row (``keys`` first, then held-out errors, AUC of
+    the training error curve, timings and the budget) and the
+    ``curves.csv`` rows of one run; prints a progress line."""
+    mean = errors.mean(0)
+    marks = checkpoints(cfg["eval_steps"])
+    auc = (np.trapezoid(mean[:, 0], marks) / (marks[-1] - marks[0])
+           if len(marks) > 1 else mean[0, 0])
+    row = dict(**keys, test_error=mean[-1, 1], train_error=mean[-1, 0],
+               train_auc=auc, test_error_std_over_tasks=errors[:, -1, 1].std(),
+               train_seconds=train_seconds,
+               total_seconds=time.perf_counter() - t0,
+               **{k: cfg[k] for k in ("meta_steps", "meta_batch", "inner_steps",
+                                      "maml_steps", "eval_steps",
+                                      "support_copies") if k in cfg})
+    curves = [dict(**keys, step=k, train_error=mean[c, 0],
+                   test_error=mean[c, 1]) for c, k in enumerate(marks)]
+    label = " ".join(f"{k}={v}" for k, v in keys.items())
+    print(f"   {label}: held-out test error {row['test_error']:.1f}% (train "
+          f"{row['train_error']:.1f}%, AUC {auc:.1f}), "
+          f"{row['total_seconds']:.0f} s", flush=True)
+    return row, curves
 
 
 def write_csv(path, rows):

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 import tfmeta
+from tfmeta import layers as L
 from tfmeta.tasks import omniglot
 from conftest import requires_omniglot
 
@@ -325,3 +326,55 @@ def test_support_copies_are_augmented_independently(data):
     assert not np.allclose(aug["support_x"][0, :30], aug["support_x"][0, 30:60])
     with pytest.raises(ValueError, match="support_copies"):
         omniglot.tasks("test", support_copies=0, **kw)
+
+
+def test_warpgrad_experiment_presets_and_arguments():
+    """``warpgrad_omniglot.py``: presets, the run plan (Table 3's Leap and
+    default rows reuse Table 2's runs), Warp-Leap = Leap's net with a warp
+    after each conv block, identity at start; bad arguments refused."""
+    import warpgrad_omniglot as script
+
+    _, paper = script.parse_args(["--budget", "paper"])
+    assert (paper["meta_steps"], paper["meta_batch"], paper["inner_steps"],
+            paper["eval_steps"], paper["seeds"], paper["ablation_seeds"]) == (
+                1000, 20, 100, 100, 10, 4)
+    assert set(script.PAPER_T2) == set(script.TASK_COUNTS)
+    assert set(script.WARPS) | {"Leap"} == set(script.PAPER_T3)
+    args, small = script.parse_args(["--budget", "small"])
+    runs = script.plan(args, small)
+    assert runs[:2] == [("T2", "Leap", "", 25, 0),
+                        ("T2", "Warp-Leap", "conv3", 25, 0)]
+    assert [r[2] for r in runs[2:]] == list(script.WARPS)[1:]
+    args, cfg = script.parse_args(["--methods", "Warp-Leap", "--tasks", "5",
+                                   "--warps", "conv1"])
+    assert script.plan(args, cfg) == [
+        ("T2", "Warp-Leap", "conv3", 5, 0), ("T3", "Leap", "", 25, 0),
+        ("T3", "Warp-Leap", "conv1", 25, 0)]
+    for bad in (["--warps", "conv9"], ["--methods", "MAML"],
+                ["--tasks", "0"], ["--ablation-tasks", "40"]):
+        with pytest.raises(SystemExit):
+            script.parse_args(bad)
+    net = script.warped_convnet(0, stacked=2, batch_norm=True)
+    plain = omniglot.leap_convnet(seed=0)
+    warps = [layer for layer in net.layers if isinstance(layer, L.ConvWarp)]
+    assert [w.name for w in warps] == [f"warp_{i}" for i in range(1, 5)]
+    assert all(isinstance(net.layers[net.layers.index(w) - 1],
+                          keras.layers.MaxPooling2D) for w in warps)
+    x = np.random.default_rng(0).uniform(size=(2, 28, 28, 1)).astype("float32")
+    np.testing.assert_allclose(script.warped_convnet(0)(x).numpy(),
+                               plain(x).numpy(), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_warpgrad_experiment_tiny_preset_end_to_end(tmp_path):
+    """``--budget tiny`` writes every output (a few minutes on 2 cores)."""
+    import warpgrad_omniglot as script
+
+    script.main(["--budget", "tiny", "--out", str(tmp_path)])
+    for name in ("runs.csv", "curves.csv", "results.md",
+                 "warpgrad_omniglot.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    rows = (tmp_path / "runs.csv").read_text().splitlines()
+    assert len(rows) == 4 and rows[1].startswith("T2,Leap,,1,0,")
+    text = (tmp_path / "results.md").read_text()
+    assert "| 1 | " in text and "| 2conv3-bn-res |" in text

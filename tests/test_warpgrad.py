@@ -87,6 +87,75 @@ def test_conv_warp_ablation_flags_and_identity_start():
         np.testing.assert_array_equal(before.numpy(), after.numpy())
 
 
+def test_conv_warp_two_stacked_convs():
+    """``ConvWarp(stacked=2)`` (table 3's "2-layer 3 x 3 conv"): C -> 2C -> C
+    convs that start as the identity (so an untrained warped learner trains
+    exactly like the plain one), survive a config round-trip, and stay fixed
+    during adaptation."""
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(4, 5, 5, 3)).astype("float32")
+    two = L.ConvWarp(stacked=2, name="two")
+    np.testing.assert_allclose(two(x).numpy(), x, atol=1e-5)
+    assert [tuple(v.shape) for v in two.trainable_variables] == [
+        (3, 3, 3, 6), (6,), (3, 3, 6, 3), (3,)]
+    hidden = two.conv.kernel.numpy()[1, 1]          # A: 3 x 6, not [I 0]
+    assert np.abs(hidden[:, 3:]).max() > 0.1
+    three = L.ConvWarp(stacked=3, hidden_filters=8)
+    np.testing.assert_allclose(three(x).numpy(), x, atol=1e-5)
+    # config round-trip: same layer, same function once weights are copied
+    config = two.get_config()
+    assert (config["stacked"], config["hidden_filters"]) == (2, None)
+    again = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(two))
+    assert isinstance(again, L.ConvWarp) and again.get_config() == config
+    if not again.built:
+        again.build(x.shape)
+    for src, dst in zip(two.weights, again.weights):
+        dst.assign(src.numpy() * 1.5)
+        src.assign(src.numpy() * 1.5)
+    np.testing.assert_allclose(again(x).numpy(), two(x).numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="stacked"):
+        L.ConvWarp(stacked=0)
+    with pytest.raises(ValueError, match="scaling=True has no convolution"):
+        L.ConvWarp(scaling=True, stacked=2)
+
+    # An untrained stacked warp is plain SGD; its weights never move.
+    def learner(warped):
+        keras.utils.set_random_seed(3)
+        glorot = keras.initializers.GlorotUniform
+        task = [keras.layers.Conv2D(4, 3, padding="same", activation="relu",
+                                    kernel_initializer=glorot(1), name="c1"),
+                keras.layers.MaxPooling2D()]
+        head = [keras.layers.Flatten(),
+                keras.layers.Dense(2, kernel_initializer=glorot(2), name="out")]
+        factory = ((lambda i, layer: L.ConvWarp(stacked=2) if i == 1 else None)
+                   if warped else (lambda i, layer: None))
+        return L.warped_sequential((6, 6, 1), task, factory, head=head)
+
+    images = np.random.default_rng(1).normal(size=(8, 6, 6, 1)).astype("float32")
+    labels = np.arange(8) % 2
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    warped, plain = learner(True), learner(False)
+    meta = WarpGrad(warped, inner_optimizer=keras.optimizers.SGD(0.5),
+                    inner_steps=3)
+    meta.compile(optimizer="sgd", loss=loss)
+    base = tfmeta.Scratch(plain, inner_optimizer=keras.optimizers.SGD(0.5),
+                          inner_steps=3)
+    base.compile(loss=loss)
+    _, warp = partition(warped)
+    before = [v.numpy() for v in warp]
+    adapted = meta.adapt(images, labels, steps=3)
+    reference = base.adapt(images, labels, steps=3)
+    a_task, a_warp = partition(adapted)
+    assert len(a_warp) == 4 and isinstance(adapted.layers[2], L.ConvWarp)
+    for b, after in zip(before, a_warp):
+        np.testing.assert_array_equal(b, after.numpy())
+    for mine, ref in zip(a_task, reference.trainable_variables):
+        np.testing.assert_allclose(mine.numpy(), ref.numpy(), atol=1e-5)
+    moved = np.abs(a_task[0].numpy() - warped.trainable_variables[0].numpy())
+    assert moved.max() > 1e-3
+
+
 def test_warp_that_breaks_the_learner_is_rejected():
     with pytest.raises(ValueError, match=r"warp layer 'warp_squash' \(after "
                        r"task layer 'h1'\) maps shape \(\?, 4\) to \(\?, 3\)"):

@@ -146,16 +146,28 @@ class ConvWarp(WarpLayer):
     * ``batch_norm=True``: batch norm after the conv (learned scale/offset
       are warp parameters);
     * ``activation="relu"``: a non-linearity after it;
-    * ``residual=True``: ``x + warp(x)`` (with BN + ReLU: a residual adaptor).
+    * ``residual=True``: ``x + warp(x)`` (with BN + ReLU: a residual adaptor);
+    * ``stacked=2``: two stacked convolutions (the "2-layer 3 x 3 conv" rows
+      of table 3): the first maps the ``C`` input channels to
+      ``hidden_filters`` (default ``2 C``: 128 for the paper's 64), the
+      second back to ``C``; linear in between, then BN / activation /
+      residual as above. ``stacked=n`` chains ``n`` convolutions
+      (``C -> hidden -> ... -> hidden -> C``).
 
     ``kernel_initializer`` defaults to the identity convolution (the centre
-    tap is the identity matrix), so an untrained warp leaves gradients
-    unchanged and WarpGrad starts from plain SGD.
+    tap is the identity matrix), so an untrained warp conv is the identity
+    map and, without BN or residual, WarpGrad starts from plain SGD. With
+    ``stacked=n`` the default makes the *chain* the identity: the first
+    centre tap is a random ``C x hidden`` matrix ``A`` with orthonormal rows
+    (Keras ``Orthogonal``, seeded by ``keras.utils.set_random_seed``), the
+    middle ones the identity, the last ``A^T``, so that ``A A^T = I``; other
+    taps are zero. (A deterministic ``[I 0]`` split would leave the extra
+    channels at a saddle where they never receive a gradient.)
     """
 
     def __init__(self, kernel_size=3, scaling=False, batch_norm=False,
                  activation=None, residual=False, kernel_initializer=None,
-                 **kwargs):
+                 stacked=1, hidden_filters=None, **kwargs):
         super().__init__(**kwargs)
         self.kernel_size = int(kernel_size)
         self.scaling = bool(scaling)
@@ -163,6 +175,19 @@ class ConvWarp(WarpLayer):
         self.activation = keras.activations.get(activation)
         self.residual = bool(residual)
         self.kernel_initializer = kernel_initializer
+        if isinstance(stacked, bool) or int(stacked) != stacked or stacked < 1:
+            raise ValueError(f"stacked must be a positive integer, got "
+                             f"{stacked!r}.")
+        self.stacked = int(stacked)
+        if self.scaling and self.stacked > 1:
+            raise ValueError("ConvWarp: scaling=True has no convolution to "
+                             "stack; use stacked=1.")
+        if hidden_filters is not None and (
+                isinstance(hidden_filters, bool) or int(hidden_filters) < 1):
+            raise ValueError(f"hidden_filters must be a positive integer, got "
+                             f"{hidden_filters!r}.")
+        self.hidden_filters = (None if hidden_filters is None
+                               else int(hidden_filters))
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -173,18 +198,37 @@ class ConvWarp(WarpLayer):
                                          name="scale")
             self.shift = self.add_weight(shape=(channels,), initializer="zeros",
                                          name="shift")
-        else:
-            k = self.kernel_size
+        elif self.stacked == 1:
             init = self.kernel_initializer
             if init is None:
-                def init(shape, dtype=None):  # identity convolution
-                    kernel = np.zeros(shape)
-                    kernel[k // 2, k // 2] = np.eye(channels)
-                    return ops.convert_to_tensor(kernel, dtype=dtype)
+                init = _centre_tap_initializer(np.eye(channels))
             self.conv = keras.layers.Conv2D(
-                channels, k, padding="same", kernel_initializer=init,
-                dtype=self.dtype_policy, name="conv")
+                channels, self.kernel_size, padding="same",
+                kernel_initializer=init, dtype=self.dtype_policy, name="conv")
             self.conv.build(input_shape)
+            self.convs = [self.conv]
+        else:
+            hidden = self.hidden_filters or 2 * channels
+            if self.kernel_initializer is None:
+                # A (C x hidden) with orthonormal rows when C <= hidden
+                # (otherwise orthonormal columns: the chain is then a
+                # projection, not the identity).
+                a = keras.ops.convert_to_numpy(keras.initializers.Orthogonal()(
+                    (channels, hidden))).astype("float64")
+                taps = ([a] + [np.eye(hidden)] * (self.stacked - 2) + [a.T])
+            widths = [hidden] * (self.stacked - 1) + [channels]
+            self.convs, shape = [], tuple(input_shape)
+            for i, width in enumerate(widths):
+                init = (self.kernel_initializer if self.kernel_initializer
+                        is not None else _centre_tap_initializer(taps[i]))
+                conv = keras.layers.Conv2D(
+                    width, self.kernel_size, padding="same",
+                    kernel_initializer=init, dtype=self.dtype_policy,
+                    name="conv" if i == 0 else f"conv_{i + 1}")
+                conv.build(shape)
+                shape = shape[:-1] + (width,)
+                self.convs.append(conv)
+            self.conv = self.convs[0]
         if self.batch_norm:
             self.norm = BatchNormalization(dtype=self.dtype_policy, name="bn")
             self.norm.build(input_shape)
@@ -194,7 +238,9 @@ class ConvWarp(WarpLayer):
         if self.scaling:
             out = inputs * self.scale + self.shift
         else:
-            out = self.conv(inputs)
+            out = inputs
+            for conv in self.convs:
+                out = conv(out)
         if self.batch_norm:
             out = self.norm(out, training=training)
         if self.activation is not None:
@@ -211,8 +257,19 @@ class ConvWarp(WarpLayer):
             batch_norm=self.batch_norm,
             activation=keras.activations.serialize(self.activation)
             if self.activation is not None else None,
-            residual=self.residual)
+            residual=self.residual, stacked=self.stacked,
+            hidden_filters=self.hidden_filters)
         return config
+
+
+def _centre_tap_initializer(matrix):
+    """A conv-kernel initializer: ``matrix`` (in x out) at the centre tap,
+    zeros elsewhere."""
+    def init(shape, dtype=None):
+        kernel = np.zeros(shape)
+        kernel[shape[0] // 2, shape[1] // 2] = matrix
+        return ops.convert_to_tensor(kernel, dtype=dtype)
+    return init
 
 
 @keras.saving.register_keras_serializable(package="tfmeta")
