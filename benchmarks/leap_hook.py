@@ -20,39 +20,11 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as tfmeta does
 os.environ["TFMETA_BENCH_NO_TORCH"] = "1"
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import benchmarks.run as bench  # noqa: E402
 import tfmeta  # noqa: E402
-from tfmeta import inner_loop, inner_optimizers  # noqa: E402
 from tfmeta.leap import _flatten  # noqa: E402
-
-
-def loop(w, steps, hook=None):
-    """The compiled inner loop of ``run.tfmeta_loop``, optionally with
-    ``hook`` (a Leap flat increment) and its accumulator."""
-    model = w.tf_model()
-    params = [tf.convert_to_tensor(v) for v in model.trainable_variables]
-    nontrainable = [tf.convert_to_tensor(v)
-                    for v in model.non_trainable_variables]
-    sgd = inner_optimizers.from_keras(keras.optimizers.SGD(bench.LR))
-    x, y = tf.constant(w.x), tf.constant(w.y)
-    seed = tf.constant([0, 1], tf.int64)
-
-    @tf.function
-    def run():
-        state = (([tf.zeros_like(_flatten(params))], tf.zeros([]))
-                 if hook else ())
-        result = inner_loop.adapt(model, w.loss, sgd, params, nontrainable,
-                                  x, y, steps, batch_size=w.batch, seed=seed,
-                                  hook=hook, hook_state=state)
-        if not hook:
-            return result.loss_after
-        (acc,), length = result.hook_state
-        return result.loss_after + length + tf.reduce_sum(acc)
-
-    return lambda: float(run())
 
 
 def main(argv=None):
@@ -62,11 +34,15 @@ def main(argv=None):
     for name, steps in (("omniglot-conv", 50), ("sine-mlp", 200)):
         w = bench.WORKLOADS[name]()
         leap = tfmeta.Leap(w.tf_model())
+        init = lambda params: ([tf.zeros_like(_flatten(params))],  # noqa: E731
+                               tf.zeros([]))
         contenders = {
-            "plain loop": loop(w, steps),
-            "loop + Leap hook": loop(w, steps, leap._flat_increment),
-            "loop + Leap hook (XLA)": loop(
-                w, steps, tf.function(leap._flat_increment, jit_compile=True)),
+            "plain loop": bench.tfmeta_loop(w, steps),
+            "loop + Leap hook": bench.tfmeta_loop(
+                w, steps, leap._flat_increment, init),
+            "loop + Leap hook (XLA)": bench.tfmeta_loop(
+                w, steps, tf.function(leap._flat_increment, jit_compile=True),
+                init),
         }
         times = bench.race(contenders, args.rounds)
         for contender, seconds in times.items():

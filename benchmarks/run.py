@@ -130,7 +130,10 @@ class Workload:
                 for _ in range(steps)]
 
 
-def tfmeta_loop(w, steps):
+def tfmeta_loop(w, steps, hook=None, init_state=None):
+    """tfmeta's compiled SGD inner loop on ``w``; with ``hook``, also a
+    per-step hook whose state starts as ``init_state(params)`` (its result
+    is fetched, so the hook's work cannot be pruned)."""
     model = w.tf_model()
     params = [tf.convert_to_tensor(v) for v in model.trainable_variables]
     nontrainable = [tf.convert_to_tensor(v) for v in model.non_trainable_variables]
@@ -140,9 +143,13 @@ def tfmeta_loop(w, steps):
 
     @tf.function
     def run():
+        state = init_state(params) if hook else ()
         result = inner_loop.adapt(model, w.loss, sgd, params, nontrainable, x, y,
-                                  steps, batch_size=w.batch, seed=seed)
-        return result.loss_after
+                                  steps, batch_size=w.batch, seed=seed,
+                                  hook=hook, hook_state=state)
+        return result.loss_after + tf.add_n(
+            [tf.zeros([])] + [tf.reduce_sum(t)
+                              for t in tf.nest.flatten(result.hook_state)])
 
     return lambda: float(run())
 
