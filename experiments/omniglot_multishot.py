@@ -163,7 +163,8 @@ def build(name, num_tasks, seed, cfg):
         meta = tfmeta.FineTune(net, num_heads=num_tasks, **common)
     else:
         meta = tfmeta.Scratch(net, **common)
-    meta.compile(optimizer=keras.optimizers.SGD(META_LR[name]), loss=loss())
+    lr = cfg.get("meta_lr", {}).get(name, META_LR[name])
+    meta.compile(optimizer=keras.optimizers.SGD(lr), loss=loss())
     return meta
 
 
@@ -271,6 +272,13 @@ def parse_args(argv=None):
     parser.add_argument("--data-dir", help="directory holding omniglot/ "
                         "(default $TFMETA_DATA or ../shared/data)")
     parser.add_argument("--out", default="runs/omniglot_multishot")
+    parser.add_argument("--meta-lr", help="meta learning rate(s): one number "
+                        "for every method or 'Leap=0.3,Reptile=1' (default: "
+                        "the preset's, else the paper's)")
+    parser.add_argument("--eval-split", choices=("test", "validation"),
+                        default="test", help="held-out alphabets to evaluate "
+                        "on: the 10 test alphabets (the table) or the 10 "
+                        "validation alphabets (for choosing hyper-parameters)")
     parser.add_argument("--time-steps", action="store_true",
                         help="only time the input pipeline and meta-steps")
     args = parser.parse_args(argv)
@@ -290,7 +298,30 @@ def parse_args(argv=None):
     if unknown:
         parser.error(f"unknown method(s) {sorted(unknown)}; choose from "
                      f"{list(METHODS)}")
+    if args.meta_lr:
+        cfg["meta_lr"] = dict(cfg.get("meta_lr", {}), **parse_meta_lr(
+            args.meta_lr, args.methods, parser.error))
+    if args.eval_split == "validation" and max(cfg["tasks"]) > 26:
+        parser.error("--eval-split validation needs --tasks <= 26 (the "
+                     "validation alphabets are pretraining alphabets 27-36)")
     return args, cfg
+
+
+def parse_meta_lr(text, methods, error):
+    """``"0.3"`` (every method) or ``"Leap=0.3,Reptile=1"`` -> dict."""
+    try:
+        if "=" not in text:
+            return {m: float(text) for m in methods}
+        pairs = [item.split("=") for item in text.split(",")]
+        out = {m.strip(): float(v) for m, v in pairs}
+    except ValueError:
+        error(f"--meta-lr: cannot read {text!r}; use 0.3 or Leap=0.3,Reptile=1")
+    unknown = set(out) - set(METHODS)
+    if unknown:
+        error(f"--meta-lr: unknown method(s) {sorted(unknown)}")
+    if any(v <= 0 for v in out.values()):
+        error("--meta-lr values must be positive")
+    return out
 
 
 def time_steps(data, cfg, meta_batch=2, repeats=2):
@@ -345,11 +376,13 @@ def main(argv=None):
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"budget {args.budget}: {cfg}; methods {args.methods}", flush=True)
-    print(f"held-out alphabets: {', '.join(data.test_alphabets)}", flush=True)
+    print(f"held-out ({args.eval_split}) alphabets: "
+          f"{', '.join(data.split(args.eval_split))}", flush=True)
     print(f"predicted time: {predict_seconds(cfg, args.methods) / 60:.0f} min",
           flush=True)
-    test = omniglot.tasks("test", num_tasks=cfg["test_tasks"], seed=10_000,
-                          data=data, support_copies=cfg["support_copies"])
+    test = omniglot.tasks(args.eval_split, num_tasks=cfg["test_tasks"],
+                          seed=10_000, data=data,
+                          support_copies=cfg["support_copies"])
     rows, curves = [], []
     scratch = {}
     start_all = time.perf_counter()
@@ -460,8 +493,10 @@ def write_outputs(out, rows, curves, args, cfg, data):
         f"{cfg['meta_batch']} tasks, {cfg['inner_steps']} task steps "
         f"(MAML {cfg['maml_steps']}), {cfg['seeds']} seed(s). The paper: "
         "1000 meta-steps of 20 tasks, 100 task steps (MAML 5).",
-        "Held-out alphabets: "
-        f"{', '.join(data.test_alphabets[:cfg['test_tasks']])}.",
+        f"Held-out ({args.eval_split}) alphabets: "
+        f"{', '.join(data.split(args.eval_split)[:cfg['test_tasks']])}."
+        + (f" Meta learning rates: {cfg['meta_lr']}." if cfg.get("meta_lr")
+           else ""),
         "",
         "| pretraining tasks | " + " | ".join(methods) + " |",
         "|---|" + "---|" * len(methods),

@@ -71,6 +71,11 @@ def test_held_out_alphabets_fixed_and_disjoint(data):
     assert data.split("train", 3) == data.train_alphabets[:3]
     with pytest.raises(ValueError, match="num_tasks"):
         data.split("train", 37)
+    # validation: the last 10 pretraining alphabets, after the table's 25
+    assert data.split("validation") == data.train_alphabets[26:]
+    assert not set(data.validation_alphabets) & set(data.split("train", 26))
+    with pytest.raises(ValueError, match="'validation'"):
+        data.split("valid")
 
 
 def test_split_sizes_labels_and_pixels(data, test_tasks):
@@ -297,6 +302,15 @@ def test_experiment_presets_and_arguments():
         script.parse_args(["--methods", "Leap,Nope"])
     with pytest.raises(SystemExit):
         script.parse_args(["--tasks", "0,5"])
+    _, cfg = script.parse_args(["--methods", "Leap,Reptile", "--meta-lr", "0.5"])
+    assert cfg["meta_lr"] == dict(Leap=0.5, Reptile=0.5)
+    _, cfg = script.parse_args(["--meta-lr", "Reptile=1"])
+    assert cfg["meta_lr"]["Reptile"] == 1.0
+    for bad in (["--meta-lr", "Nope=1"], ["--meta-lr", "fast"],
+                ["--meta-lr", "Leap=-1"],
+                ["--eval-split", "validation", "--tasks", "30"]):
+        with pytest.raises(SystemExit):
+            script.parse_args(bad)
 
 
 @pytest.mark.slow

@@ -56,6 +56,7 @@ NUM_DRAWINGS = 20         # drawings per character in Omniglot
 SUPPORT_SHOTS = 15        # drawers 1-15: task training split
 QUERY_SHOTS = 5           # drawers 16-20: held-out split
 NUM_TEST_ALPHABETS = 10
+NUM_VALIDATION_ALPHABETS = 10   # the last 10 pretraining alphabets
 PROTOCOL_SEED = 2019      # fixes character choice, test alphabets, task order
 SCALE_RANGE = (0.8, 1.2)
 ROTATION_RANGE = (0.0, 360.0)   # degrees
@@ -193,6 +194,10 @@ class Omniglot:
       train_alphabets: the 36 pretraining alphabets, in the fixed order whose
         first ``n`` are the ``n`` pretraining tasks.
       test_alphabets: the 10 held-out alphabets.
+      validation_alphabets: the last 10 of ``train_alphabets``; disjoint
+        from the pretraining tasks of the table (at most the first 26), for
+        choosing hyper-parameters without looking at the test alphabets
+        (the paper holds out alphabets for validation the same way).
       dropped_alphabets: alphabets with fewer than 20 characters.
       characters: ``{alphabet: [20] character numbers}`` picked per alphabet.
       images: ``{alphabet: [20, 20, 28, 28] uint8}`` (class, drawer, H, W),
@@ -214,12 +219,17 @@ class Omniglot:
         order = [kept[i] for i in rng.permutation(len(kept))]
         self.test_alphabets = sorted(order[:NUM_TEST_ALPHABETS])
         self.train_alphabets = order[NUM_TEST_ALPHABETS:]
+        self.validation_alphabets = self.train_alphabets[
+            -NUM_VALIDATION_ALPHABETS:]
 
     def split(self, split, num_tasks=None):
-        """Alphabets of ``"train"`` (first ``num_tasks``) or ``"test"``."""
-        if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
-        names = self.train_alphabets if split == "train" else self.test_alphabets
+        """Alphabets of ``"train"`` (first ``num_tasks``), ``"validation"``
+        or ``"test"``."""
+        names = dict(train=self.train_alphabets, test=self.test_alphabets,
+                     validation=self.validation_alphabets).get(split)
+        if names is None:
+            raise ValueError("split must be 'train', 'validation' or 'test', "
+                             f"got {split!r}.")
         if num_tasks is None:
             return list(names)
         if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) \
