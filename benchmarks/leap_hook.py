@@ -1,7 +1,9 @@
 """What Leap's on-the-fly meta-gradient (eq. 8, accumulated after every task
 step) costs on top of the plain compiled inner loop: the loop alone, with
 Leap's hook, and with the hook compiled as one XLA cluster, alternating in
-one process (medians of ``--rounds``).
+one process (medians of ``--rounds``); for the sine MLP also the whole loop
+compiled with XLA, with and without the hook (overhead against the XLA plain
+loop).
 
     python benchmarks/leap_hook.py [--rounds 15]
 
@@ -44,10 +46,17 @@ def main(argv=None):
                 w, steps, tf.function(leap._flat_increment, jit_compile=True),
                 init),
         }
+        if name == "sine-mlp":  # XLA is 15-20x slower for the conv net
+            contenders["plain loop, whole loop XLA"] = bench.tfmeta_loop(
+                w, steps, jit_compile=True)
+            contenders["loop + Leap hook, whole loop XLA"] = bench.tfmeta_loop(
+                w, steps, leap._flat_increment, init, jit_compile=True)
         times = bench.race(contenders, args.rounds)
         for contender, seconds in times.items():
-            over = 100 * (seconds / times["plain loop"] - 1)
-            print(f"{name:14s} {contender:24s} {steps / seconds:9.1f} steps/s "
+            base = ("plain loop, whole loop XLA" if "whole loop XLA" in contender
+                    else "plain loop")
+            over = 100 * (seconds / times[base] - 1)
+            print(f"{name:14s} {contender:34s} {steps / seconds:9.1f} steps/s "
                   f"({over:+.1f} %)", flush=True)
 
 

@@ -130,10 +130,11 @@ class Workload:
                 for _ in range(steps)]
 
 
-def tfmeta_loop(w, steps, hook=None, init_state=None):
+def tfmeta_loop(w, steps, hook=None, init_state=None, jit_compile=False):
     """tfmeta's compiled SGD inner loop on ``w``; with ``hook``, also a
     per-step hook whose state starts as ``init_state(params)`` (its result
-    is fetched, so the hook's work cannot be pruned)."""
+    is fetched, so the hook's work cannot be pruned); ``jit_compile``: the
+    whole loop as one XLA computation."""
     model = w.tf_model()
     params = [tf.convert_to_tensor(v) for v in model.trainable_variables]
     nontrainable = [tf.convert_to_tensor(v) for v in model.non_trainable_variables]
@@ -141,7 +142,7 @@ def tfmeta_loop(w, steps, hook=None, init_state=None):
     x, y = tf.constant(w.x), tf.constant(w.y)
     seed = tf.constant([0, 1], tf.int64)
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def run():
         state = init_state(params) if hook else ()
         result = inner_loop.adapt(model, w.loss, sgd, params, nontrainable, x, y,
