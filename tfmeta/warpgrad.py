@@ -48,9 +48,22 @@ def warp_layers(learner):
 
 def partition(learner):
     """``(task_variables, warp_variables)``: the learner's trainable variables
-    split by the ``WarpLayer`` mark, each in ``trainable_variables`` order."""
-    warp_ids = {id(v) for layer in warp_layers(learner)
-                for v in layer.trainable_variables}
+    split by the ``WarpLayer`` mark, each in ``trainable_variables`` order.
+
+    A warp layer's variables are warp parameters phi except those it lists
+    in ``task_variables`` (e.g. ``ConvWarp(film=True)``'s FiLM task
+    embeddings), which are task parameters."""
+    warp_ids = set()
+    for layer in warp_layers(learner):
+        own = {id(v) for v in layer.trainable_variables}
+        marked = list(layer.task_variables)
+        stray = [getattr(v, "path", getattr(v, "name", "?"))
+                 for v in marked if id(v) not in own]
+        if stray:
+            raise ValueError(
+                f"warp layer {layer.name!r} lists task_variables {stray} "
+                "that are not among its own trainable variables.")
+        warp_ids |= own - {id(v) for v in marked}
     task = [v for v in learner.trainable_variables if id(v) not in warp_ids]
     warp = [v for v in learner.trainable_variables if id(v) in warp_ids]
     return task, warp
