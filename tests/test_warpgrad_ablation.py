@@ -187,3 +187,171 @@ def test_partition_refuses_task_variables_a_warp_does_not_own():
     with pytest.raises(ValueError, match="warp layer 'stray' lists "
                        "task_variables .* not among its own"):
         partition(learner)
+
+
+# --------------------------------------------------------- learned alpha
+@pytest.mark.parametrize("momentum", [0.0, 0.5], ids=["sgd", "momentum"])
+def test_task_lr_meta_gradient_matches_finite_differences(float64, momentum):
+    """dL/d alpha of eq. 11 (the last entry of warp_objective's gradient)
+    vs central differences in alpha, the buffer (theta_k, m_k) held fixed:
+    the replayed step uses the current alpha."""
+    batch = task_batch(num_tasks=2, support=6, query=5, dtype="float64",
+                       seed=3)
+    meta = make(warped_mlp(seed=2), lr=0.25, steps=3, momentum=momentum,
+                inner_batch_size=4, learn_task_lr=True)
+    buffer = meta.collect(batch)
+    if momentum:
+        assert max(np.abs(c).max() for c in buffer["carry"]) > 1e-3
+    loss, grads = meta.warp_objective(batch, buffer)
+    assert len(grads) == len(meta.warp_variables) + 1
+    grad = grads[-1]
+    assert abs(grad) > 1e-3
+    eps = 1e-6
+    losses = []
+    for sign in (1, -1):
+        meta.task_lr.assign(0.25 + sign * eps)
+        losses.append(meta.warp_objective(batch, buffer)[0])
+    numeric = (losses[0] - losses[1]) / (2 * eps)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-9)
+    meta.task_lr.assign(0.4)
+    assert abs(meta.warp_objective(batch, buffer)[0] - loss) > 1e-4
+
+
+def test_task_lr_step_is_clipped_sgd_online_and_reported(float64):
+    """Online (Algorithm 1): alpha <- alpha - 0.001 clip(g, +-0.001) with g
+    the mean eq. 11 gradient over tasks and iterates; unclipped with a large
+    clip; phi takes the outer optimizer's step; History reports task_lr."""
+    batch = task_batch(num_tasks=2, dtype="float64", seed=7)
+    for clip, lr in ((0.001, 0.001), (10.0, 0.01)):
+        meta = make(warped_mlp(seed=4), lr=0.25, steps=3,
+                    learn_task_lr=True, task_lr_clip=clip,
+                    task_lr_learning_rate=lr)
+        assert meta.task_lr.numpy() == 0.25  # the inner SGD's lr
+        _, grads = meta.warp_objective(batch, meta.collect(batch))
+        g = grads[-1]
+        assert abs(g) > 0.01
+        phi = [v.numpy() for v in meta.warp_variables]
+        history = meta.fit(as_dataset(batch), epochs=1, steps_per_epoch=1,
+                           verbose=0)
+        want = 0.25 - lr * np.clip(g, -clip, clip)
+        np.testing.assert_allclose(meta.task_lr.numpy(), want, rtol=1e-12)
+        assert history.history["task_lr"][0] == pytest.approx(want, rel=1e-6)
+        for b, v, gp in zip(phi, meta.warp_variables, grads):
+            np.testing.assert_allclose(b - v.numpy(), gp, rtol=1e-7,
+                                       atol=1e-12)
+
+
+def test_offline_replay_uses_the_current_task_lr(float64):
+    """Algorithm 2, eta = 1: the second replayed entry is stepped with the
+    alpha (and phi) that the first update left, recomputed here in both
+    possible replay orders."""
+    batch = task_batch(num_tasks=1, dtype="float64", seed=8)
+    beta, lr_a = 0.5, 0.05
+    learner = warped_mlp(seed=5)
+    meta = make(learner, lr=0.25, steps=2, outer=beta, learn_task_lr=True,
+                task_lr_clip=10.0, task_lr_learning_rate=lr_a,
+                meta_training="offline")
+    probe = make(learner, lr=0.25, steps=2, learn_task_lr=True)
+    buffer = probe.collect(batch)  # full-batch steps: same buffer as fit's
+    phi0 = [v.numpy() for v in meta.warp_variables]
+    ends = []
+    for order in ((0, 1), (1, 0)):
+        probe.task_lr.assign(0.25)
+        for e in order:
+            _, g = probe.warp_objective(batch, buffer, [e])
+            for var, gp in zip(probe.warp_variables, g):
+                var.assign(var - beta * gp)
+            probe.task_lr.assign(probe.task_lr - lr_a * g[-1])
+        ends.append(([v.numpy() for v in probe.warp_variables],
+                     probe.task_lr.numpy()))
+        for var, value in zip(probe.warp_variables, phi0):
+            var.assign(value)
+    assert abs(ends[0][1] - ends[1][1]) > 1e-6
+    stale = 0.25 - lr_a * sum(probe.warp_objective(batch, buffer, [e])[1][-1]
+                             for e in (0, 1))
+    meta.fit(as_dataset(batch), epochs=1, steps_per_epoch=1, verbose=0)
+    alpha = meta.task_lr.numpy()
+    assert abs(alpha - stale) > 1e-6
+    match = [i for i, (_, a) in enumerate(ends) if abs(a - alpha) < 1e-12]
+    assert len(match) == 1, (alpha, ends)
+    for var, want in zip(meta.warp_variables, ends[match[0]][0]):
+        np.testing.assert_allclose(var.numpy(), want, rtol=1e-9, atol=1e-12)
+
+
+def test_adapt_and_evaluate_use_the_current_task_lr(float64):
+    """Change the variable after tracing: adapt() and evaluate_tasks() step
+    with the new alpha (independent SGD with that lr)."""
+    learner = film_learner(seed=2)
+    meta = make(learner, lr=0.25, steps=2, learn_task_lr=True)
+    batch = image_tasks(num_tasks=1, dtype="float64", seed=4)
+    x, y = batch["support_x"][0], batch["support_y"][0]
+    meta.adapt(x, y, steps=3)  # traced with alpha = 0.25
+    meta.task_lr.assign(0.0625)
+    adapted = meta.adapt(x, y, steps=3)
+    expected = manual_sgd(learner, x, y, 0.0625, 3)
+    for got, want in zip(adapted.trainable_variables, expected):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-9, atol=1e-12)
+    query = keras.losses.MeanSquaredError()(
+        batch["query_y"][0], adapted(batch["query_x"][0])).numpy()
+    after = meta.evaluate_tasks(batch, steps=3)["loss_after"][0]
+    assert after == pytest.approx(query, rel=1e-5)
+
+
+def test_task_lr_and_film_survive_export_checkpoint_and_load(tmp_path):
+    """The exported ``adapt`` uses alpha's value at export and adapts FiLM
+    with the warps fixed; save_weights/load_weights and tfmeta.load restore
+    alpha."""
+    learner = film_learner(seed=3)
+    meta = make(learner, lr=0.2, steps=2, learn_task_lr=True, eval_steps=3)
+    meta.task_lr.assign(0.07)
+    batch = image_tasks(num_tasks=1, seed=5)
+    sx, sy, qx = batch["support_x"][0], batch["support_y"][0], \
+        batch["query_x"][0]
+    path = meta.export(str(tmp_path / "warp"))
+    loaded = tf.saved_model.load(path)
+    expected = meta.adapt(sx, sy).predict(qx, verbose=0)
+    got = loaded.adapt_and_predict(sx, sy, qx)["predictions"].numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    plain = WarpGrad(learner, inner_optimizer=keras.optimizers.SGD(0.2),
+                     eval_steps=3)
+    plain.compile(optimizer="sgd", loss="mse")
+    assert np.abs(plain.adapt(sx, sy).predict(qx, verbose=0)
+                  - got).max() > 1e-4  # alpha 0.2 would differ
+    adapted = loaded.adapt(sx, sy)
+    names = tfmeta.export.adapted_weight_names(learner)
+    _, warp = partition(learner)
+    warp_ids = {id(v) for v in warp}
+    film_ids = {id(v) for v in learner.layers[1].task_variables}
+    for name, var in zip(names, learner.trainable_variables):
+        if id(var) in warp_ids:
+            np.testing.assert_array_equal(adapted[name].numpy(), var.numpy())
+        if id(var) in film_ids:
+            assert np.abs(adapted[name].numpy()).max() > 1e-5
+    assert tfmeta.export.read_metadata(path)["task_lr"] == pytest.approx(0.07)
+    again = tfmeta.load(path)
+    assert again.get_config()["learn_task_lr"] is True
+    assert again.task_lr.numpy() == pytest.approx(0.07)
+    # an ordinary checkpoint of the meta-learner
+    meta.save_weights(str(tmp_path / "ckpt.weights.h5"))
+    fresh = make(film_learner(seed=3), lr=0.2, steps=2, learn_task_lr=True)
+    assert fresh.task_lr.numpy() == pytest.approx(0.2)
+    fresh.load_weights(str(tmp_path / "ckpt.weights.h5"))
+    assert fresh.task_lr.numpy() == pytest.approx(0.07)
+
+
+def test_learned_task_lr_refuses_what_it_cannot_learn():
+    with pytest.raises(ValueError, match=r"needs objective='full' \(eq. 11\)"):
+        make(warped_mlp(), learn_task_lr=True, objective="approximate")
+    with pytest.raises(ValueError, match="learn_task_lr=True meta-learns the "
+                       "step size of a Keras SGD"):
+        WarpGrad(warped_mlp(), objective="approximate", learn_task_lr=True,
+                 inner_optimizer=keras.optimizers.Adam(0.1))
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)
+    with pytest.raises(ValueError, match="constant inner learning rate"):
+        WarpGrad(warped_mlp(), learn_task_lr=True,
+                 inner_optimizer=keras.optimizers.SGD(schedule))
+    with pytest.raises(ValueError, match="not 'continual'"):
+        make(warped_mlp(), learn_task_lr=True, meta_training="continual")
+    with pytest.raises(ValueError, match="task_lr_clip must be positive"):
+        make(warped_mlp(), learn_task_lr=True, task_lr_clip=0.0)
+    assert make(warped_mlp()).task_lr is None
