@@ -22,7 +22,10 @@ Adaptation runs the same compiled inner loop as training
 loss and ``inner_batch_size``). Its minibatch seed is fixed at ``(0, 0)``:
 with full-batch inner loops (``inner_batch_size=None``) the export agrees
 with ``meta.adapt``; with minibatches it draws other (fixed) minibatches than
-``meta.adapt``, whose seed advances on every call.
+``meta.adapt``, whose seed advances on every call. WarpGrad: the warp
+parameters stay fixed (its ``task_mask``; FiLM task embeddings inside warp
+layers adapt), and a meta-learned task learning rate (``learn_task_lr``) is
+used at its value at export time (also in ``tfmeta.json`` as ``task_lr``).
 
 ``assets/`` holds ``tfmeta.json`` (method, hyper-parameters, input and target
 specs, versions, SHA-256 of the weights), ``learner.keras`` (the learner's
@@ -158,10 +161,18 @@ class _ExportModule(tf.Module):
         names = adapted_weight_names(learner)
         self._param_names = names[:len(self.params)]
         self._nontrainable_names = names[len(self.params):]
+        update = meta.inner_update
+        task_lr = getattr(meta, "task_lr", None)
+        if task_lr is not None:
+            # WarpGrad's meta-learned task learning rate: its value now, in
+            # a variable of this module (the meta-learner's is not saved).
+            self.task_lr = tf.Variable(keras.ops.convert_to_numpy(task_lr),
+                                       trainable=False, name="task_lr")
+            update = update.with_learning_rate(lambda step: self.task_lr)
         # Untracked: only ``params``/``nontrainable`` are saved (tracking the
         # Keras learner would store its variables a second time).
         self._keras = _Untracked(learner=learner, loss_fn=meta.task_loss_fn,
-                                 update=meta.inner_update,
+                                 update=update,
                                  mask=getattr(meta, "task_mask", None))
         self._batch_size = meta.inner_batch_size
         self._eval_steps = int(meta.eval_steps)
@@ -303,6 +314,8 @@ def _metadata(meta, x_spec, y_spec):
         "target_spec": _spec_dict(y_spec),
         "adapt_seed": list(ADAPT_SEED),
         "weights_sha256": weights_fingerprint(meta.learner.variables),
+        "task_lr": (None if getattr(meta, "task_lr", None) is None
+                    else float(keras.ops.convert_to_numpy(meta.task_lr))),
         "versions": {"tfmeta": tfmeta.__version__, "tensorflow": tf.__version__,
                      "keras": keras.__version__},
         "files": [LEARNER_FILE, META_WEIGHTS_FILE],

@@ -9,6 +9,8 @@ apply the same update rule functionally. ``tests/test_inner_optimizers.py``
 checks each rule against the Keras optimizer itself.
 """
 
+import copy
+
 import keras
 import tensorflow as tf
 
@@ -40,6 +42,13 @@ class InnerOptimizer:
         if callable(self.learning_rate):
             return tf.cast(self.learning_rate(step), dtype)
         return tf.constant(self.learning_rate, dtype)
+
+    def with_learning_rate(self, learning_rate):
+        """A copy with another learning rate: a float or a callable of the
+        step (e.g. ``lambda step: variable``, a meta-learned step size)."""
+        new = copy.copy(self)
+        new.learning_rate = learning_rate
+        return new
 
     def init(self, params):
         return ()

@@ -85,14 +85,28 @@ class BatchNormalization(keras.layers.BatchNormalization):
 # parameters phi are meta-learned and held fixed during task adaptation;
 # ``tfmeta.warpgrad.partition(learner)`` splits a learner's variables into
 # task and warp parameters by this mark. A warp layer reparameterizes an
-# activation, so it must keep its input's shape.
+# activation, so it must keep its input's shape. A warp layer may hold task
+# parameters of its own (FiLM task embeddings, appendix F): it lists them in
+# ``task_variables`` and they adapt with the task layers.
 
 
 class WarpLayer(keras.layers.Layer):
     """Base class that marks a layer as a warp layer (meta-learned, held
-    fixed during task adaptation). Subclasses keep their input's shape."""
+    fixed during task adaptation). Subclasses keep their input's shape.
+
+    ``task_variables`` lists the variables of this layer that are *task*
+    parameters (adapted per task, from the learner's initialization), not
+    warp parameters phi: e.g. ``ConvWarp(film=True)``'s FiLM task
+    embeddings. Default: none. Subclasses override the property; every
+    entry must be one of the layer's own trainable variables
+    (``tfmeta.warpgrad.partition`` checks it).
+    """
 
     is_warp = True
+
+    @property
+    def task_variables(self):
+        return []
 
 
 @keras.saving.register_keras_serializable(package="tfmeta")
@@ -134,6 +148,29 @@ def warp(layer):
 
 
 @keras.saving.register_keras_serializable(package="tfmeta")
+class FiLM(keras.layers.Layer):
+    """Feature-wise linear modulation ``h -> (1 + gamma) h + beta`` on the
+    last axis (Perez et al., 2018), ``gamma = beta = 0`` at initialization
+    (the identity). Inside ``ConvWarp(film=True)`` these are task
+    embeddings: task parameters adapted from 0 on every task (WarpGrad,
+    appendix F)."""
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.gamma = self.add_weight(shape=(channels,), initializer="zeros",
+                                     name="gamma")
+        self.beta = self.add_weight(shape=(channels,), initializer="zeros",
+                                    name="beta")
+        self.built = True
+
+    def call(self, inputs):
+        return inputs * (1.0 + self.gamma) + self.beta
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="tfmeta")
 class ConvWarp(WarpLayer):
     """Convolutional warp layer of the Omniglot experiment (appendix E) and
     its ablations (appendix F, table 3).
@@ -167,7 +204,7 @@ class ConvWarp(WarpLayer):
 
     def __init__(self, kernel_size=3, scaling=False, batch_norm=False,
                  activation=None, residual=False, kernel_initializer=None,
-                 stacked=1, hidden_filters=None, **kwargs):
+                 stacked=1, hidden_filters=None, film=False, **kwargs):
         super().__init__(**kwargs)
         self.kernel_size = int(kernel_size)
         self.scaling = bool(scaling)
@@ -188,6 +225,13 @@ class ConvWarp(WarpLayer):
                              f"{hidden_filters!r}.")
         self.hidden_filters = (None if hidden_filters is None
                                else int(hidden_filters))
+        self.film = bool(film)
+        if self.film and self.stacked < 2:
+            raise ValueError(
+                "ConvWarp: film=True inserts FiLM task embeddings between "
+                f"stacked convolutions; it needs stacked >= 2, got "
+                f"stacked={self.stacked}.")
+        self.films = []
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -229,6 +273,13 @@ class ConvWarp(WarpLayer):
                 shape = shape[:-1] + (width,)
                 self.convs.append(conv)
             self.conv = self.convs[0]
+            if self.film:
+                self.films = []
+                for i in range(self.stacked - 1):
+                    film = FiLM(dtype=self.dtype_policy,
+                                name="film" if i == 0 else f"film_{i + 1}")
+                    film.build(tuple(input_shape)[:-1] + (hidden,))
+                    self.films.append(film)
         if self.batch_norm:
             self.norm = BatchNormalization(dtype=self.dtype_policy, name="bn")
             self.norm.build(input_shape)
@@ -239,13 +290,20 @@ class ConvWarp(WarpLayer):
             out = inputs * self.scale + self.shift
         else:
             out = inputs
-            for conv in self.convs:
+            for i, conv in enumerate(self.convs):
                 out = conv(out)
+                if i < len(self.films):
+                    out = self.films[i](out)
         if self.batch_norm:
             out = self.norm(out, training=training)
         if self.activation is not None:
             out = self.activation(out)
         return inputs + out if self.residual else out
+
+    @property
+    def task_variables(self):
+        """The FiLM task embeddings (gamma, beta of each FiLM layer)."""
+        return [v for film in self.films for v in (film.gamma, film.beta)]
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -258,7 +316,7 @@ class ConvWarp(WarpLayer):
             activation=keras.activations.serialize(self.activation)
             if self.activation is not None else None,
             residual=self.residual, stacked=self.stacked,
-            hidden_filters=self.hidden_filters)
+            hidden_filters=self.hidden_filters, film=self.film)
         return config
 
 

@@ -48,9 +48,22 @@ def warp_layers(learner):
 
 def partition(learner):
     """``(task_variables, warp_variables)``: the learner's trainable variables
-    split by the ``WarpLayer`` mark, each in ``trainable_variables`` order."""
-    warp_ids = {id(v) for layer in warp_layers(learner)
-                for v in layer.trainable_variables}
+    split by the ``WarpLayer`` mark, each in ``trainable_variables`` order.
+
+    A warp layer's variables are warp parameters phi except those it lists
+    in ``task_variables`` (e.g. ``ConvWarp(film=True)``'s FiLM task
+    embeddings), which are task parameters."""
+    warp_ids = set()
+    for layer in warp_layers(learner):
+        own = {id(v) for v in layer.trainable_variables}
+        marked = list(layer.task_variables)
+        stray = [getattr(v, "path", getattr(v, "name", "?"))
+                 for v in marked if id(v) not in own]
+        if stray:
+            raise ValueError(
+                f"warp layer {layer.name!r} lists task_variables {stray} "
+                "that are not among its own trainable variables.")
+        warp_ids |= own - {id(v) for v in marked}
     task = [v for v in learner.trainable_variables if id(v) not in warp_ids]
     warp = [v for v in learner.trainable_variables if id(v) in warp_ids]
     return task, warp
@@ -96,6 +109,24 @@ class WarpGrad(MetaLearner):
       init_weight: lambda of eq. 13; the initialization's gradient is scaled
         by it (Algorithm 1, line 14).
       leap_metric, loss_in_manifold, stabilizer: Leap's options (``Leap``).
+      learn_task_lr: meta-learn the task learning rate alpha (appendix F,
+        table 3 "learned alpha"): a single scalar variable ``task_lr``,
+        initialized at the inner SGD's (constant) learning rate, used by
+        every task step (``fit``, ``adapt``, ``evaluate``, ``evaluate_tasks``
+        and the exported ``adapt``). Its meta-gradient is ``dL/d alpha`` of
+        eq. 11 through the one warped step ``theta_k + m_k - c alpha grad
+        L_task(theta_k; phi)``, averaged like phi's (offline: the replayed
+        step uses the current alpha with the stored theta_k and m_k). It is
+        clipped to ``[-task_lr_clip, task_lr_clip]`` and applied by its own
+        plain SGD step ``alpha -= task_lr_learning_rate * clip(g)`` (the
+        paper: "meta-gradients for the learning rate are clipped at 0.001
+        and we use a learning rate of 0.001"), not by the outer optimizer,
+        in the same finite-or-skip meta-step as phi. Needs a Keras SGD inner
+        optimizer with a constant learning rate and ``objective="full"``
+        (eq. 12 stops the gradient through the task step, so alpha would
+        get none), online or offline meta-training. Reported in the History
+        as ``task_lr``; saved with the meta-learner's weights
+        (checkpoints, ``tfmeta.load``).
 
     L_task is the task loss on support minibatch k (the step the task took);
     L_meta is the same loss on a query minibatch (appendix E: different
@@ -110,7 +141,8 @@ class WarpGrad(MetaLearner):
     def __init__(self, learner, objective="full", meta_training="online",
                  replay_batch_size=1, initialization=None, init_weight=1.0,
                  leap_metric="length", loss_in_manifold=True, stabilizer=True,
-                 **kwargs):
+                 learn_task_lr=False, task_lr_learning_rate=0.001,
+                 task_lr_clip=0.001, **kwargs):
         if objective not in OBJECTIVES:
             raise ValueError(f"Unknown WarpGrad objective {objective!r}; use "
                              f"one of {list(OBJECTIVES)}.")
@@ -172,13 +204,16 @@ class WarpGrad(MetaLearner):
                 f"{type(self.inner_update).__name__}.")
         else:
             self._grad_coef = None
+        self._init_task_lr(learn_task_lr, task_lr_learning_rate, task_lr_clip)
         self.meta_loss_tracker = keras.metrics.Mean(name="meta_loss")
         self._config = dict(
             objective=objective, meta_training=meta_training,
             replay_batch_size=self.replay_batch_size,
             initialization=initialization, init_weight=self.init_weight,
             leap_metric=leap_metric, loss_in_manifold=self.loss_in_manifold,
-            stabilizer=self.stabilizer)
+            stabilizer=self.stabilizer, learn_task_lr=self.learn_task_lr,
+            task_lr_learning_rate=self.task_lr_learning_rate,
+            task_lr_clip=self.task_lr_clip)
         if initialization == "leap":
             self.path_length_tracker = keras.metrics.Mean(name="path_length")
         self._collect_function = None
@@ -192,6 +227,79 @@ class WarpGrad(MetaLearner):
             self.warp_count = self.add_weight(
                 shape=(), initializer="zeros", dtype="int64",
                 trainable=False, name="warp_count")
+
+    def _init_task_lr(self, learn, learning_rate, clip):
+        """The meta-learned task learning rate alpha (``learn_task_lr``)."""
+        self.learn_task_lr = bool(learn)
+        self.task_lr_learning_rate = float(learning_rate)
+        self.task_lr_clip = float(clip)
+        self.task_lr = None
+        if not self.learn_task_lr:
+            return
+        if not self.task_lr_learning_rate > 0 or not self.task_lr_clip > 0:
+            raise ValueError(
+                "task_lr_learning_rate and task_lr_clip must be positive, got "
+                f"{learning_rate!r} and {clip!r}.")
+        sgd = self.inner_update
+        if not isinstance(sgd, inner_optimizers.SGD):
+            raise ValueError(
+                "learn_task_lr=True meta-learns the step size of a Keras SGD "
+                "inner optimizer (plain, momentum or Nesterov); got "
+                f"{type(sgd).__name__}.")
+        if callable(sgd.learning_rate):
+            raise ValueError(
+                "learn_task_lr=True needs a constant inner learning rate (the "
+                "initial value of alpha), not a learning-rate schedule.")
+        if self.objective == "approximate":
+            raise ValueError(
+                "learn_task_lr=True needs objective='full' (eq. 11): eq. 12 "
+                "stops the gradient through the task step theta_k - alpha "
+                "grad L_task, so alpha would get no meta-gradient.")
+        if self.meta_training == "continual":
+            raise ValueError(
+                "learn_task_lr=True supports meta_training='online' or "
+                "'offline', not 'continual'.")
+        dtype = self.learner.trainable_variables[0].dtype
+        self.task_lr = self.add_weight(
+            shape=(), dtype=dtype, trainable=False, name="task_lr",
+            initializer=keras.initializers.Constant(sgd.learning_rate),
+            aggregation="only_first_replica")
+        # Every task step reads the variable: fit, adapt, evaluate, export.
+        self.inner_update = sgd.with_learning_rate(lambda step: self.task_lr)
+
+    def _outer_params(self, params):
+        """The arguments of L (eq. 11): phi, then alpha with
+        ``learn_task_lr`` (the current value of ``task_lr``)."""
+        phi = [params[j] for j in self._warp_idx]
+        if self.learn_task_lr:
+            phi.append(tf.convert_to_tensor(self.task_lr))
+        return phi
+
+    def _apply_if_finite(self, grads, loss):
+        """The outer step on ``meta_variables``; with ``learn_task_lr`` the
+        last gradient is alpha's: clipped, applied by its own SGD step, and
+        skipped with the rest when anything is not finite."""
+        if not self.learn_task_lr:
+            return super()._apply_if_finite(grads, loss)
+        grads, g = list(grads[:-1]), grads[-1]
+        loss = tf.where(tf.math.is_finite(g), loss,
+                        tf.constant(float("nan"), loss.dtype))
+        reported = super()._apply_if_finite(grads, loss)
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            g = context.all_reduce("MEAN", g)
+        alpha = self.task_lr
+        g = tf.clip_by_value(tf.cast(g, alpha.dtype), -self.task_lr_clip,
+                             self.task_lr_clip)
+        alpha.assign(tf.where(tf.math.is_finite(reported),
+                              alpha - self.task_lr_learning_rate * g, alpha))
+        return reported
+
+    def _update_metrics(self, logs, tasks, preds, extra=True):
+        results = super()._update_metrics(logs, tasks, preds, extra)
+        if self.learn_task_lr:  # the value after this meta-step
+            results["task_lr"] = tf.cast(tf.identity(self.task_lr), tf.float32)
+        return results
 
     # ------------------------------------------------------------ partition
     def get_config(self):
@@ -240,8 +348,10 @@ class WarpGrad(MetaLearner):
                               task, seed):
         """grad_phi L_meta(theta' ; phi) at one sampled iterate (eq. 11/12).
 
-        ``theta``: task parameters theta_k; ``carry``: the momentum term m_k
-        (SGD) or theta_{k+1} (other optimizers). Returns ``(grads, L_meta)``.
+        ``phi``: warp parameters, then alpha with ``learn_task_lr``
+        (``_outer_params``); ``theta``: task parameters theta_k; ``carry``:
+        the momentum term m_k (SGD) or theta_{k+1} (other optimizers).
+        Returns ``(grads aligned with phi, L_meta)``.
         """
         x, y = inner_loop.minibatch(task["support_x"], task["support_y"],
                                     self.inner_batch_size, seed, step)
@@ -250,6 +360,7 @@ class WarpGrad(MetaLearner):
                                       self.inner_batch_size, qseed, step)
         phi = [tf.identity(p) for p in phi]
         theta = [tf.stop_gradient(t) for t in theta]
+        warp = phi[:len(self._warp_idx)]
         with tf.GradientTape() as outer:
             outer.watch(phi)
             if self._grad_coef is None:  # eq. 12 with the stored theta_{k+1}
@@ -259,14 +370,18 @@ class WarpGrad(MetaLearner):
                     inner.watch(theta)
                     task_loss, _, _ = inner_loop.task_loss(
                         self.learner, self.task_loss_fn,
-                        self._merge(theta, phi), nontrainable, x, y)
+                        self._merge(theta, warp), nontrainable, x, y)
                 grads = inner.gradient(task_loss, theta)
-                lr = self.inner_update.lr(step, theta[0].dtype) * self._grad_coef
+                if self.learn_task_lr:  # alpha, differentiated (eq. 11)
+                    lr = tf.cast(phi[-1], theta[0].dtype)
+                else:
+                    lr = self.inner_update.lr(step, theta[0].dtype)
+                lr = lr * self._grad_coef
                 stepped = [t + m - lr * g for t, m, g in zip(theta, carry, grads)]
                 if self.objective == "approximate":
                     stepped = [tf.stop_gradient(s) for s in stepped]
             meta_loss, _, _ = inner_loop.task_loss(
-                self.learner, self.task_loss_fn, self._merge(stepped, phi),
+                self.learner, self.task_loss_fn, self._merge(stepped, warp),
                 nontrainable, qx, qy)
         grads = outer.gradient(meta_loss, phi)
         return ([tf.zeros_like(p) if g is None else g
@@ -293,7 +408,7 @@ class WarpGrad(MetaLearner):
         TensorArrays (Algorithm 2's buffer). Returns ``(result, init_grad,
         query loss, predictions)``; the state is in ``result.hook_state``.
         """
-        phi = [params[j] for j in self._warp_idx]
+        phi = self._outer_params(params)
         leap = self.initialization == "leap"
         zeros = [tf.zeros_like(p) for p in params]
 
@@ -365,11 +480,14 @@ class WarpGrad(MetaLearner):
         return result, init_grad, loss, pred
 
     def _meta_grads(self, warp_grads, init_grads):
-        """Gradient list aligned with ``meta_variables``."""
+        """Gradient list aligned with ``meta_variables`` (then alpha's, with
+        ``learn_task_lr``)."""
+        warp_grads = list(warp_grads)
+        extra = [warp_grads.pop()] if self.learn_task_lr else []
         if self.initialization is None:
-            return list(warp_grads)
+            return warp_grads + extra
         lam = self.init_weight
-        return self._merge([lam * g for g in init_grads], warp_grads)
+        return self._merge([lam * g for g in init_grads], warp_grads) + extra
 
     def task_meta_gradient(self, params, nontrainable, task, seed):
         """Algorithm 1 for one task: the mean over k of the warp gradient at
@@ -494,6 +612,8 @@ class WarpGrad(MetaLearner):
         def body(u, meta_loss, finite):
             indices = order[u * eta:(u + 1) * eta]
             phi = [tf.convert_to_tensor(v) for v in self.warp_variables]
+            if self.learn_task_lr:  # the replayed step uses the current alpha
+                phi.append(tf.convert_to_tensor(self.task_lr))
             warp_grads, ml, init = self._replay_gradient(
                 tasks, buffer, indices, phi, nontrainable)
             grads = self._meta_grads(warp_grads, [g / num_tasks for g in init])
@@ -589,7 +709,8 @@ class WarpGrad(MetaLearner):
     def warp_objective(self, tasks, buffer, indices=None):
         """``(L(phi), grad_phi L(phi))`` of eq. 11 (or 12) at the current
         warp parameters, averaged over buffer ``indices`` (default: all),
-        with the stored iterates held fixed."""
+        with the stored iterates held fixed. With ``learn_task_lr`` the
+        gradient list ends with ``dL/d alpha`` at the current ``task_lr``."""
         self._require_compiled()
         tasks = {k: tf.convert_to_tensor(v)
                  for k, v in unpack_tasks(tasks).items() if k in TASK_KEYS}
@@ -599,7 +720,7 @@ class WarpGrad(MetaLearner):
         if self._objective_function is None:
             def fn(t, b, i):
                 params, nontrainable = self._current_state()
-                phi = [params[j] for j in self._warp_idx]
+                phi = self._outer_params(params)
                 grads, loss, _ = self._replay_gradient(t, b, i, phi,
                                                        nontrainable)
                 return loss, grads
