@@ -389,6 +389,6 @@ def test_warpgrad_experiment_tiny_preset_end_to_end(tmp_path):
                  "warpgrad_omniglot.png"):
         assert (tmp_path / name).stat().st_size > 0
     rows = (tmp_path / "runs.csv").read_text().splitlines()
-    assert len(rows) == 4 and rows[1].startswith("T2,Leap,,1,0,")
+    assert len(rows) == 6 and rows[1].startswith("T2,Leap,,1,0,")
     text = (tmp_path / "results.md").read_text()
     assert "| 1 | " in text and "| 2conv3-bn-res |" in text
