@@ -106,8 +106,9 @@ PRESETS = {
     "medium": dict(meta_steps=100, meta_batch=5, inner_steps=50,
                    maml_steps=5, seeds=2, tasks=TASK_COUNTS, eval_steps=100,
                    test_tasks=10),
-    "small": dict(meta_steps=15, meta_batch=5, inner_steps=20, maml_steps=5,
-                  seeds=1, tasks=(1, 5, 25), eval_steps=100, test_tasks=10),
+    "small": dict(meta_steps=100, meta_batch=5, inner_steps=20, maml_steps=5,
+                  seeds=1, tasks=(1, 5, 25), eval_steps=100, test_tasks=10,
+                  support_copies=10, meta_lr=dict(Reptile=1.0)),
     "tiny": dict(meta_steps=2, meta_batch=2, inner_steps=5, maml_steps=2,
                  seeds=1, tasks=(1,), eval_steps=10, test_tasks=2),
 }
@@ -122,15 +123,16 @@ def checkpoints(eval_steps):
     """Steps at which held-out errors are recorded (1 ... eval_steps)."""
     return sorted({max(1, round(f * eval_steps)) for f in CHECKPOINT_FRACTIONS})
 
-# Measured on the 2 CPU cores of the dev machine, shared with other jobs
-# (load 2-6; --time-steps): seconds per task of 100 inner steps of batch 20
+# Measured on the 2 CPU cores of the dev machine on 2026-11-27 (quiet;
+# oneDNN and fused batch norm on; --budget paper --time-steps): seconds per task of 100 inner steps of batch 20
 # (MAML: per task of 5 second-order steps), seconds per FineTune meta-step of
 # 20 tasks (20 images each), seconds per held-out alphabet (100 steps and the
 # error checkpoints) and seconds of tracing per run. Only for the prediction.
-SECONDS_PER_TASK = dict(Leap=8.6, Reptile=5.0, FOMAML=4.3, MAML=1.2)
-FINETUNE_SECONDS_PER_STEP = 2.3
-EVAL_SECONDS_PER_ALPHABET = 8.0
-TRACE_SECONDS = 20.0
+SECONDS_PER_TASK = dict(Leap=1.3, Reptile=1.3, FOMAML=0.95, MAML=0.33)
+FINETUNE_SECONDS_PER_STEP = 0.6
+EVAL_SECONDS_PER_ALPHABET = 1.6
+TRACE_SECONDS = 10.0
+LOAD_FACTOR = 1.3   # margin for a shared or slower machine
 
 
 def common_kwargs(seed, cfg):
@@ -247,7 +249,7 @@ def predict_seconds(cfg, methods):
             train = (cfg["meta_steps"] * cfg["meta_batch"]
                      * SECONDS_PER_TASK[name] * cfg["inner_steps"] / 100)
         total += runs * (train + evaluation + TRACE_SECONDS)
-    return total
+    return LOAD_FACTOR * total
 
 
 def parse_args(argv=None):
@@ -263,10 +265,11 @@ def parse_args(argv=None):
     parser.add_argument("--test-tasks", type=int,
                         help="held-out alphabets evaluated (default all 10)")
     parser.add_argument("--seeds", type=int, help="number of seeds 0..n-1")
-    parser.add_argument("--support-copies", type=int, default=1,
+    parser.add_argument("--support-copies", type=int,
                         help="independently augmented copies of each support "
                         "split (approximates on-the-fly augmentation during "
-                        "task training; default 1 = augmented once per task)")
+                        "task training; 1 = augmented once per task; "
+                        "default: the preset's)")
     parser.add_argument("--tasks", help="comma-separated pretraining task counts")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--data-dir", help="directory holding omniglot/ "
@@ -282,7 +285,8 @@ def parse_args(argv=None):
     parser.add_argument("--time-steps", action="store_true",
                         help="only time the input pipeline and meta-steps")
     args = parser.parse_args(argv)
-    cfg = dict(PRESETS[args.budget], support_copies=args.support_copies)
+    cfg = dict(PRESETS[args.budget])
+    cfg.setdefault("support_copies", 1)
     for key in ("meta_steps", "meta_batch", "inner_steps", "maml_steps",
                 "seeds", "eval_steps", "test_tasks", "support_copies"):
         if getattr(args, key) is not None:
