@@ -51,6 +51,11 @@ def main(argv=None):
                 w, steps, jit_compile=True)
             contenders["loop + Leap hook, whole loop XLA"] = bench.tfmeta_loop(
                 w, steps, leap._flat_increment, init, jit_compile=True)
+            per_tensor = lambda params: (  # noqa: E731
+                [tf.zeros_like(p) for p in params], tf.zeros([]))
+            contenders["loop + per-tensor hook, whole loop XLA"] = \
+                bench.tfmeta_loop(w, steps, leap.pull_forward_increment,
+                                  per_tensor, jit_compile=True)
         times = bench.race(contenders, args.rounds)
         for contender, seconds in times.items():
             base = ("plain loop, whole loop XLA" if "whole loop XLA" in contender
