@@ -90,9 +90,9 @@ tiny    1           2           5           1 / 1    1         4        1.7 min 
 
 ``tiny``'s four Table 3 rows are conv3 (shared with Table 2), 2conv3-bn-res,
 conv3-lr and 2conv3-bn-res-film. The ``small`` time was measured before
-conv3-lr and 2conv3-bn-res-film were added (not yet run at ``small``; in the
-``tiny`` run they took 18 s and 29 s per run, conv3 and 2conv3-bn-res
-13 s and 24 s).
+conv3-lr and 2conv3-bn-res-film were added; on a quiet machine those two
+rows took 115 s and 150 s at ``small`` (conv3 81 s, 2conv3-bn-res 218 s,
+Leap 35 s; docs/warpgrad.md).
 
 Measured costs (``--time-steps``, meta-batch 5 x 20 task steps, same load):
 a meta-step takes 3.7 s for Leap, 20.7 s for Warp-Leap with the 3x3 conv
