@@ -27,6 +27,23 @@ requires_omniglot = pytest.mark.skipif(
     reason="Omniglot archives not found (../shared/data or TFMETA_DATA)")
 
 
+def central_difference(var, loss, eps=1e-6):
+    """Central-difference gradient of ``loss()`` (a number) with respect to
+    the variable ``var``, entry by entry; ``var`` is restored afterwards."""
+    value = var.numpy()
+    numeric = np.zeros_like(value)
+    for index in np.ndindex(value.shape):
+        losses = []
+        for sign in (1, -1):
+            shifted = value.copy()
+            shifted[index] += sign * eps
+            var.assign(shifted)
+            losses.append(loss())
+        numeric[index] = (losses[0] - losses[1]) / (2 * eps)
+    var.assign(value)
+    return numeric
+
+
 @pytest.fixture
 def float64():
     """Build models in float64 so finite differences are meaningful."""

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import tfmeta
-from conftest import as_dataset, task_batch
+from conftest import as_dataset, central_difference, task_batch
 from tfmeta import layers as L
 from tfmeta.warpgrad import WarpGrad, partition
 
@@ -190,19 +190,9 @@ def test_full_objective_matches_finite_differences(float64, momentum):
     buffer = meta.collect(batch)
     loss, grads = meta.warp_objective(batch, buffer)
     assert max(np.abs(g).max() for g in grads) > 1e-3
-    eps = 1e-6
     for var, grad in zip(meta.warp_variables, grads):
-        value = var.numpy()
-        numeric = np.zeros_like(value)
-        for index in np.ndindex(value.shape):
-            losses = []
-            for sign in (1, -1):
-                shifted = value.copy()
-                shifted[index] += sign * eps
-                var.assign(shifted)
-                losses.append(meta.warp_objective(batch, buffer)[0])
-            numeric[index] = (losses[0] - losses[1]) / (2 * eps)
-        var.assign(value)
+        numeric = central_difference(
+            var, lambda: meta.warp_objective(batch, buffer)[0])
         np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
 
 
@@ -357,21 +347,10 @@ def test_warp_maml_init_gradient_is_maml_gradient_with_phi_fixed(float64):
     for var, value in zip(learner.trainable_variables, saved):
         var.assign(value)  # phi moved too: back to the pre-step point
     # MAML's gradient with finite differences of the evaluate() loss.
-    eps = 1e-6
     for i in (0, len(task_vars) - 1):  # first kernel and the head's bias
-        var, value, grad = task_vars[i], before[i], got[i]
-        numeric = np.zeros_like(value)
-        for index in np.ndindex(value.shape):
-            losses = []
-            for sign in (1, -1):
-                shifted = value.copy()
-                shifted[index] += sign * eps
-                var.assign(shifted)
-                losses.append(meta.evaluate(as_dataset(batch), verbose=0,
-                                            return_dict=True)["loss"])
-            numeric[index] = (losses[0] - losses[1]) / (2 * eps)
-        var.assign(value)
-        np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
+        numeric = central_difference(task_vars[i], lambda: meta.evaluate(
+            as_dataset(batch), verbose=0, return_dict=True)["loss"])
+        np.testing.assert_allclose(got[i], numeric, rtol=1e-5, atol=1e-8)
 
 
 def test_continual_meta_training_algorithm_3(float64):

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import tfmeta
-from conftest import as_dataset, task_batch
+from conftest import as_dataset, central_difference, task_batch
 from tfmeta import layers as L
 from tfmeta.warpgrad import WarpGrad, partition
 
@@ -157,19 +157,9 @@ def test_film_warp_gradient_matches_finite_differences(float64):
     loss, grads = meta.warp_objective(batch, buffer)
     assert len(grads) == len(meta.warp_variables) == 4
     assert min(np.abs(g).max() for g in grads) > 1e-3
-    eps = 1e-6
     for var, grad in zip(meta.warp_variables, grads):
-        value = var.numpy()
-        numeric = np.zeros_like(value)
-        for index in np.ndindex(value.shape):
-            losses = []
-            for sign in (1, -1):
-                shifted = value.copy()
-                shifted[index] += sign * eps
-                var.assign(shifted)
-                losses.append(meta.warp_objective(batch, buffer)[0])
-            numeric[index] = (losses[0] - losses[1]) / (2 * eps)
-        var.assign(value)
+        numeric = central_difference(
+            var, lambda: meta.warp_objective(batch, buffer)[0])
         np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
 
 
