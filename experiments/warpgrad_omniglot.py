@@ -202,12 +202,15 @@ ONLINE_INIT_WEIGHT = base.META_LR["Leap"] / ONLINE_META_LR   # lambda = 100
 PRESETS = {
     "paper": dict(meta_steps=1000, meta_batch=20, inner_steps=100, seeds=10,
                   tasks=TASK_COUNTS, ablation_tasks=25, ablation_seeds=4,
+                  ablation_meta_steps=1000,
                   warps=tuple(WARPS), eval_steps=100, test_tasks=10),
-    "small": dict(meta_steps=4, meta_batch=4, inner_steps=20, seeds=1,
+    "small": dict(meta_steps=12, meta_batch=4, inner_steps=20, seeds=2,
                   tasks=(25,), ablation_tasks=25, ablation_seeds=1,
+                  ablation_meta_steps=4,
                   warps=tuple(WARPS), eval_steps=100, test_tasks=10),
     "tiny": dict(meta_steps=1, meta_batch=2, inner_steps=5, seeds=1,
                  tasks=(1,), ablation_tasks=1, ablation_seeds=1,
+                 ablation_meta_steps=1,
                  warps=("conv3", "2conv3-bn-res", "conv3-lr",
                         "2conv3-bn-res-film"), eval_steps=10,
                  test_tasks=2),
@@ -254,7 +257,11 @@ def build(method, warp, seed, cfg):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--budget", choices=sorted(PRESETS), default="small")
-    parser.add_argument("--meta-steps", type=int)
+    parser.add_argument("--meta-steps", type=int,
+                        help="Table 2 meta-steps (also Table 3's unless "
+                        "--ablation-meta-steps is given)")
+    parser.add_argument("--ablation-meta-steps", type=int,
+                        help="Table 3 meta-steps")
     parser.add_argument("--meta-batch", type=int)
     parser.add_argument("--inner-steps", type=int,
                         help="task steps per task during meta-training")
@@ -288,7 +295,9 @@ def parse_args(argv=None):
                         "selected warp, and the held-out evaluation")
     args = parser.parse_args(argv)
     cfg = dict(PRESETS[args.budget], support_copies=args.support_copies)
-    for key in ("meta_steps", "meta_batch", "inner_steps", "seeds",
+    if args.meta_steps is not None and args.ablation_meta_steps is None:
+        args.ablation_meta_steps = args.meta_steps
+    for key in ("meta_steps", "ablation_meta_steps", "meta_batch", "inner_steps", "seeds",
                 "ablation_seeds", "ablation_tasks", "eval_steps", "test_tasks",
                 "support_copies"):
         if getattr(args, key) is not None:
@@ -320,7 +329,8 @@ def parse_args(argv=None):
 def plan(args, cfg):
     """The runs, in order: ``(table, method, warp, num_tasks, seed)``.
     Table 3's Leap row and its default row are Table 2's Leap and Warp-Leap
-    runs at the ablation's task count when those exist (same settings)."""
+    runs at the ablation's task count when those exist with the same
+    settings (same number of meta-steps)."""
     runs = []
     for n in cfg["tasks"]:
         for seed in range(cfg["seeds"]):
@@ -328,10 +338,12 @@ def plan(args, cfg):
                 runs.append(("T2", m, TABLE2_WARP if m == "Warp-Leap" else "",
                              n, seed))
     n = cfg["ablation_tasks"]
+    shared = cfg["ablation_meta_steps"] == cfg["meta_steps"]
     if cfg["warps"]:
         for seed in range(cfg["ablation_seeds"]):
             for m, w in [("Leap", "")] + [("Warp-Leap", w) for w in cfg["warps"]]:
-                if not any(r[1:] == (m, w, n, seed) for r in runs):
+                if not (shared and any(r[1:] == (m, w, n, seed)
+                                       for r in runs)):
                     runs.append(("T3", m, w, n, seed))
     return runs
 
@@ -415,7 +427,9 @@ def main(argv=None):
         t0 = time.perf_counter()
         print(f"== [{table}] {method} {warp}, {n} pretraining tasks, seed "
               f"{seed} ({t0 - start:.0f} s elapsed)", flush=True)
-        meta = build(method, warp, seed, cfg)
+        run_cfg = cfg if table == "T2" else dict(
+            cfg, meta_steps=cfg["ablation_meta_steps"])
+        meta = build(method, warp, seed, run_cfg)
         keys = dict(table=table, method=method, warp=warp, num_tasks=n,
                     seed=seed)
         if cfg.get("eval_every") and table == "T2":
@@ -423,10 +437,10 @@ def main(argv=None):
                 meta, n, seed, cfg, data, test, cfg["eval_every"], keys)
             progress += prog
         else:
-            errors, seconds = base.train_and_evaluate(meta, n, seed, cfg,
+            errors, seconds = base.train_and_evaluate(meta, n, seed, run_cfg,
                                                       data, test)
         history = meta.history.history
-        row, curve = base.summarize(errors, cfg, keys, seconds, t0)
+        row, curve = base.summarize(errors, run_cfg, keys, seconds, t0)
         row["test_accuracy"] = 100.0 - row["test_error"]
         marks = base.checkpoints(cfg["eval_steps"])
         if len(marks) > 1:  # mean test error along the held-out training
@@ -502,9 +516,14 @@ def write_outputs(out, rows, curves, args, cfg, data, command, elapsed,
     if progress:
         base.write_csv(out / "progress.csv", list(progress))
 
-    def accs(method, warp, n):
+    shared = cfg["ablation_meta_steps"] == cfg["meta_steps"]
+
+    def accs(method, warp, n, table="T2"):
+        """Table 2's cells come from its own runs; Table 3's from its runs,
+        plus Table 2's when both tables use the same meta-steps."""
         return [r["test_accuracy"] for r in rows if r["method"] == method
-                and r["warp"] == warp and r["num_tasks"] == n]
+                and r["warp"] == warp and r["num_tasks"] == n
+                and (r["table"] == table or shared)]
 
     lines = [
         "WarpGrad on multi-shot Omniglot (WarpGrad paper, appendix E-F): "
@@ -515,8 +534,9 @@ def write_outputs(out, rows, curves, args, cfg, data, command, elapsed,
         "",
         f"Command: `{command}`",
         "",
-        f"Budget `{args.budget}`: {cfg['meta_steps']} meta-steps of "
-        f"{cfg['meta_batch']} tasks x {cfg['inner_steps']} task steps "
+        f"Budget `{args.budget}`: {cfg['meta_steps']} meta-steps "
+        + ("" if shared else f"(Table 3: {cfg['ablation_meta_steps']}) ")
+        + f"of {cfg['meta_batch']} tasks x {cfg['inner_steps']} task steps "
         f"(Warp-Leap offline: {cfg['meta_batch'] * cfg['inner_steps']} warp "
         f"updates per meta-step), Table 2 seeds {cfg['seeds']}, Table 3 seeds "
         f"{cfg['ablation_seeds']}. The paper: 1000 meta-steps of 20 tasks x "
@@ -566,15 +586,16 @@ def write_outputs(out, rows, curves, args, cfg, data, command, elapsed,
         lines.append("")
     n3 = cfg["ablation_tasks"]
     if cfg["warps"]:
-        lines += [f"Table 3 (warp-layer ablation, {n3} pretraining tasks): "
-                  "accuracy (%)", "",
+        lines += [f"Table 3 (warp-layer ablation, {n3} pretraining tasks, "
+                  f"{cfg['ablation_meta_steps']} meta-steps): accuracy (%)",
+                  "",
                   "| `--warps` | architecture | meta-training | "
                   "meta-objective | ours | paper |",
                   "|---|---|---|---|---|---|"]
         for w in ("Leap",) + tuple(cfg["warps"]):
             label, training, objective, acc, sd = PAPER_T3[w]
-            v = accs("Leap", "", n3) if w == "Leap" else accs(
-                "Warp-Leap", w, n3)
+            v = accs("Leap", "", n3, "T3") if w == "Leap" else accs(
+                "Warp-Leap", w, n3, "T3")
             paper = f"{acc} ± {sd}" if n3 == 25 else "(25 tasks only)"
             lines.append(f"| {w if w != 'Leap' else '(Leap)'} | {label} | "
                          f"{training} | {objective} | {_cell(v)} | {paper} |")
@@ -600,7 +621,8 @@ def write_outputs(out, rows, curves, args, cfg, data, command, elapsed,
     largest = max(counts) if t2_methods else n3
     for i, (m, w) in enumerate([("Leap", ""), ("Warp-Leap", TABLE2_WARP)]):
         sel = [c for c in curves if c["method"] == m and c["warp"] == w
-               and c["num_tasks"] == largest]
+               and c["num_tasks"] == largest
+               and (c["table"] == "T2" or shared or not t2_methods)]
         if not sel:
             continue
         steps = sorted({c["step"] for c in sel})
@@ -616,8 +638,8 @@ def write_outputs(out, rows, curves, args, cfg, data, command, elapsed,
     left.legend(fontsize=7)
     if right is not None:
         names = [w for w in ("Leap",) + tuple(cfg["warps"])]
-        ours = [np.mean(accs("Leap", "", n3) if w == "Leap"
-                        else accs("Warp-Leap", w, n3) or [np.nan])
+        ours = [np.mean(accs("Leap", "", n3, "T3") if w == "Leap"
+                        else accs("Warp-Leap", w, n3, "T3") or [np.nan])
                 for w in names]
         ys = np.arange(len(names))
         right.barh(ys - 0.2, ours, 0.4, color="C0",

@@ -355,17 +355,30 @@ def test_warpgrad_experiment_presets_and_arguments():
     assert set(script.PAPER_T2) == set(script.TASK_COUNTS)
     assert set(script.WARPS) | {"Leap"} == set(script.PAPER_T3)
     args, small = script.parse_args(["--budget", "small"])
+    assert (small["meta_steps"], small["seeds"],
+            small["ablation_meta_steps"]) == (12, 2, 4)
     runs = script.plan(args, small)
-    assert runs[:2] == [("T2", "Leap", "", 25, 0),
-                        ("T2", "Warp-Leap", "conv3", 25, 0)]
-    assert [r[2] for r in runs[2:]] == list(script.WARPS)[1:]
+    # Table 2 (12 meta-steps, 2 seeds) shares nothing with Table 3 (4 steps)
+    assert runs[:4] == [("T2", "Leap", "", 25, 0),
+                        ("T2", "Warp-Leap", "conv3", 25, 0),
+                        ("T2", "Leap", "", 25, 1),
+                        ("T2", "Warp-Leap", "conv3", 25, 1)]
+    assert runs[4] == ("T3", "Leap", "", 25, 0)
+    assert [r[2] for r in runs[5:]] == list(script.WARPS)
+    # one --meta-steps for both tables: Table 3 reuses Table 2's runs
+    args, same = script.parse_args(["--budget", "small", "--meta-steps", "3",
+                                    "--seeds", "1"])
+    assert same["ablation_meta_steps"] == 3
+    assert [r[2] for r in script.plan(args, same)[2:]] == list(
+        script.WARPS)[1:]
     args, cfg = script.parse_args(["--methods", "Warp-Leap", "--tasks", "5",
                                    "--warps", "conv1"])
     assert script.plan(args, cfg) == [
-        ("T2", "Warp-Leap", "conv3", 5, 0), ("T3", "Leap", "", 25, 0),
-        ("T3", "Warp-Leap", "conv1", 25, 0)]
+        ("T2", "Warp-Leap", "conv3", 5, 0), ("T2", "Warp-Leap", "conv3", 5, 1),
+        ("T3", "Leap", "", 25, 0), ("T3", "Warp-Leap", "conv1", 25, 0)]
     for bad in (["--warps", "conv9"], ["--methods", "MAML"],
-                ["--tasks", "0"], ["--ablation-tasks", "40"]):
+                ["--tasks", "0"], ["--ablation-tasks", "40"],
+                ["--ablation-meta-steps", "0"]):
         with pytest.raises(SystemExit):
             script.parse_args(bad)
     net = script.warped_convnet(0, stacked=2, batch_norm=True)
