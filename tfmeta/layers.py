@@ -85,9 +85,12 @@ class BatchNormalization(keras.layers.BatchNormalization):
 # parameters phi are meta-learned and held fixed during task adaptation;
 # ``tfmeta.warpgrad.partition(learner)`` splits a learner's variables into
 # task and warp parameters by this mark. A warp layer reparameterizes an
-# activation, so it must keep its input's shape. A warp layer may hold task
-# parameters of its own (FiLM task embeddings, appendix F): it lists them in
-# ``task_variables`` and they adapt with the task layers.
+# activation, so it must keep its input's shape, except a HyperNetwork-style
+# warp (appendix A(d), Warp-RNN) that modulates the weights of task
+# parameters it holds itself (``keeps_shape = False``). A warp layer may hold
+# task parameters of its own (FiLM task embeddings, appendix F; Warp-RNN's
+# RNN weights): it lists them in ``task_variables`` and they adapt with the
+# task layers.
 
 
 class WarpLayer(keras.layers.Layer):
@@ -103,6 +106,9 @@ class WarpLayer(keras.layers.Layer):
     """
 
     is_warp = True
+    #: False for warps that modulate weights rather than activations (the
+    #: Warp-RNN HyperNetwork): their output shape is not their input's.
+    keeps_shape = True
 
     @property
     def task_variables(self):
@@ -415,6 +421,176 @@ class ResidualMLPWarp(WarpLayer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="tfmeta")
+class WarpRNNCell(keras.layers.Layer):
+    """One step of ``WarpRNN`` (eq. 20, appendix I): a basic ``tanh`` RNN
+    whose weights a meta-LSTM modulates,
+
+        z_t, c_t = LSTM([x_t, h_{t-1}], (z_{t-1}, c_{t-1}))       (meta-LSTM)
+        U_{j,t} = diag(offset + tanh(P_j z_t + p_j)),  j = 1..5
+        h_t = tanh(U_{4,t} V U_{3,t} h_{t-1} + U_{2,t} W U_{1,t} x_t
+                   + U_{5,t} b)
+
+    Task parameters (adapted per task): ``W`` (``kernel``), ``V``
+    (``recurrent_kernel``), ``b`` (``bias``). Warp parameters (meta-learned,
+    fixed during adaptation): the meta-LSTM's weights and the projection
+    ``P``, ``p`` (``modulation_kernel``, ``modulation_bias``). States:
+    ``[h, z, c]``.
+
+    ``modulation_offset``: the paper writes ``U = diag(tanh(P z))``
+    (``modulation_offset=0``). The default 1 with ``P = p = 0`` at
+    initialization makes every ``U`` the identity, so an untrained Warp-RNN
+    is the plain RNN and WarpGrad starts from plain gradient descent, like
+    the library's other warps.
+    """
+
+    def __init__(self, units, meta_units=None, modulation_offset=1.0,
+                 kernel_initializer="glorot_uniform",
+                 recurrent_initializer="orthogonal",
+                 modulation_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or int(units) != units or units < 1:
+            raise ValueError(f"units must be a positive integer, got "
+                             f"{units!r}.")
+        self.units = int(units)
+        self.meta_units = self.units if meta_units is None else int(meta_units)
+        if self.meta_units < 1:
+            raise ValueError(f"meta_units must be a positive integer, got "
+                             f"{meta_units!r}.")
+        self.modulation_offset = float(modulation_offset)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.recurrent_initializer = keras.initializers.get(
+            recurrent_initializer)
+        self.modulation_initializer = keras.initializers.get(
+            modulation_initializer)
+        self.state_size = [self.units, self.meta_units, self.meta_units]
+        self.output_size = self.units
+
+    def build(self, input_shape):
+        features = input_shape[-1]
+        if features is None:
+            raise ValueError(f"{self.name}: the feature axis must be known.")
+        self.features = int(features)
+        self.kernel = self.add_weight(
+            shape=(features, self.units), initializer=self.kernel_initializer,
+            name="kernel")
+        self.recurrent_kernel = self.add_weight(
+            shape=(self.units, self.units),
+            initializer=self.recurrent_initializer, name="recurrent_kernel")
+        self.bias = self.add_weight(shape=(self.units,), initializer="zeros",
+                                    name="bias")
+        self.meta_lstm = keras.layers.LSTMCell(
+            self.meta_units, dtype=self.dtype_policy, name="meta_lstm")
+        self.meta_lstm.build((input_shape[0], features + self.units))
+        width = features + 4 * self.units   # U1 (x), U2, U3, U4, U5
+        self.modulation_kernel = self.add_weight(
+            shape=(self.meta_units, width),
+            initializer=self.modulation_initializer, name="modulation_kernel")
+        self.modulation_bias = self.add_weight(
+            shape=(width,), initializer="zeros", name="modulation_bias")
+        self.built = True
+
+    @property
+    def task_variables(self):
+        return [self.kernel, self.recurrent_kernel, self.bias]
+
+    def call(self, inputs, states, training=None):
+        h, z, c = states
+        _, (z, c) = self.meta_lstm(ops.concatenate([inputs, h], axis=-1),
+                                   [z, c], training=training)
+        u = self.modulation_offset + ops.tanh(
+            ops.matmul(z, self.modulation_kernel) + self.modulation_bias)
+        n = self.units
+        u1, u2, u3, u4, u5 = ops.split(
+            u, [self.features, self.features + n, self.features + 2 * n,
+                self.features + 3 * n], axis=-1)
+        h = ops.tanh(u2 * ops.matmul(u1 * inputs, self.kernel)
+                     + u4 * ops.matmul(u3 * h, self.recurrent_kernel)
+                     + u5 * self.bias)
+        return h, [h, z, c]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            units=self.units, meta_units=self.meta_units,
+            modulation_offset=self.modulation_offset,
+            kernel_initializer=keras.initializers.serialize(
+                self.kernel_initializer),
+            recurrent_initializer=keras.initializers.serialize(
+                self.recurrent_initializer),
+            modulation_initializer=keras.initializers.serialize(
+                self.modulation_initializer))
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfmeta")
+class WarpRNN(WarpLayer):
+    """Warp-RNN (WarpGrad, section 4.3 and appendix I, eq. 20): a basic
+    ``tanh`` RNN (the task learner; ``kernel``, ``recurrent_kernel``,
+    ``bias`` are task parameters) whose weights are modulated at every time
+    step by a meta-LSTM that is a warp layer (a HyperNetwork, appendix
+    A(d)): the meta-LSTM and its projection are warp parameters phi, fixed
+    during task adaptation and meta-learned by ``tfmeta.WarpGrad`` (the
+    paper: eq. 12, continual meta-training, Algorithm 3). See
+    ``WarpRNNCell`` for the equations.
+
+    Input ``(batch, time, features)``; output the last hidden state
+    ``(batch, units)``, or every one (``return_sequences=True``). The loop
+    is ``keras.layers.RNN`` (``unroll=True`` for short sequences).
+    ``modulation_offset=1`` (default) starts from the plain RNN; 0 is the
+    paper's literal ``U = diag(tanh(P z))``.
+    """
+
+    keeps_shape = False
+
+    def __init__(self, units, meta_units=None, modulation_offset=1.0,
+                 return_sequences=False, unroll=False,
+                 kernel_initializer="glorot_uniform",
+                 recurrent_initializer="orthogonal",
+                 modulation_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        self.cell = WarpRNNCell(
+            units, meta_units=meta_units, modulation_offset=modulation_offset,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            modulation_initializer=modulation_initializer,
+            dtype=self.dtype_policy, name="cell")
+        self.return_sequences = bool(return_sequences)
+        self.unroll = bool(unroll)
+        self.rnn = keras.layers.RNN(
+            self.cell, return_sequences=self.return_sequences,
+            unroll=self.unroll, dtype=self.dtype_policy, name="rnn")
+
+    def build(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"{self.name}: WarpRNN takes (batch, time, features) inputs, "
+                f"got shape {_shape(input_shape)}.")
+        self.rnn.build(input_shape)
+        self.built = True
+
+    @property
+    def task_variables(self):
+        """The task RNN's ``W``, ``V``, ``b`` (eq. 20)."""
+        return self.cell.task_variables
+
+    def call(self, inputs, training=None, mask=None):
+        return self.rnn(inputs, training=training, mask=mask)
+
+    def compute_output_shape(self, input_shape):
+        return self.rnn.compute_output_shape(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        cell = self.cell.get_config()
+        config.update({k: cell[k] for k in (
+            "units", "meta_units", "modulation_offset", "kernel_initializer",
+            "recurrent_initializer", "modulation_initializer")})
+        config.update(return_sequences=self.return_sequences,
+                      unroll=self.unroll)
+        return config
+
+
 def _shape(shape):
     return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
 
@@ -451,7 +627,7 @@ def warped_sequential(input_shape, task_layers, warp_factory, head=None,
                 f"warp layer {w.name!r} (after task layer {layer.name!r}) "
                 f"cannot take inputs of shape {_shape(spec.shape)}: {err}"
             ) from err
-        if tuple(out.shape) != tuple(spec.shape):
+        if w.keeps_shape and tuple(out.shape) != tuple(spec.shape):
             raise ValueError(
                 f"warp layer {w.name!r} (after task layer {layer.name!r}) maps "
                 f"shape {_shape(spec.shape)} to {_shape(out.shape)}; a warp "

@@ -70,8 +70,11 @@ def partition(learner):
 
 
 def _check_warp_shapes(learner):
-    """A warp layer must keep its input's shape (reported by name)."""
+    """A warp layer must keep its input's shape (reported by name), unless
+    it modulates weights (``keeps_shape = False``: Warp-RNN)."""
     for layer in warp_layers(learner):
+        if not layer.keeps_shape:
+            continue
         try:
             ins, outs = layer.input.shape, layer.output.shape
         except (AttributeError, ValueError):  # subclassed learners
