@@ -139,6 +139,21 @@ def test_batch_norm_statistics_are_exported_and_adapted(tmp_path):
     np.testing.assert_allclose(got, adapted.predict(QX, verbose=0), atol=1e-5)
 
 
+def test_learner_with_random_number_generator_state_reloads(tmp_path):
+    """A Dropout layer's SeedGenerator state is not saved by Keras: the
+    fingerprint leaves it out, so ``tfmeta.load`` accepts the export."""
+    keras.utils.set_random_seed(0)
+    learner = keras.Sequential([keras.Input((2,)), keras.layers.Dense(4),
+                                keras.layers.Dropout(0.1),
+                                keras.layers.Dense(1)])
+    meta = make("reptile", learner=learner)
+    path = meta.export(str(tmp_path / "dropout"))
+    again = tfmeta.load(path)
+    for a, b in zip(again.learner.trainable_variables,
+                    learner.trainable_variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
 def test_sparse_labels_get_an_int_target_spec(tmp_path):
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     meta = make("leap", learner=mlp([2, 4, 3]), loss=loss)

@@ -60,10 +60,19 @@ class ExportError(ValueError):
 
 
 # ------------------------------------------------------------------ helpers
+def _is_rng_state(var):
+    """A ``keras.random.SeedGenerator`` state (Dropout, LSTMCell): random
+    number generator state, not a weight; Keras does not save it."""
+    return getattr(var, "path", getattr(var, "name", "")).rsplit(
+        "/", 1)[-1].startswith("seed_generator_state")
+
+
 def weights_fingerprint(variables):
     """SHA-256 over the variables' order, dtypes, shapes and values (not
-    their names, which Keras may uniquify when a model is loaded twice)."""
+    their names, which Keras may uniquify when a model is loaded twice),
+    random number generator states left out (Keras does not save them)."""
     digest = hashlib.sha256()
+    variables = [v for v in variables if not _is_rng_state(v)]
     for i, var in enumerate(variables):
         value = np.ascontiguousarray(np.asarray(keras.ops.convert_to_numpy(var)))
         digest.update(f"{i}|{value.dtype.str}|{value.shape}|".encode())
