@@ -48,6 +48,36 @@ def held_out_mse(meta, tasks):
     return meta.evaluate(data, verbose=0, return_dict=True)["loss"]
 
 
+def test_sequence_tasks_are_windows_of_one_sine_per_task():
+    """``sequence_dataset``: every window of a task lies on that task's
+    ``a sin(w x + b)`` at spacing ``step``; the target is the next value;
+    deterministic per (seed, index); ranges respected; sizes checked."""
+    batch = next(iter(sine.sequence_dataset(3, 4, 5, length=6, step=0.3,
+                                            seed=2)))
+    assert batch["support_x"].shape == (3, 4, 6, 1)
+    assert batch["support_y"].shape == (3, 4, 1)
+    assert batch["query_x"].shape == (3, 5, 6, 1)
+    a, w = (batch[k].numpy()[:, None] for k in ("amplitude", "frequency"))
+    assert np.all((0.5 <= w) & (w <= 2.0)) and np.all((0.1 <= a) & (a <= 5))
+    seq = np.concatenate([batch["query_x"].numpy()[..., 0],
+                          batch["query_y"].numpy()], -1)     # [3, 5, 7]
+    assert np.all(np.abs(seq) <= a[..., None] + 1e-5)
+    # second-order linear recurrence of a sampled sine: y_{i+1} =
+    # 2 cos(w step) y_i - y_{i-1}, for the target too
+    c = 2 * np.cos(w[..., None] * 0.3)
+    np.testing.assert_allclose(seq[..., 2:], c * seq[..., 1:-1] - seq[..., :-2],
+                               atol=1e-4)
+    again = next(iter(sine.sequence_dataset(3, 4, 5, length=6, step=0.3,
+                                            seed=2)))
+    np.testing.assert_array_equal(again["support_x"], batch["support_x"])
+    other = next(iter(sine.sequence_dataset(3, 4, 5, length=6, seed=3)))
+    assert not np.allclose(other["support_x"], batch["support_x"])
+    fixed = sine.sequence_tasks(2, support_size=3, query_size=4, length=5)
+    assert fixed["query_x"].shape == (2, 4, 5, 1)
+    with pytest.raises(ValueError, match="length must be a positive integer"):
+        sine.sequence_dataset(length=0)
+
+
 def test_meta_learners_beat_scratch_on_held_out_sine_tasks():
     """A few seconds of meta-training each; post-adaptation MSE on 100
     held-out tasks must be well below adapting from a random init."""

@@ -77,6 +77,63 @@ def tasks(num_tasks, support_size=10, query_size=100, seed=0, **ranges):
     return {k: v.numpy() for k, v in batch.items()}
 
 
+FREQUENCY_RANGE = (0.5, 2.0)
+
+
+def _sequence_batch(index, meta_batch_size, support_size, query_size, length,
+                    step, seed):
+    key = tf.random.experimental.stateless_fold_in(
+        tf.constant([seed, 1], tf.int64), index)
+    keys = tf.random.experimental.stateless_split(key, 5)
+    amplitude = _uniform([meta_batch_size, 1, 1], keys[0], AMPLITUDE_RANGE)
+    phase = _uniform([meta_batch_size, 1, 1], keys[1], PHASE_RANGE)
+    frequency = _uniform([meta_batch_size, 1, 1], keys[4], FREQUENCY_RANGE)
+    offsets = step * tf.range(length + 1, dtype=tf.float32)
+
+    def windows(n, k):
+        start = _uniform([meta_batch_size, n, 1], k, X_RANGE)
+        y = amplitude * tf.sin(frequency * (start + offsets) + phase)
+        return y[..., :length, None], y[..., length:]
+
+    support_x, support_y = windows(support_size, keys[2])
+    query_x, query_y = windows(query_size, keys[3])
+    return {"support_x": support_x, "support_y": support_y,
+            "query_x": query_x, "query_y": query_y,
+            "amplitude": amplitude[:, 0, 0], "phase": phase[:, 0, 0],
+            "frequency": frequency[:, 0, 0]}
+
+
+def sequence_dataset(meta_batch_size=8, support_size=16, query_size=16,
+                     length=10, step=0.3, seed=0, start=0):
+    """Sine *sequence* tasks for recurrent learners (the Warp-RNN example):
+    a task is a sine ``a sin(w x + b)`` (``a``, ``b`` as above, frequency
+    ``w ~ U[0.5, 2]``, so the next value depends on the task's ``w``); an
+    example is a window of ``length`` values at ``x0, x0 + step, ...``
+    (``x0 ~ U[-5, 5]``), inputs ``[length, 1]``, and the target is the next
+    value.
+    Elements as ``dataset``'s (``support_x [B, S, length, 1]``,
+    ``support_y [B, S, 1]``); element ``i`` depends on ``(seed, i)`` only."""
+    _check(meta_batch_size, support_size, query_size)
+    if not isinstance(length, int) or length < 1:
+        raise ValueError(f"length must be a positive integer, got {length!r}.")
+    if not isinstance(start, int) or start < 0:
+        raise ValueError(f"start must be a non-negative integer, got {start!r}.")
+    return tf.data.Dataset.counter(start).map(
+        lambda i: _sequence_batch(i, meta_batch_size, support_size,
+                                  query_size, length, step, seed),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+    ).prefetch(tf.data.AUTOTUNE)
+
+
+def sequence_tasks(num_tasks, support_size=16, query_size=64, length=10,
+                   step=0.3, seed=0):
+    """One fixed batch of ``num_tasks`` sine sequence tasks."""
+    _check(num_tasks, support_size, query_size)
+    batch = _sequence_batch(tf.constant(0, tf.int64), num_tasks, support_size,
+                            query_size, length, step, seed)
+    return {k: v.numpy() for k, v in batch.items()}
+
+
 def curve(amplitude, phase, x):
     """The true function of a task at inputs ``x``."""
     return amplitude * tf.sin(x + phase)
