@@ -53,6 +53,30 @@ def test_minibatches_are_seeded():
     assert np.abs(a[0].numpy() - c[0].numpy()).max() > 0
 
 
+@pytest.mark.parametrize("limit", [inner_loop.PRECOMPUTE_LIMIT, 0],
+                         ids=["precomputed", "per-step"])
+def test_hoisted_minibatches_are_the_minibatch_draws(monkeypatch, limit):
+    """``minibatches`` (indices of all steps computed before the loop, or
+    per-step keys) draws exactly ``minibatch(..., step)`` for every step,
+    also under ``vectorized_map`` with a seed per task."""
+    monkeypatch.setattr(inner_loop, "PRECOMPUTE_LIMIT", limit)
+    x = tf.range(23)[:, None] * 10
+    seed = tf.constant([5, 9], tf.int64)
+    batch = inner_loop.minibatches(x, x + 1, 4, seed, 6)
+    for step in range(7):
+        want = inner_loop.minibatch(x, x + 1, 4, seed, step)
+        got = tf.function(batch)(tf.constant(step))
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    seeds = tf.constant([[1, 2], [3, 4]], tf.int64)
+    batched = tf.function(lambda: tf.vectorized_map(
+        lambda s: inner_loop.minibatches(x, x, 4, s, 6)(3)[0], seeds,
+        fallback_to_while_loop=False))().numpy()
+    for row, s in zip(batched, seeds):
+        np.testing.assert_array_equal(
+            row, inner_loop.minibatch(x, x, 4, s, 3)[0].numpy())
+
+
 def test_minibatch_draws_are_uniform_and_vectorizable():
     x = tf.range(20)[:, None]
     counts = np.zeros(20)

@@ -66,8 +66,9 @@ def _mix(x):
     return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
 
 
-def _sort_keys(seed, step, n):
-    """``n`` pseudo-random uint32 keys, a pure function of ``(seed, step)``.
+def _step_keys(seed, step):
+    """The uint32 key of minibatch ``step`` (a scalar, or a vector of steps
+    giving one key each): a pure function of ``(seed, step)``.
 
     Counter-based integer hashing instead of ``tf.random.stateless_*``: the
     latter cannot be vectorized with a different seed per task, which would
@@ -75,9 +76,19 @@ def _sort_keys(seed, step, n):
     """
     seed = tf.cast(seed, tf.uint32)
     key = _mix(tf.cast(step, tf.uint32) + tf.constant(0x9E3779B9, tf.uint32))
-    key = _mix(tf.bitwise.bitwise_xor(seed[0], _mix(
+    return _mix(tf.bitwise.bitwise_xor(seed[0], _mix(
         tf.bitwise.bitwise_xor(seed[1], key))))
-    return _mix(tf.bitwise.bitwise_xor(tf.cast(tf.range(n), tf.uint32), key))
+
+
+def _order(key, n):
+    """A pseudo-random permutation of ``range(n)`` from a step key (a scalar
+    key gives ``[n]``, a vector of keys ``[len(key), n]``, row by row the
+    same permutations)."""
+    key = tf.expand_dims(key, -1)
+    keys = _mix(tf.bitwise.bitwise_xor(tf.cast(tf.range(n), tf.uint32), key))
+    # argsort takes signed keys: drop the top bit to keep the order exact.
+    return tf.argsort(tf.cast(tf.bitwise.right_shift(keys, 1), tf.int32),
+                      axis=-1)
 
 
 def minibatch(x, y, batch_size, seed, step):
@@ -88,11 +99,38 @@ def minibatch(x, y, batch_size, seed, step):
     """
     if batch_size is None:
         return x, y
-    keys = _sort_keys(seed, step, tf.shape(x)[0])
-    # argsort takes signed keys: drop the top bit to keep the order exact.
-    order = tf.argsort(tf.cast(tf.bitwise.right_shift(keys, 1), tf.int32))
-    index = order[:batch_size]
+    index = _order(_step_keys(seed, step), tf.shape(x)[0])[:batch_size]
     return tf.gather(x, index), tf.gather(y, index)
+
+
+# Precompute every step's minibatch indices before the loop when the
+# [steps + 1, n] key matrix has at most this many entries (16 MiB of keys).
+PRECOMPUTE_LIMIT = 1 << 22
+
+
+def minibatches(x, y, batch_size, seed, steps):
+    """``batch(i)`` for ``i = 0 .. steps``: the same draws as
+    ``minibatch(x, y, batch_size, seed, i)``, with the work that does not
+    depend on ``i``'s data hoisted out of the inner loop: the indices of all
+    draws are computed at once before the loop when the support size and
+    ``steps`` are static and small enough (``PRECOMPUTE_LIMIT``), otherwise
+    the per-step keys. On a small net this halves the ops of a task step
+    (the hash is ~45 small ops, each ~1 microsecond of executor overhead)."""
+    if batch_size is None:
+        return lambda i: (x, y)
+    n = x.shape[0]
+    k = tf.get_static_value(steps)
+    draws = tf.range(steps + 1)
+    if n is not None and k is not None and (int(k) + 1) * n <= PRECOMPUTE_LIMIT:
+        index = _order(_step_keys(seed, draws), n)[:, :batch_size]
+        return lambda i: (tf.gather(x, index[i]), tf.gather(y, index[i]))
+    keys = _step_keys(seed, draws)
+
+    def batch(i):
+        index = _order(keys[i], tf.shape(x)[0])[:batch_size]
+        return tf.gather(x, index), tf.gather(y, index)
+
+    return batch
 
 
 def adapt(model, loss_fn, optimizer, params, nontrainable, x, y, steps,
@@ -126,7 +164,7 @@ def adapt(model, loss_fn, optimizer, params, nontrainable, x, y, steps,
     if len(mask) != len(params):
         raise ValueError(f"mask has {len(mask)} entries for {len(params)} "
                          "parameters.")
-    batch = lambda i: minibatch(x, y, batch_size, seed, i)  # noqa: E731
+    batch = minibatches(x, y, batch_size, seed, steps)
     grad_at = lambda p, nt, i: loss_and_grads(  # noqa: E731
         model, loss_fn, p, nt, *batch(i), mask=mask)
 
