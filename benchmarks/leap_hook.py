@@ -26,7 +26,6 @@ import tensorflow as tf  # noqa: E402
 
 import benchmarks.run as bench  # noqa: E402
 import tfmeta  # noqa: E402
-from tfmeta.leap import _flatten  # noqa: E402
 
 
 def main(argv=None):
@@ -36,8 +35,7 @@ def main(argv=None):
     for name, steps in (("omniglot-conv", 50), ("sine-mlp", 200)):
         w = bench.WORKLOADS[name]()
         leap = tfmeta.Leap(w.tf_model())
-        init = lambda params: ([tf.zeros_like(_flatten(params))],  # noqa: E731
-                               tf.zeros([]))
+        init = leap.flat_hook_state
         contenders = {
             "plain loop": bench.tfmeta_loop(w, steps),
             "loop + Leap hook": bench.tfmeta_loop(
