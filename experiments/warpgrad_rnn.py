@@ -26,7 +26,12 @@ goal. As in the paper, nothing is reset between tasks: the task parameters
   warp parameters (meta-LSTM, projection) an Adam step on the eq. 12
   gradient (L_task on the support windows, one SGD step of ``alpha``,
   L_meta on the query windows) averaged over ``eta`` steps, every ``eta``
-  steps (the paper: eta = 30).
+  steps (the paper: eta = 30). The paper's eq. 12 evaluates L_meta at the
+  step theta actually took; our continual mode takes that step with the
+  inner SGD (lr ``alpha``), so ``alpha`` should be about as small as
+  Adam's steps: 1e-4 by default (with ``alpha = 0.01`` the look-ahead
+  lands far from where theta goes and Warp-RNN trails the plain RNN;
+  docs/warpgrad.md).
 
 All three start from the same W, V, b and head (the untrained Warp-RNN is
 the plain RNN: ``modulation_offset=1``, projection 0). We report the
@@ -76,8 +81,9 @@ def parse_args(argv=None):
                         "1) and phi (the paper's task optimizer: Adam 1e-3)")
     parser.add_argument("--optimizer", choices=("adam", "sgd"),
                         default="adam", help="optimizer of theta and phi")
-    parser.add_argument("--task-lr", type=float, default=0.01,
-                        help="alpha: the SGD task step inside L_meta (eq. 12)")
+    parser.add_argument("--task-lr", type=float, default=1e-4,
+                        help="alpha: the SGD task step inside L_meta (eq. 12);"
+                        " small, as Adam's steps of theta are")
     parser.add_argument("--eta", type=int, default=30,
                         help="steps between warp updates (Algorithm 3)")
     parser.add_argument("--methods", default=",".join(METHODS))

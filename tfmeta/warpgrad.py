@@ -102,6 +102,12 @@ class WarpGrad(MetaLearner):
         theta are trained continually by ``init_weight`` times the multi-task
         loss gradient every step, and phi every ``replay_batch_size`` steps
         with the warp gradient at the theta of each step, accumulated).
+        In continual mode theta moves by the *outer* optimizer, while the
+        task step inside L_meta is the inner SGD's (lr alpha): with an SGD
+        outer optimizer of lr beta, alpha = ``init_weight`` x beta makes
+        the two the same step; with Adam, a small alpha (theta' ~ theta)
+        matches its small steps better than a large one
+        (``experiments/warpgrad_rnn.py``).
       replay_batch_size: eta of Algorithm 2 (default 1); in continual mode,
         the number of steps between warp updates.
       initialization: ``None`` (task parameters start from the learner's fixed
