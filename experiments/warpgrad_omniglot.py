@@ -73,39 +73,34 @@ Hyper-parameters and what differs from the paper:
   is Leap without the loss term (``loss_in_manifold=False``), ours Leap's
   default d1 metric with it, as in ``omniglot_multishot``.
 
-Presets (``--budget``; flags override any value). Times measured on the 2
-CPU cores of the dev machine while another job shared them (our process got
-~1 core):
+Presets (``--budget``; flags override any value; Table 3 runs
+``--ablation-meta-steps``, Table 2 ``--meta-steps``):
 
 ======  ==========  ==========  ==========  =======  ========  =======  ===================
 preset  meta-steps  meta-batch  task steps  seeds    Table 2   Table 3  time
-                                            T2 / T3  tasks     warps
+        T2 / T3                             T2 / T3  tasks     warps
 ======  ==========  ==========  ==========  =======  ========  =======  ===================
-paper   1000        20          100         10 / 4   1,...,25  all 12   ~115 h per conv3
+paper   1000 / 1000 20          100         10 / 4   1,...,25  all 12   ~115 h per conv3
                                                                         Warp-Leap run: GPU
-small   4           4           20          1 / 1    25        all 12   23 min for the
-                                                                        first 10 (measured)
-tiny    1           2           5           1 / 1    1         4        1.7 min (measured)
+small   12 / 4      4           20          2 / 1    25        all 12   38 min (measured,
+                                                                        cores shared)
+tiny    1 / 1       2           5           1 / 1    1         4        1.7 min (measured)
 ======  ==========  ==========  ==========  =======  ========  =======  ===================
 
 ``tiny``'s four Table 3 rows are conv3 (shared with Table 2), 2conv3-bn-res,
-conv3-lr and 2conv3-bn-res-film. The ``small`` time was measured before
-conv3-lr and 2conv3-bn-res-film were added; on a quiet machine those two
-rows took 115 s and 150 s at ``small`` (conv3 81 s, 2conv3-bn-res 218 s,
-Leap 35 s; docs/warpgrad.md).
+conv3-lr and 2conv3-bn-res-film. When both tables use the same number of
+meta-steps, Table 3's Leap and conv3 rows are Table 2's runs.
 
-Measured costs (``--time-steps``, meta-batch 5 x 20 task steps, same load):
-a meta-step takes 3.7 s for Leap, 20.7 s for Warp-Leap with the 3x3 conv
-warp (most of it in the 100 second-order replay updates) and 41.1 s with
-the 2-layer warp; tracing adds 6-13 s per run; the held-out evaluation
-(100 steps + error checkpoints) takes 4.1 / 5.8 / 8.8 s per alphabet. The
-``small`` run (1 Leap + 10 Warp-Leap runs, 10 held-out alphabets each) took
-1372 s of runs (23 min wall). ``small`` gives the warps 320 updates (the
-paper: 2 million), so its numbers show the pipeline working, not the
-paper's accuracies: there Warp-Leap is not measurably ahead of Leap at 25
-tasks (17.3 vs 17.0%, one seed) though it trains faster on held-out
-alphabets; with ``--meta-steps 40 --eval-every 10`` it leads by 3.6-4.4
-points from meta-step 10 on (docs/warpgrad.md).
+Measured costs (``--time-steps``, meta-batch 5 x 20 task steps, while
+another job shared the cores): a meta-step takes 3.7 s for Leap, 20.7 s for
+Warp-Leap with the 3x3 conv warp (most of it in the 100 second-order replay
+updates) and 41.1 s with the 2-layer warp; tracing adds 6-13 s per run; the
+held-out evaluation (100 steps + error checkpoints) takes 4.1 / 5.8 / 8.8 s
+per alphabet. The ``small`` run of 2026-11-27 (4 Table 2 runs at 12
+meta-steps, 13 Table 3 runs at 4) took 2302 s of runs with the cores shared
+by other jobs most of the time: Warp-Leap beat Leap at 25 tasks in both
+seeds (20.2 / 20.7 vs 17.4 / 17.0 % accuracy); the Table 3 rows at 4
+meta-steps are not distinguishable (docs/warpgrad.md).
 
     python experiments/warpgrad_omniglot.py --budget small --out runs/warpgrad_omniglot
     python experiments/warpgrad_omniglot.py --budget tiny    # smoke test
