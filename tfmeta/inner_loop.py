@@ -114,8 +114,8 @@ def minibatches(x, y, batch_size, seed, steps):
     depend on ``i``'s data hoisted out of the inner loop: the indices of all
     draws are computed at once before the loop when the support size and
     ``steps`` are static and small enough (``PRECOMPUTE_LIMIT``), otherwise
-    the per-step keys. On a small net this halves the ops of a task step
-    (the hash is ~45 small ops, each ~1 microsecond of executor overhead)."""
+    the per-step keys. On the sine MLP this halves the ops of a task step
+    (93 -> 43) and speeds it up ~1.2x (docs/performance.md)."""
     if batch_size is None:
         return lambda i: (x, y)
     n = x.shape[0]
