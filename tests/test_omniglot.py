@@ -293,6 +293,14 @@ def test_experiment_presets_and_arguments():
 
     _, cfg = script.parse_args(["--budget", "small"])
     assert script.predict_seconds(cfg, script.METHODS) < 3600
+    # small: more meta-steps where there are more tasks to visit
+    assert [script.meta_steps_for(cfg, n) for n in (1, 5, 25)] == [20, 50, 250]
+    assert script.meta_steps_for(cfg, 3) == cfg["meta_steps"] == 100
+    flat = dict(cfg, meta_steps_by_tasks={})
+    assert script.predict_seconds(cfg, ["Leap"]) > script.predict_seconds(
+        flat, ["Leap"])   # 20 + 50 + 250 = 320 vs 3 x 100 meta-steps
+    _, cfg = script.parse_args(["--budget", "small", "--meta-steps", "7"])
+    assert [script.meta_steps_for(cfg, n) for n in (1, 25)] == [7, 7]
     _, paper = script.parse_args(["--budget", "paper"])
     assert (paper["meta_steps"], paper["meta_batch"], paper["inner_steps"],
             paper["maml_steps"], paper["eval_steps"]) == (1000, 20, 100, 5, 100)
