@@ -44,6 +44,63 @@ def central_difference(var, loss, eps=1e-6):
     return numeric
 
 
+
+def assert_warp_gradient_matches_finite_differences(meta, batch, buffer,
+                                                    grads):
+    """``grads`` (from ``meta.warp_objective(batch, buffer)``) against
+    central differences of that objective in each warp variable."""
+    for var, grad in zip(meta.warp_variables, grads):
+        numeric = central_difference(
+            var, lambda: meta.warp_objective(batch, buffer)[0])
+        np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
+
+
+def eq12_by_hand(learner, batch, buffer, lr):
+    """WarpGrad's eq. 12 recomputed with the Keras model's variables, MSE
+    loss, full-batch steps: for every buffer entry, theta' = sg[theta_k -
+    lr grad L_task(theta_k)], then grad_phi L_meta(theta'), averaged; the
+    task variables are restored afterwards."""
+    task_vars, warp_vars = tfmeta.warpgrad.partition(learner)
+    saved = [v.numpy() for v in task_vars]
+    mse = keras.losses.MeanSquaredError()
+    expected = [np.zeros(v.shape) for v in warp_vars]
+    n = len(buffer["step"])
+    for e in range(n):
+        t = buffer["task"][e]
+        for var, theta in zip(task_vars, buffer["theta"]):
+            var.assign(theta[e])
+        with tf.GradientTape() as tape:
+            task_loss = mse(batch["support_y"][t],
+                            learner(batch["support_x"][t], training=True))
+        for var, grad in zip(task_vars, tape.gradient(task_loss, task_vars)):
+            var.assign(tf.stop_gradient(var - lr * grad))
+        with tf.GradientTape() as tape:
+            meta_loss = mse(batch["query_y"][t],
+                            learner(batch["query_x"][t], training=True))
+        for acc, grad in zip(expected, tape.gradient(meta_loss, warp_vars)):
+            acc += grad.numpy() / n
+    for var, value in zip(task_vars, saved):
+        var.assign(value)
+    return expected
+
+
+def assert_export_adapts_like_meta(meta, path, sx, sy, qx):
+    """The SavedModel at ``path`` predicts as ``meta.adapt(sx, sy)
+    .predict(qx)`` and its ``adapt`` keeps the warp variables fixed;
+    returns the exported ``adapt``'s weights."""
+    loaded = tf.saved_model.load(path)
+    expected = meta.adapt(sx, sy).predict(qx, verbose=0)
+    got = loaded.adapt_and_predict(sx, sy, qx)["predictions"].numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    adapted = loaded.adapt(sx, sy)
+    learner = meta.learner
+    warp_ids = {id(v) for v in tfmeta.warpgrad.partition(learner)[1]}
+    names = tfmeta.export.adapted_weight_names(learner)
+    for name, var in zip(names, learner.trainable_variables):
+        if id(var) in warp_ids:
+            np.testing.assert_array_equal(adapted[name].numpy(), var.numpy())
+    return got, adapted
+
 @pytest.fixture
 def float64():
     """Build models in float64 so finite differences are meaningful."""

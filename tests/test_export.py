@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 import tfmeta
-from conftest import as_dataset, mlp, task_batch
+from conftest import as_dataset, assert_export_adapts_like_meta, mlp, task_batch
 from tfmeta import export as tfexport
 
 METHODS = {
@@ -403,16 +403,7 @@ def test_warpgrad_export_keeps_warps_fixed_and_matches_adapt(tmp_path):
     for v in tfmeta.warpgrad.partition(learner)[1]:
         v.assign(v.numpy() + 0.1)
     path = meta.export(str(tmp_path / "warp"))
-    loaded = tf.saved_model.load(path)
-    expected = meta.adapt(sx, sy).predict(qx, verbose=0)
-    got = loaded.adapt_and_predict(sx, sy, qx)["predictions"].numpy()
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
-    adapted = loaded.adapt(sx, sy)
-    warp_ids = {id(v) for v in tfmeta.warpgrad.partition(learner)[1]}
-    names = tfmeta.export.adapted_weight_names(learner)
-    for name, var in zip(names, learner.trainable_variables):
-        if id(var) in warp_ids:
-            np.testing.assert_array_equal(adapted[name].numpy(), var.numpy())
+    assert_export_adapts_like_meta(meta, path, sx, sy, qx)
     again = tfmeta.load(path)
     assert isinstance(again, tfmeta.WarpGrad)
     assert again.get_config()["objective"] == "approximate"

@@ -7,7 +7,9 @@ import pytest
 import tensorflow as tf
 
 import tfmeta
-from conftest import as_dataset, central_difference
+from conftest import (as_dataset, assert_export_adapts_like_meta,
+                      assert_warp_gradient_matches_finite_differences,
+                      eq12_by_hand)
 from tfmeta import layers as L
 from tfmeta.warpgrad import WarpGrad, partition
 
@@ -133,10 +135,7 @@ def test_warp_rnn_full_objective_matches_finite_differences(float64):
     loss, grads = meta.warp_objective(batch, buffer)
     assert len(grads) == len(meta.warp_variables) == 5
     assert min(np.abs(g).max() for g in grads) > 1e-4
-    for var, grad in zip(meta.warp_variables, grads):
-        numeric = central_difference(
-            var, lambda: meta.warp_objective(batch, buffer)[0])
-        np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
+    assert_warp_gradient_matches_finite_differences(meta, batch, buffer, grads)
 
 
 def test_warp_rnn_approximate_objective_is_eq12(float64):
@@ -151,27 +150,7 @@ def test_warp_rnn_approximate_objective_is_eq12(float64):
     buffer = approx.collect(batch)
     _, got = approx.warp_objective(batch, buffer)
     _, got_full = full.warp_objective(batch, buffer)
-    task_vars, warp_vars = partition(learner)
-    saved = [v.numpy() for v in task_vars]
-    mse = keras.losses.MeanSquaredError()
-    expected = [np.zeros(v.shape) for v in warp_vars]
-    n = len(buffer["step"])
-    for e in range(n):
-        t = buffer["task"][e]
-        for var, theta in zip(task_vars, buffer["theta"]):
-            var.assign(theta[e])
-        with tf.GradientTape() as tape:
-            task_loss = mse(batch["support_y"][t],
-                            learner(batch["support_x"][t], training=True))
-        for var, grad in zip(task_vars, tape.gradient(task_loss, task_vars)):
-            var.assign(var - lr * grad)
-        with tf.GradientTape() as tape:
-            meta_loss = mse(batch["query_y"][t],
-                            learner(batch["query_x"][t], training=True))
-        for acc, grad in zip(expected, tape.gradient(meta_loss, warp_vars)):
-            acc += grad.numpy() / n
-    for var, value in zip(task_vars, saved):
-        var.assign(value)
+    expected = eq12_by_hand(learner, batch, buffer, lr)
     assert min(np.abs(g).max() for g in expected) > 1e-4
     for a, b in zip(got, expected):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
@@ -195,16 +174,7 @@ def test_continual_meta_training_and_export_round_trip(tmp_path):
     sx, sy, qx = (batch["support_x"][0], batch["support_y"][0],
                   batch["query_x"][0])
     path = meta.export(str(tmp_path / "warp_rnn"))
-    loaded = tf.saved_model.load(path)
-    expected = meta.adapt(sx, sy).predict(qx, verbose=0)
-    got = loaded.adapt_and_predict(sx, sy, qx)["predictions"].numpy()
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
-    adapted = loaded.adapt(sx, sy)
-    weight_names = tfmeta.export.adapted_weight_names(learner)
-    warp_ids = {id(v) for v in warp}
-    for name, var in zip(weight_names, learner.trainable_variables):
-        if id(var) in warp_ids:
-            np.testing.assert_array_equal(adapted[name].numpy(), var.numpy())
+    assert_export_adapts_like_meta(meta, path, sx, sy, qx)
     again = tfmeta.load(path)
     assert isinstance(again.learner.layers[0], L.WarpRNN)
     np.testing.assert_allclose(again.learner(qx).numpy(),

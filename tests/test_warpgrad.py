@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 import tfmeta
-from conftest import as_dataset, central_difference, task_batch
+from conftest import (as_dataset, assert_warp_gradient_matches_finite_differences,
+                      central_difference, eq12_by_hand, task_batch)
 from tfmeta import layers as L
 from tfmeta.warpgrad import WarpGrad, partition
 
@@ -190,10 +191,7 @@ def test_full_objective_matches_finite_differences(float64, momentum):
     buffer = meta.collect(batch)
     loss, grads = meta.warp_objective(batch, buffer)
     assert max(np.abs(g).max() for g in grads) > 1e-3
-    for var, grad in zip(meta.warp_variables, grads):
-        numeric = central_difference(
-            var, lambda: meta.warp_objective(batch, buffer)[0])
-        np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
+    assert_warp_gradient_matches_finite_differences(meta, batch, buffer, grads)
 
 
 def test_online_step_is_mean_warp_gradient_over_the_trajectory(float64):
@@ -220,28 +218,7 @@ def test_approximate_objective_is_eq12_with_explicit_stop_gradient(float64):
     buffer = approx.collect(batch)
     _, got = approx.warp_objective(batch, buffer)
     _, got_full = full.warp_objective(batch, buffer)
-    task_vars, warp_vars = partition(learner)
-    saved = [v.numpy() for v in task_vars]
-    mse = keras.losses.MeanSquaredError()
-    expected = [np.zeros_like(v.numpy()) for v in warp_vars]
-    n = len(buffer["step"])
-    for e in range(n):
-        t = buffer["task"][e]
-        for var, theta in zip(task_vars, buffer["theta"]):
-            var.assign(theta[e])
-        with tf.GradientTape() as tape:
-            task_loss = mse(batch["support_y"][t],
-                            learner(batch["support_x"][t], training=True))
-        g = tape.gradient(task_loss, task_vars)
-        for var, grad in zip(task_vars, g):
-            var.assign(tf.stop_gradient(var - lr * grad))
-        with tf.GradientTape() as tape:
-            meta_loss = mse(batch["query_y"][t],
-                            learner(batch["query_x"][t], training=True))
-        for acc, grad in zip(expected, tape.gradient(meta_loss, warp_vars)):
-            acc += grad.numpy() / n
-    for var, value in zip(task_vars, saved):
-        var.assign(value)
+    expected = eq12_by_hand(learner, batch, buffer, lr)
     for a, b in zip(got, expected):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
     # The full objective's second-order term is not negligible here.
