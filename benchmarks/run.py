@@ -259,14 +259,15 @@ def task_batch(w, tasks):
             "query_y": y[:, :w.batch]}
 
 
-def meta_step(cls, w, steps, tasks, **kwargs):
+def meta_step(cls, w, steps, tasks, jit_compile=False, **kwargs):
     """One compiled ``train_step`` on tensors (what ``fit`` runs per batch,
-    without its Python loop and data conversion)."""
+    without its Python loop and data conversion); ``jit_compile=True``
+    compiles it with XLA, as ``compile(jit_compile=True)`` does in ``fit``."""
     meta = cls(w.tf_model(), inner_optimizer=keras.optimizers.SGD(LR),
                inner_steps=steps, inner_batch_size=w.batch, **kwargs)
     meta.compile(optimizer=keras.optimizers.SGD(0.01), loss=w.loss)
     data = {k: tf.constant(v) for k, v in task_batch(w, tasks).items()}
-    step = tf.function(meta.train_step)
+    step = tf.function(meta.train_step, jit_compile=jit_compile)
     return lambda: float(step(data)["loss"])
 
 
@@ -411,14 +412,19 @@ def time_all(rows, peak, rounds, conv_steps, mlp_steps):
     w = WORKLOADS["sine-mlp"]()
     batched = {"one task after another": meta_step(tfmeta.Reptile, w, 32, 10),
                "vectorize_tasks": meta_step(tfmeta.Reptile, w, 32, 10,
-                                            vectorize_tasks=True)}
+                                            vectorize_tasks=True),
+               "one after another, XLA": meta_step(
+                   tfmeta.Reptile, w, 32, 10, jit_compile=True),
+               "vectorize_tasks, XLA": meta_step(
+                   tfmeta.Reptile, w, 32, 10, jit_compile=True,
+                   vectorize_tasks=True)}
     times = race(batched, rounds)
     for name, seconds in times.items():
         rows.append({"workload": "sine-mlp",
                      "figure": "Reptile meta-step, 10 tasks x 32 steps, /s",
                      "contender": name, "value": 1 / seconds,
                      "vs tfmeta": times["one task after another"] / seconds})
-        print(f"sine-mlp       {name:22s} {1 / seconds:9.2f} meta-steps/s", flush=True)
+        print(f"sine-mlp       {name:26s} {1 / seconds:9.2f} meta-steps/s", flush=True)
 
     # MAML last: its compile turns off a Grappler pass for the whole process
     # (tfmeta.maml.avoid_grappler_add_ops_bug), which would change the graphs

@@ -132,17 +132,23 @@ def test_classification_metrics_after_adaptation():
     assert "path_length" not in result
 
 
-@pytest.mark.parametrize("cls", [tfmeta.Leap, tfmeta.MAML])
-def test_vectorized_tasks_give_the_same_meta_step(cls):
+@pytest.mark.parametrize("cls,jit_compile", [(tfmeta.Leap, False),
+                                             (tfmeta.MAML, False),
+                                             (tfmeta.Reptile, True)])
+def test_vectorized_tasks_give_the_same_meta_step(cls, jit_compile):
+    """Batched tasks equal one task after another, also with the batched
+    meta-step compiled by XLA, over two meta-steps (the second reuses the
+    compiled step)."""
     batch = task_batch(num_tasks=4, seed=11)
     steps = []
     for vectorize in (False, True):
         meta = cls(mlp([2, 6, 1]), inner_optimizer=keras.optimizers.SGD(0.1),
                    inner_steps=4, inner_batch_size=3, seed=3,
                    vectorize_tasks=vectorize)
-        meta.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
-        history = meta.fit(as_dataset(batch), epochs=1, steps_per_epoch=1,
-                           verbose=0)
+        meta.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse",
+                     jit_compile=jit_compile and vectorize)
+        history = meta.fit(as_dataset(batch).repeat(), epochs=1,
+                           steps_per_epoch=2, verbose=0)
         steps.append(([v.numpy() for v in meta.learner.trainable_variables],
                       history.history["loss"][0]))
     for a, b in zip(steps[0][0], steps[1][0]):

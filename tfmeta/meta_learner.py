@@ -106,8 +106,12 @@ class MetaLearner(keras.Model):
       parallel_tasks: tasks of a meta-batch adapted concurrently.
       vectorize_tasks: run the tasks of a meta-batch as one batched
         computation (``tf.vectorized_map``: stacked weights, batched matmuls).
-        Much faster for small nets such as the sine MLP; conv nets gain
-        nothing (Conv2D with per-task filters is not vectorized).
+        For small nets such as the sine MLP, best with
+        ``compile(jit_compile=True)`` (2 CPU cores, 10 or 25 tasks: ~6x one
+        task after another without XLA); without XLA it pays from ~10 tasks
+        on, since each batched matmul has a fixed cost of tens of
+        microseconds on CPU (docs/performance.md). Conv nets gain nothing
+        (Conv2D with per-task filters is not vectorized).
       seed: seed of the minibatch draws (a Keras ``SeedGenerator``, saved with
         the model's weights).
     """
