@@ -17,7 +17,7 @@ Three parts:
    Identity nodes);
 3. the matmul kernels a batched step is made of, timed alone in a compiled
    loop of 2000 iterations: one task's ``[10, 64] x [64, 64]`` MatMul against
-   the ten tasks' ``[10, 10, 64] x [10, 64, 64]`` BatchMatMul, with
+   the BatchMatMul of 2, 10 and 25 tasks (``[T, 10, 64] x [T, 64, 64]``), with
    TensorFlow's default intra-op pool (both cores) and with one thread (a
    fresh process each, since the pool is fixed at start-up), and under XLA.
 """
@@ -53,11 +53,12 @@ def kernels(threads, iterations=2000):
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
     one = (tf.random.normal([10, 64]), tf.random.normal([64, 64]))
-    ten = (tf.random.normal([TASKS, 10, 64]), tf.random.normal([TASKS, 64, 64]))
     cases = {"loop only": (lambda a, b: a, one),
-             "MatMul [10,64]x[64,64] (one task)": (tf.matmul, one),
-             f"BatchMatMul [{TASKS},10,64]x[{TASKS},64,64] ({TASKS} tasks)":
-                 (tf.matmul, ten)}
+             "MatMul [10,64]x[64,64] (one task)": (tf.matmul, one)}
+    for tasks in (2, TASKS, 25):
+        cases[f"BatchMatMul [{tasks},10,64]x[{tasks},64,64] ({tasks} tasks)"] = (
+            tf.matmul, (tf.random.normal([tasks, 10, 64]),
+                        tf.random.normal([tasks, 64, 64])))
     out = {}
     for name, (fn, (a, b)) in cases.items():
         for jit in (False, True):

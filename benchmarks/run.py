@@ -17,7 +17,10 @@ ratios, since timings on these machines vary by up to +-25 % between runs:
   each method over the plain inner loop on the same task (one task per
   meta-step, so that concurrent tasks hide nothing);
 * MAML's second-order meta-step against PyTorch's ``create_graph=True``;
-* batched tasks for small nets (``vectorize_tasks``) against one after another;
+* batched tasks for small nets (``vectorize_tasks``) against one after
+  another, with and without XLA;
+* the fixed cost of a meta-step around its tasks, in microseconds (2-step
+  tasks, where it dominates);
 * peak memory of each contender (a fresh process each).
 
 PyTorch is optional (the ``[bench]`` extra); without it those rows are skipped.
@@ -426,6 +429,27 @@ def time_all(rows, peak, rounds, conv_steps, mlp_steps):
                      "vs tfmeta": times["one task after another"] / seconds})
         print(f"sine-mlp       {name:26s} {1 / seconds:9.2f} meta-steps/s", flush=True)
 
+    # The fixed cost of a meta-step around its tasks (task slicing, seeds,
+    # query loss, metrics, the finiteness check and the outer optimizer): on
+    # 2-step sine tasks it dominates, so it can be read in microseconds,
+    # which the overheads above cannot at the conv net's noise.
+    calls = mlp_steps  # calls per round: 200 (50 with --quick)
+    fixed = {"plain loop (inner_loop.adapt)": tfmeta_loop(w, 2),
+             "meta-step, no meta-gradient": meta_step(NoMetaGradient, w, 2, 1),
+             "Reptile": meta_step(tfmeta.Reptile, w, 2, 1)}
+    times = race({name: (lambda run=run: [run() for _ in range(calls)])
+                  for name, run in fixed.items()}, rounds)
+    base = times["plain loop (inner_loop.adapt)"]
+    for name, seconds in times.items():
+        rows.append({"workload": "sine-mlp",
+                     "figure": "call (1 task x 2 steps), µs; fixed cost "
+                               "= minus the plain loop",
+                     "contender": name, "value": 1e6 * seconds / calls,
+                     "vs tfmeta": None,
+                     "fixed µs": 1e6 * (seconds - base) / calls})
+        print(f"sine-mlp       {name:28s} {1e6 * seconds / calls:9.1f} µs per "
+              f"call ({1e6 * (seconds - base) / calls:+.1f} µs)", flush=True)
+
     # MAML last: its compile turns off a Grappler pass for the whole process
     # (tfmeta.maml.avoid_grappler_add_ops_bug), which would change the graphs
     # of every contender built after it.
@@ -498,6 +522,8 @@ def write_report(out, rows, memory, peak, args, notes):
         ratio = "" if r.get("vs tfmeta") is None else f"{r['vs tfmeta']:.2f}"
         pct = "" if r.get("% of peak") is None else f"{r['% of peak']:.1f}"
         over = "" if r.get("overhead %") is None else f"{r['overhead %']:+.1f} %"
+        if r.get("fixed µs") is not None:
+            over = f"{r['fixed µs']:+.0f} µs"
         header.append(f"| {r['workload']} | {r['figure']} | {r['contender']} | "
                       f"{r['value']:.2f} | {ratio} | {pct} | {over} |")
     if memory:
