@@ -41,6 +41,12 @@ def test_maml_meta_gradient_matches_finite_differences(float64, batch_norm):
     assert gap > 1e-4
 
 
+def test_maml_refuses_vectorized_tasks_under_xla():
+    meta = tfmeta.MAML(mlp([2, 4, 1]), inner_steps=2, vectorize_tasks=True)
+    with pytest.raises(ValueError, match="vectorize_tasks=True without XLA"):
+        meta.compile(optimizer="sgd", loss="mse", jit_compile=True)
+
+
 def test_fomaml_is_query_gradient_at_adapted_weights():
     batch = task_batch(num_tasks=1, seed=5)
     meta = tfmeta.FOMAML(mlp([2, 6, 1]), inner_optimizer=keras.optimizers.SGD(0.2),

@@ -330,6 +330,35 @@ def test_warp_maml_init_gradient_is_maml_gradient_with_phi_fixed(float64):
         np.testing.assert_allclose(got[i], numeric, rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.parametrize("meta_training", ["online", "continual"])
+def test_meta_step_under_xla_equals_graph_mode(meta_training):
+    """jit_compile=True gives the same meta-steps: the query minibatches'
+    seed (a fold-in) names its algorithm, since XLA's automatic choice
+    differs from TensorFlow's kernels' (it made eq. 11's meta-loss differ)."""
+    batch = task_batch(num_tasks=2, seed=5)
+    runs = []
+    for jit_compile in (False, True):
+        meta = WarpGrad(warped_mlp(), inner_optimizer=keras.optimizers.SGD(0.3),
+                        inner_steps=3, inner_batch_size=4, seed=1,
+                        meta_training=meta_training)
+        meta.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse",
+                     jit_compile=jit_compile)
+        history = meta.fit(as_dataset(batch).repeat(), epochs=1,
+                           steps_per_epoch=2, verbose=0)
+        runs.append((history.history, [v.numpy() for v in meta.trainable_variables]))
+    (graph, graph_w), (xla, xla_w) = runs
+    for key in ("loss", "meta_loss"):
+        assert xla[key][0] == pytest.approx(graph[key][0], rel=1e-5), key
+    for a, b in zip(graph_w, xla_w):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_offline_meta_training_refuses_xla():
+    meta = WarpGrad(warped_mlp(), meta_training="offline")
+    with pytest.raises(ValueError, match="replay buffer's size"):
+        meta.compile(optimizer="sgd", loss="mse", jit_compile=True)
+
+
 def test_continual_meta_training_algorithm_3(float64):
     """theta takes lambda x the task-loss gradient every step; phi takes the
     mean of the eq. 11 gradients at each step's theta every eta = 2 steps."""

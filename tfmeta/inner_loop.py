@@ -187,14 +187,18 @@ def adapt(model, loss_fn, optimizer, params, nontrainable, x, y, steps,
 
     # Steps 0 .. K-2 in the loop; the last one is peeled off below so that
     # f(theta_K) costs a forward pass only.
+    # A static bound lets XLA differentiate through the loop (second-order
+    # MAML under ``jit_compile=True`` needs fixed-size gradient accumulators).
+    k = tf.get_static_value(steps)
     _, theta, nt, opt_state, loss, grads, state = tf.while_loop(
         lambda i, *_: i < steps - 1, body,
         (tf.constant(0), params, nontrainable, opt_state, loss0, grads0,
-         hook_state))
+         hook_state),
+        maximum_iterations=None if k is None else max(int(k) - 1, 0))
     # The loop ends at i = max(steps - 1, 0), computed from ``steps`` rather
     # than taken from the loop's output: with the loop's counter feeding the
     # last step, XLA recompiled a ``vectorize_tasks`` meta-step on every call
-    # (1.3 s per meta-step instead of 4.6 ms; benchmarks/profile_batched.py).
+    # (1.3 s per sine meta-step instead of ~5 ms; docs/performance.md).
     i = tf.maximum(tf.cast(steps, tf.int32) - 1, 0)
     theta_last, _ = update(i, grads, theta, opt_state)
     loss_last, _, nt = task_loss(

@@ -318,7 +318,10 @@ class MetaLearner(keras.Model):
 
     def _task_seeds(self, num_tasks):
         seed = tf.cast(self.seed_generator.next(), tf.int64)
-        return tf.random.experimental.stateless_split(seed, num_tasks)
+        # Philox by name: what TensorFlow's kernels pick anyway, while XLA's
+        # automatic choice may differ (the same seed, other draws).
+        return tf.random.experimental.stateless_split(seed, num_tasks,
+                                                      alg="philox")
 
     def _over_tasks(self, fn, tasks):
         """Run ``fn(task, seed) -> (grads, logs, pred)`` on every task.

@@ -237,6 +237,15 @@ class WarpGrad(MetaLearner):
                 shape=(), initializer="zeros", dtype="int64",
                 trainable=False, name="warp_count")
 
+    def compile(self, *args, **kwargs):
+        if self.meta_training == "offline" and kwargs.get("jit_compile") is True:
+            raise ValueError(
+                "WarpGrad(meta_training='offline') cannot be compiled with XLA "
+                "(jit_compile=True): its replay buffer's size is only known "
+                "when the meta-step runs. Use meta_training='online' or "
+                "'continual' with XLA, or offline without it.")
+        super().compile(*args, **kwargs)
+
     def _init_task_lr(self, learn, learning_rate, clip):
         """The meta-learned task learning rate alpha (``learn_task_lr``)."""
         self.learn_task_lr = bool(learn)
@@ -364,7 +373,8 @@ class WarpGrad(MetaLearner):
         """
         x, y = inner_loop.minibatch(task["support_x"], task["support_y"],
                                     self.inner_batch_size, seed, step)
-        qseed = tf.random.experimental.stateless_fold_in(seed, _QUERY_STREAM)
+        qseed = tf.random.experimental.stateless_fold_in(
+            seed, _QUERY_STREAM, alg="philox")  # as under XLA (_task_seeds)
         qx, qy = inner_loop.minibatch(task["query_x"], task["query_y"],
                                       self.inner_batch_size, qseed, step)
         phi = [tf.identity(p) for p in phi]
