@@ -343,6 +343,11 @@ class MetaLearner(keras.Model):
         # The first task runs outside the loop to fix the structure and the
         # dtypes of the accumulators.
         grads0, logs0, pred0 = fn(task_at(0), seeds[0])
+        if tasks["support_x"].shape[0] == 1:
+            # One task (serial Reptile, Leap's Omniglot protocol per step):
+            # no loop, whose control flow would cost as much as the rest of
+            # the meta-step's bookkeeping.
+            return list(grads0), dict(logs0), pred0[None]
         preds = tf.TensorArray(pred0.dtype, size=num_tasks,
                                element_shape=pred0.shape).write(0, pred0)
 
