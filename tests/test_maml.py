@@ -41,10 +41,18 @@ def test_maml_meta_gradient_matches_finite_differences(float64, batch_norm):
     assert gap > 1e-4
 
 
-def test_maml_refuses_vectorized_tasks_under_xla():
+def test_maml_refuses_vectorized_tasks_under_xla(monkeypatch):
     meta = tfmeta.MAML(mlp([2, 4, 1]), inner_steps=2, vectorize_tasks=True)
     with pytest.raises(ValueError, match="vectorize_tasks=True without XLA"):
         meta.compile(optimizer="sgd", loss="mse", jit_compile=True)
+    # "auto" picks XLA where there is an accelerator: here it falls back.
+    monkeypatch.setattr(type(meta), "_resolve_auto_jit_compile",
+                        lambda self: True)
+    with pytest.warns(UserWarning, match="not using XLA"):
+        meta.compile(optimizer="sgd", loss="mse", jit_compile="auto")
+    assert meta.jit_compile is False
+    batch = task_batch(num_tasks=2, seed=3)
+    assert np.isfinite(meta.train_on_batch(batch, return_dict=True)["loss"])
 
 
 def test_fomaml_is_query_gradient_at_adapted_weights():

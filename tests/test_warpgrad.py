@@ -355,7 +355,7 @@ def test_meta_step_under_xla_equals_graph_mode(meta_training):
 
 def test_offline_meta_training_refuses_xla():
     meta = WarpGrad(warped_mlp(), meta_training="offline")
-    with pytest.raises(ValueError, match="replay buffer's size"):
+    with pytest.raises(ValueError, match="replay buffer whose size"):
         meta.compile(optimizer="sgd", loss="mse", jit_compile=True)
 
 

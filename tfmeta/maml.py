@@ -28,15 +28,16 @@ class MAML(MetaLearner):
     """
 
     def compile(self, *args, **kwargs):
-        if self.vectorize_tasks and kwargs.get("jit_compile") is True:
-            raise ValueError(
-                "MAML(vectorize_tasks=True) cannot be compiled with XLA "
-                "(jit_compile=True): vectorizing the differentiated inner loop "
-                "makes nested TensorLists, which XLA does not support. Use "
-                "either jit_compile=True with vectorize_tasks=False, or "
-                "vectorize_tasks=True without XLA.")
         avoid_grappler_add_ops_bug()
         super().compile(*args, **kwargs)
+
+    def xla_unsupported(self):
+        if self.vectorize_tasks:
+            return ("with vectorize_tasks=True, vectorizing the differentiated "
+                    "inner loop makes nested TensorLists, which XLA does not "
+                    "support. Use either jit_compile=True with "
+                    "vectorize_tasks=False, or vectorize_tasks=True without XLA.")
+        return None
 
     def task_meta_gradient(self, params, nontrainable, task, seed):
         with tf.GradientTape() as tape:

@@ -19,6 +19,7 @@ meta-learner's own moving statistics are never changed by meta-training.
 """
 
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -107,10 +108,10 @@ class MetaLearner(keras.Model):
       vectorize_tasks: run the tasks of a meta-batch as one batched
         computation (``tf.vectorized_map``: stacked weights, batched matmuls).
         For small nets such as the sine MLP, best with
-        ``compile(jit_compile=True)`` (2 CPU cores, 10 or 25 tasks: ~6x one
-        task after another without XLA); without XLA it pays from ~10 tasks
-        on, since each batched matmul has a fixed cost of tens of
-        microseconds on CPU (docs/performance.md). Conv nets gain nothing
+        ``compile(jit_compile=True)``: on 2 CPU cores, 10 or 25 sine tasks
+        ran 5-6x faster than the default (one task after another, no XLA).
+        Without XLA it pays from ~10 tasks on, since each batched matmul has
+        a fixed cost of tens of microseconds on CPU (docs/performance.md). Conv nets gain nothing
         (Conv2D with per-task filters is not vectorized).
       seed: seed of the minibatch draws (a Keras ``SeedGenerator``, saved with
         the model's weights).
@@ -189,13 +190,25 @@ class MetaLearner(keras.Model):
             raise ValueError(
                 "compile() needs loss=: the task loss, e.g. 'mse' or "
                 "keras.losses.SparseCategoricalCrossentropy(from_logits=True).")
+        reason = self.xla_unsupported()
+        if reason and jit_compile is True:
+            raise ValueError(f"{type(self).__name__} cannot be compiled with "
+                             f"XLA (jit_compile=True): {reason}")
         self.task_loss_fn = keras.losses.get(loss)
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
                         jit_compile=jit_compile, **kwargs)
+        if reason and self.jit_compile:  # "auto" chose XLA (e.g. on a GPU)
+            warnings.warn(f"jit_compile='auto': not using XLA, since {reason}",
+                          stacklevel=2)
+            self.jit_compile = False
         if self.meta_variables and not self.optimizer.built:
             self.optimizer.build(self.meta_variables)
         self._adapt_function = None
         self._evaluate_tasks_function = None
+
+    def xla_unsupported(self):
+        """Why this configuration cannot be compiled with XLA, or ``None``."""
+        return None
 
     def fit(self, *args, callbacks=None, **kwargs):
         """Keras ``fit``; stops and raises ``NonFiniteLossError`` on NaN/inf.

@@ -237,14 +237,13 @@ class WarpGrad(MetaLearner):
                 shape=(), initializer="zeros", dtype="int64",
                 trainable=False, name="warp_count")
 
-    def compile(self, *args, **kwargs):
-        if self.meta_training == "offline" and kwargs.get("jit_compile") is True:
-            raise ValueError(
-                "WarpGrad(meta_training='offline') cannot be compiled with XLA "
-                "(jit_compile=True): its replay buffer's size is only known "
-                "when the meta-step runs. Use meta_training='online' or "
-                "'continual' with XLA, or offline without it.")
-        super().compile(*args, **kwargs)
+    def xla_unsupported(self):
+        if self.meta_training == "offline":
+            return ("meta_training='offline' has a replay buffer whose size is "
+                    "only known when the meta-step runs. Use "
+                    "meta_training='online' or 'continual' with XLA, or "
+                    "offline without it.")
+        return super().xla_unsupported()
 
     def _init_task_lr(self, learn, learning_rate, clip):
         """The meta-learned task learning rate alpha (``learn_task_lr``)."""
