@@ -111,8 +111,9 @@ class MetaLearner(keras.Model):
         ``compile(jit_compile=True)``: on 2 CPU cores, 10 or 25 sine tasks
         ran 5-6x faster than the default (one task after another, no XLA).
         Without XLA it pays from ~10 tasks on, since each batched matmul has
-        a fixed cost of tens of microseconds on CPU (docs/performance.md). Conv nets gain nothing
-        (Conv2D with per-task filters is not vectorized).
+        a fixed cost of tens of microseconds on CPU (docs/performance.md).
+        Conv nets gain nothing (Conv2D with per-task filters is not
+        vectorized).
       seed: seed of the minibatch draws (a Keras ``SeedGenerator``, saved with
         the model's weights).
     """
@@ -357,9 +358,8 @@ class MetaLearner(keras.Model):
         # dtypes of the accumulators.
         grads0, logs0, pred0 = fn(task_at(0), seeds[0])
         if tasks["support_x"].shape[0] == 1:
-            # One task (serial Reptile, Leap's Omniglot protocol per step):
-            # no loop, whose control flow would cost as much as the rest of
-            # the meta-step's bookkeeping.
+            # One task (serial Reptile, Algorithm 1): no task loop, whose
+            # control flow adds to every meta-step's fixed cost.
             return list(grads0), dict(logs0), pred0[None]
         preds = tf.TensorArray(pred0.dtype, size=num_tasks,
                                element_shape=pred0.shape).write(0, pred0)
