@@ -23,7 +23,6 @@ Three parts:
 """
 
 import argparse
-import collections
 import json
 import os
 import pathlib
@@ -80,24 +79,6 @@ def _seconds(fn):
     return time.perf_counter() - start
 
 
-def body_ops(run, pattern):
-    """Op types of the loop-body nodes matching ``pattern`` in the graphs
-    TensorFlow ran for the first call of ``run``."""
-    from tensorflow.python.eager import context
-    context.enable_run_metadata()
-    try:
-        run()
-        metadata = context.export_run_metadata()
-    finally:
-        context.disable_run_metadata()
-    counts = collections.Counter()
-    for function in metadata.function_graphs:
-        for node in function.post_optimization_graph.node:
-            if pattern.search(node.name):
-                counts[node.op] += 1
-    return counts
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
@@ -128,10 +109,10 @@ def main(argv=None):
                 vectorize_tasks=True)}
 
     fresh = contenders(TASKS)
-    ops = {"one task after another": body_ops(
+    ops = {"one task after another": bench.graph_ops(
                fresh["one task after another"], SERIAL_BODY),
-           "vectorize_tasks": body_ops(fresh["vectorize_tasks"],
-                                       VECTORIZED_BODY)}
+           "vectorize_tasks": bench.graph_ops(fresh["vectorize_tasks"],
+                                              VECTORIZED_BODY)}
     times = {tasks: bench.race(fresh if tasks == TASKS else contenders(tasks),
                                args.rounds) for tasks in args.tasks}
     per_kernel = {}
@@ -175,11 +156,7 @@ def main(argv=None):
     for name in per_kernel[0]:
         lines.append(f"| {name} | {per_kernel[0][name]:.1f} | "
                      f"{per_kernel[1][name]:.1f} |")
-    text = "\n".join(lines) + "\n"
-    out = ROOT / args.out
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "profile_batched.md").write_text(text)
-    print(text)
+    bench.save_markdown(args.out, "profile_batched.md", lines)
 
 
 if __name__ == "__main__":

@@ -138,11 +138,7 @@ def main(argv=None):
             lines.append(f"| {g} | {tf_ms.get(g, 0):.2f} | {torch_ms.get(g, 0):.2f} |")
     lines.append(f"| **total** | {sum(tf_ms.values()):.2f} | "
                  f"{sum(torch_ms.values()):.2f} |")
-    text = "\n".join(lines) + "\n"
-    out = ROOT / args.out
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "profile_conv.md").write_text(text)
-    print(text)
+    bench.save_markdown(args.out, "profile_conv.md", lines)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ contenders (one compiled cluster, no per-op executor) are timed only.
 """
 
 import argparse
-import collections
 import os
 import pathlib
 import sys
@@ -29,29 +28,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import tensorflow as tf  # noqa: E402
-from tensorflow.python.eager import context  # noqa: E402
 
 import benchmarks.run as bench  # noqa: E402
 import tfmeta  # noqa: E402
-
-
-def loop_body_ops(run):
-    """Op types of the nodes of the while-loop body in the graph TensorFlow
-    ran for the first call of ``run`` (a ``tfmeta_loop``), after
-    optimization (run metadata holds the graphs of functions instantiated
-    while it is on)."""
-    context.enable_run_metadata()
-    try:
-        run()
-        metadata = context.export_run_metadata()
-    finally:
-        context.disable_run_metadata()
-    counts = collections.Counter()
-    for function in metadata.function_graphs:
-        for node in function.post_optimization_graph.node:
-            if node.name.startswith("while/body/"):
-                counts[node.op] += 1
-    return counts
 
 
 def main(argv=None):
@@ -73,7 +52,8 @@ def main(argv=None):
             w, args.steps, leap._flat_increment, init, jit_compile=True),
     }
     # first calls (graphs are recorded when a function is instantiated)
-    ops = {name: loop_body_ops(run) for name, run in contenders.items()
+    ops = {name: bench.graph_ops(run, r"^while/body/")
+           for name, run in contenders.items()
            if "XLA" not in name}
     times = bench.race(contenders, args.rounds)
     mflop = bench.mlp_flops_per_step() / 1e6
@@ -106,11 +86,7 @@ def main(argv=None):
                            "loop + Leap hook, whole loop XLA")):
         lines.append(f"\n{hooked} over {plain}: "
                      f"{100 * (times[hooked] / times[plain] - 1):+.1f} %.")
-    text = "\n".join(lines) + "\n"
-    out = ROOT / args.out
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "profile_sine.md").write_text(text)
-    print(text)
+    bench.save_markdown(args.out, "profile_sine.md", lines)
 
 
 if __name__ == "__main__":

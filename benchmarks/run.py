@@ -29,11 +29,13 @@ threads do not spin while TensorFlow runs; the table says so.
 """
 
 import argparse
+import collections
 import datetime
 import json
 import os
 import pathlib
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -301,6 +303,36 @@ def race(contenders, rounds):
             contenders[name]()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def graph_ops(run, pattern):
+    """Op types (with counts) of the nodes whose names match ``pattern`` in
+    the graphs TensorFlow ran for the first call of ``run``, after
+    Grappler's rewrites (run metadata holds the post-optimization graphs of
+    functions instantiated while it is on). Loop-body nodes run once per
+    iteration, so their count is the ops per step."""
+    from tensorflow.python.eager import context
+    context.enable_run_metadata()
+    try:
+        run()
+        metadata = context.export_run_metadata()
+    finally:
+        context.disable_run_metadata()
+    counts = collections.Counter()
+    for function in metadata.function_graphs:
+        for node in function.post_optimization_graph.node:
+            if re.search(pattern, node.name):
+                counts[node.op] += 1
+    return counts
+
+
+def save_markdown(out, filename, lines):
+    """Writes ``lines`` to ``ROOT / out / filename`` and prints them."""
+    text = "\n".join(lines) + "\n"
+    out = ROOT / out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / filename).write_text(text)
+    print(text)
 
 
 def peak_gflops(size=2048, repeats=10, rounds=3):
