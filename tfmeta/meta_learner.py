@@ -26,18 +26,10 @@ import numpy as np
 import tensorflow as tf
 
 from tfmeta import inner_loop, inner_optimizers
+from tfmeta.checks import positive_int
 from tfmeta.errors import NonFiniteLossError
 
 TASK_KEYS = ("support_x", "support_y", "query_x", "query_y")
-
-
-def _positive_int(name, value, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-            or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return int(value)
 
 
 def _shape_str(shape):
@@ -134,12 +126,12 @@ class MetaLearner(keras.Model):
             inner_optimizer = keras.optimizers.SGD(0.01)
         self.inner_optimizer = inner_optimizer
         self.inner_update = inner_optimizers.from_keras(inner_optimizer)
-        self.inner_steps = _positive_int("inner_steps", inner_steps)
-        self.eval_steps = _positive_int(
+        self.inner_steps = positive_int("inner_steps", inner_steps)
+        self.eval_steps = positive_int(
             "eval_steps", eval_steps if eval_steps is not None else inner_steps)
-        self.inner_batch_size = _positive_int(
+        self.inner_batch_size = positive_int(
             "inner_batch_size", inner_batch_size, allow_none=True)
-        self.parallel_tasks = _positive_int("parallel_tasks", parallel_tasks)
+        self.parallel_tasks = positive_int("parallel_tasks", parallel_tasks)
         self.vectorize_tasks = bool(vectorize_tasks)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -460,7 +452,7 @@ class MetaLearner(keras.Model):
         for spreads over tasks (``evaluate`` reports means only).
         """
         self._require_compiled()
-        steps = _positive_int("steps", steps if steps is not None
+        steps = positive_int("steps", steps if steps is not None
                               else self.eval_steps)
         tasks = {k: tf.convert_to_tensor(v) for k, v in unpack_tasks(tasks).items()
                  if k in TASK_KEYS}
@@ -495,7 +487,7 @@ class MetaLearner(keras.Model):
         The meta-learner is unchanged. ``steps`` defaults to ``eval_steps``.
         """
         self._require_compiled()
-        steps = _positive_int("steps", steps if steps is not None
+        steps = positive_int("steps", steps if steps is not None
                               else self.eval_steps)
         x = tf.convert_to_tensor(support_x)
         y = tf.convert_to_tensor(support_y)
