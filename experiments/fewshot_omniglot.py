@@ -403,6 +403,16 @@ def parse_args(argv=None):
     return args, cfg, cells
 
 
+def steps_for(args, preset, method, setting):
+    """Meta-steps of a cell: ``--meta-steps``, else the preset's count,
+    else (``paper``) the paper's."""
+    if args.meta_steps:
+        return args.meta_steps
+    if preset["steps"] is None:
+        return config(method, setting, None)["meta_steps"]
+    return preset["steps"][(method, setting)]
+
+
 def main(argv=None):
     args, preset, cells = parse_args(argv)
     avoid_grappler_add_ops_bug()   # the same graph options for every method
@@ -411,12 +421,7 @@ def main(argv=None):
         time_steps(data, cells)
         return
 
-    def steps_of(method, setting):
-        if args.meta_steps:
-            return args.meta_steps
-        if preset["steps"] is None:           # paper: the papers' counts
-            return config(method, setting, None)["meta_steps"]
-        return preset["steps"][(method, setting)]
+    steps_of = lambda m, s: steps_for(args, preset, m, s)  # noqa: E731
 
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -341,3 +341,31 @@ def test_omniglot_fewshot_protocol():
             if isinstance(layer, keras.layers.Conv2D)] == [(2, 2)] * 4
     assert net.layers[-1].kernel.shape == (2 * 2 * 64, 5)
     assert of.convnet(5, head="mean").layers[-1].kernel.shape == (64, 5)
+
+
+def test_experiment_presets():
+    import pathlib
+    import sys
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]
+                           / "experiments"))
+    import fewshot_omniglot as script
+
+    def predicted(argv):
+        args, preset, cells = script.parse_args(argv)
+        return cells, preset, script.predict_seconds(
+            cells, lambda m, s: script.steps_for(args, preset, m, s),
+            preset["seeds"], preset["episodes"])
+
+    cells, preset, seconds = predicted(["--budget", "small"])
+    # the small budget: these cells, >= 1000 test episodes, <= 1 h
+    assert set(cells) == {("Reptile", "5w5s"), ("Reptile", "5w1s"),
+                          ("MAML", "5w1s")}
+    assert preset["episodes"] >= 1000 and seconds <= 3600
+    args, paper, cells = script.parse_args(["--budget", "paper"])
+    assert len(cells) == 12 and paper["seeds"] == 3
+    assert script.steps_for(args, paper, "Reptile", "5w5s") == 100_000
+    assert script.config("Reptile", "5w5s", None)["eval_steps"] == 100
+    with pytest.raises(SystemExit):
+        script.parse_args(["--methods", "Nope"])
+    with pytest.raises(SystemExit):        # no small step count for 20w5s
+        script.parse_args(["--budget", "small", "--settings", "20w5s"])
