@@ -182,9 +182,10 @@ def test_tfds_source_matches_arrays(tmp_path):
         VERSION = tfds.core.Version("1.0.0")
 
         def _info(self):
-            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            features = tfds.features.FeaturesDict({
                 "image": tfds.features.Image(shape=(6, 6, 1)),
-                "label": tfds.features.ClassLabel(num_classes=4)}))
+                "label": tfds.features.ClassLabel(num_classes=4)})
+            return tfds.core.DatasetInfo(builder=self, features=features)
 
         def _split_generators(self, dl_manager):
             return {"train": self._generate_examples()}
