@@ -24,8 +24,9 @@ Hyper-parameters:
   every task (the paper keeps its moments across meta-training tasks), and
   draws each inner minibatch independently without replacement (the paper
   cycles through the training shots).
-* MAML / FOMAML (MAML paper, section 5.2, from the paper, not in
-  ``../shared/papers``): inner SGD, 5-way: 1 step of 0.4, meta-batch 32;
+* MAML / FOMAML (MAML paper, section 5.2 and appendix A.1, quoted from
+  memory: that paper is not in ``../shared/papers``; check before citing):
+  inner SGD, 5-way: 1 step of 0.4, meta-batch 32;
   20-way: 5 steps of 0.1, meta-batch 16; K support and K query drawings per
   class in meta-training; outer Adam 1e-3; 60000 meta-steps; 3 steps at
   test time. tfmeta's inner loop predicts the query in inference mode
