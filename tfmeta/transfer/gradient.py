@@ -213,21 +213,3 @@ class LinearEncoder(GradientEncoder):
     def _f(self, x, z):
         flat = self.theta + tf.matmul(z, self.V)   # [B, d]
         return F.mlp_apply(F.unflatten(flat, self.f_shapes), x, self.activation)
-
-    def directional_derivatives(self, support_x, support_y):
-        """``V grad_theta L`` through an explicit ``grad_theta`` (one task at
-        a time, for checking eq. 6): ``[B, k]``."""
-        support_x = tf.cast(support_x, self.compute_dtype)
-        support_y = tf.cast(support_y, self.compute_dtype)
-        codes = []
-        for b in range(support_x.shape[0]):
-            with tf.GradientTape() as tape:
-                params = F.unflatten(self.theta[None], self.f_shapes)
-                loss = tf.reduce_mean(self.support_loss_fn(
-                    support_y[b:b + 1],
-                    F.mlp_apply(params, support_x[b:b + 1], self.activation)))
-            grad = tape.gradient(loss, self.theta)
-            codes.append(tf.linalg.matvec(self.V, grad))
-        return tf.stack(codes)
-
-
