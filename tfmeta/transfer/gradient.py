@@ -32,7 +32,12 @@ class GradientEncoder(keras.layers.Layer):
     Args:
       k: dimension of ``z`` (and of the code).
       hidden: widths of ``f``'s hidden layers.
-      activation: ``f``'s hidden activation.
+      activation: ``f``'s hidden activation (the paper does not say).
+        ``tanh`` by default: with ReLU, ``f`` is piecewise linear, its
+        second derivatives vanish almost everywhere and the context encoder
+        barely learned on cos -> sin (query MSE 2.6 -> 1.3 over 3000
+        meta-steps at sigma 0, against 0.79 -> 0.57 with tanh;
+        docs/transfer.md).
       support_loss: loss of ``f`` on the support (a Keras loss name or
         function returning one value per example).
       steps: gradient steps on ``z`` (``encoder_steps``).
@@ -46,7 +51,7 @@ class GradientEncoder(keras.layers.Layer):
 
     predicts_query = False
 
-    def __init__(self, k, hidden=(40, 40), activation="relu",
+    def __init__(self, k, hidden=(40, 40), activation="tanh",
                  support_loss="mse", steps=1, lr=1.0, first_order=False,
                  seed=None, **kwargs):
         super().__init__(**kwargs)
