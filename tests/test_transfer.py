@@ -232,6 +232,10 @@ def test_bad_input_names_the_problem():
                             support_dims=(1, 1), first_order=True)
     with pytest.raises(ValueError, match="k does not apply"):
         make_encoder("deep_kernel", k=2, output_dim=1)
+    with pytest.raises(ValueError, match="shared_embedding needs support and "
+                                         "query inputs of one size"):
+        make_encoder("deep_kernel", output_dim=6,
+                     shared_embedding=True).build((5, 4), (7, 6))
     with pytest.raises(ValueError, match="query_learner is missing"):
         tfmeta.MetaTransfer("linear", k=2, support_dims=(1, 1))
     with pytest.raises(ValueError, match="encoder_steps must be a positive"):
