@@ -204,8 +204,10 @@ def write_results(rows, config, out, curves):
                 cell += f" [{m:.2f} ± {sd:.2f}]"
             cells.append(cell)
         lines.append(f"| {e} | " + " | ".join(cells) + " |")
-    lines += ["", "Cost: milliseconds per meta-step (median over runs, "
-              "includes the input pipeline):", "",
+    lines += ["", "Cost: seconds of `fit` per meta-step in milliseconds "
+              "(median over runs; includes tracing, ~2-3 s a run, and the "
+              "input pipeline; benchmarks/transfer_cost.py times the "
+              "compiled step alone):", "",
               "| encoder | ms / meta-step |", "|---|---|"]
     for e in config["encoders"]:
         ms = [r["ms_per_meta_step"] for r in rows if r["encoder"] == e]
