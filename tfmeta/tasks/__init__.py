@@ -1,9 +1,8 @@
 """Task families: each yields ``tf.data`` datasets of task batches.
 
-``pendulum`` (MuJoCo, the ``mujoco`` extra) is imported on demand:
-``from tfmeta.tasks import pendulum``.
+``pendulum`` needs MuJoCo (the ``mujoco`` extra) only when it builds tasks.
 """
 
-from tfmeta.tasks import cos_sin, maze, omniglot, sine, surfaces
+from tfmeta.tasks import cos_sin, maze, omniglot, pendulum, sine, surfaces
 
-__all__ = ["cos_sin", "maze", "omniglot", "sine", "surfaces"]
+__all__ = ["cos_sin", "maze", "omniglot", "pendulum", "sine", "surfaces"]
