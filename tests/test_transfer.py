@@ -270,3 +270,29 @@ def test_cos_sin_tasks_follow_the_paper():
         cos_sin.dataset(sigma=-1.0)
     with pytest.raises(ValueError, match="support_size must be a positive"):
         cos_sin.tasks(3, support_size=0)
+
+
+@pytest.mark.parametrize("name", ["linear", "deep_kernel"])
+def test_support_and_query_of_different_shapes(name):
+    """support (x 2, y 3), query (x 4, y 2), as for the pendulums: a
+    meta-step lowers the loss on its own batch and predictions have the
+    query's shape."""
+    keras.utils.set_random_seed(0)
+    if name == "deep_kernel":
+        meta = tfmeta.MetaTransfer(name, support_dims=(2, 3), query_dims=(4, 2),
+                                   hidden=8, seed=0)
+    else:
+        meta = tfmeta.MetaTransfer(name, query_learner=mlp([4, 5, 2]), k=3,
+                                   support_dims=(2, 3), seed=0, hidden=(4,))
+    meta.compile(keras.optimizers.Adam(1e-2), loss="mse")
+    t = {k: v.numpy() for k, v in tiny_tasks(3, ds=2, es=3, dq=4, eq=2,
+                                             dtype="float32").items()}
+    data = tf.data.Dataset.from_tensors(t)
+    before = meta.evaluate(data, verbose=0, return_dict=True)["loss"]
+    meta.fit(data.repeat(), epochs=1, steps_per_epoch=30, verbose=0)
+    after = meta.evaluate(data, verbose=0, return_dict=True)["loss"]
+    assert after < before
+    assert meta.transfer(t["support_x"], t["support_y"],
+                         t["query_x"]).shape == (3, 4, 2)
+    with pytest.raises(ValueError, match="built for 2 and 3"):
+        meta.transfer(t["query_x"], t["query_y"], t["query_x"])
