@@ -17,7 +17,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfmeta.checks import positive_int
 from tfmeta.errors import NonFiniteLossError
 from tfmeta.meta_learner import TASK_KEYS, unpack_tasks
 from tfmeta.transfer import functional as F
@@ -191,14 +190,16 @@ class MetaTransfer(keras.Model):
     def support_dims(self):
         return self.encoder.support_dims
 
-    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
-        """Keras ``compile``; ``loss`` is the query learner's loss."""
+    def compile(self, optimizer="adam", loss=None, metrics=None,
+                jit_compile=False, **kwargs):
+        """Keras ``compile``; ``loss`` is the query learner's loss. XLA is
+        off by default, as for the other meta-learners (not tested here)."""
         if loss is None:
             raise ValueError("compile() needs loss=: the query loss, e.g. "
                              "'mse'.")
         self.task_loss_fn = F.per_example_loss(loss)
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
-                        **kwargs)
+                        jit_compile=jit_compile, **kwargs)
         if not self.optimizer.built:
             self.optimizer.build(self.meta_variables)
         self._transfer_function = None
@@ -393,8 +394,8 @@ class MetaTransfer(keras.Model):
         out = {}
         for key, value in arrays.items():
             t = tf.convert_to_tensor(value)
-            out[key] = tf.cast(t, self.compute_dtype) if (
-                t.dtype.is_floating or t.dtype.is_integer) else t
+            out[key] = tf.cast(t, self.compute_dtype) \
+                if t.dtype.is_floating else t
         self.check_tasks({k: v.shape for k, v in out.items()})
         return out
 
