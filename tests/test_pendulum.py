@@ -2,6 +2,7 @@
 where the ``mujoco`` extra is not installed."""
 
 import builtins
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -67,6 +68,24 @@ def test_task_batches():
     assert pendulum.current_state_mse(batch) > 0
     element = next(iter(pendulum.dataset(2, 7, 5, seed=3, pool_size=4)))
     assert element["query_y"].shape == (2, 5, 6)
+
+
+@requires_mujoco
+def test_a_shared_model_steps_the_same_from_several_threads(
+        tmp_path, monkeypatch):
+    """tf.data builds batches on several threads and models are cached."""
+    monkeypatch.chdir(tmp_path)   # MuJoCo logs its warnings to the cwd
+    sim = pendulum.Pendulum("double", 0.5, 12.0)
+    rng = np.random.default_rng(0)
+    states = [pendulum._states(rng, 200, "double") for _ in range(4)]
+    actions = [rng.uniform(-3, 3, (200, 1)) for _ in range(4)]
+    serial = [sim.step(s, a) for s, a in zip(states, actions)]
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(sim.step, states, actions))
+    for a, b in zip(serial, threaded):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(FloatingPointError, match="unstable"):
+        sim.step(np.full((1, 6), 1e30), [[0.0]])
 
 
 def test_missing_mujoco_names_the_extra(monkeypatch):

@@ -29,6 +29,7 @@ and mujoco from the package registry; nothing is downloaded at run time).
 import functools
 import pathlib
 import re
+import threading
 
 import numpy as np
 import tensorflow as tf
@@ -97,7 +98,12 @@ def model_xml(kind, length, gravity):
 class Pendulum:
     """One MuJoCo pendulum (``kind``, ``length``, ``gravity``) and its
     one-step dynamics ``step(states, actions) -> next states`` in the order
-    ``x, x_dot, theta, theta_dot[, theta2, theta2_dot]``."""
+    ``x, x_dot, theta, theta_dot[, theta2, theta2_dot]``.
+
+    ``step`` holds a lock: ``tf.data`` builds batches on several threads
+    and the cached models are shared (one ``MjData`` stepped by two threads
+    at once diverged). A step that MuJoCo flags as unstable raises
+    ``FloatingPointError`` instead of returning MuJoCo's reset state."""
 
     def __init__(self, kind, length, gravity):
         mujoco, _ = _require_mujoco()
@@ -107,6 +113,10 @@ class Pendulum:
             model_xml(kind, float(length), float(gravity)))
         self.data = mujoco.MjData(self.model)
         self.frame_skip = FRAME_SKIP[kind]
+        self._lock = threading.Lock()
+        self._unstable = [mujoco.mjtWarning.mjWARN_BADQACC,
+                          mujoco.mjtWarning.mjWARN_BADQPOS,
+                          mujoco.mjtWarning.mjWARN_BADQVEL]
 
     @property
     def state_dim(self):
@@ -116,14 +126,21 @@ class Pendulum:
         states = np.asarray(states, np.float64)
         out = np.empty_like(states)
         nq = self.model.nq
-        for i, (state, action) in enumerate(zip(states, actions)):
-            self._mujoco.mj_resetData(self.model, self.data)
-            self.data.qpos[:] = state[0::2]
-            self.data.qvel[:] = state[1::2]
-            self.data.ctrl[:] = np.reshape(action, -1)
-            self._mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
-            out[i, 0::2] = self.data.qpos[:nq]
-            out[i, 1::2] = self.data.qvel[:nq]
+        with self._lock:
+            for i, (state, action) in enumerate(zip(states, actions)):
+                self._mujoco.mj_resetData(self.model, self.data)
+                self.data.qpos[:] = state[0::2]
+                self.data.qvel[:] = state[1::2]
+                self.data.ctrl[:] = np.reshape(action, -1)
+                self._mujoco.mj_step(self.model, self.data,
+                                     nstep=self.frame_skip)
+                if any(self.data.warning[w].number for w in self._unstable):
+                    raise FloatingPointError(
+                        f"the {self.kind} pendulum's simulation was unstable "
+                        f"from state {state.tolist()} with action "
+                        f"{np.reshape(action, -1).tolist()}.")
+                out[i, 0::2] = self.data.qpos[:nq]
+                out[i, 1::2] = self.data.qvel[:nq]
         return out
 
 
