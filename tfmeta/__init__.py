@@ -43,10 +43,13 @@ from tfmeta.schedules import linear_annealing
 from tfmeta.scratch import Scratch
 from tfmeta import warpgrad  # noqa: E402
 from tfmeta.warpgrad import WarpGrad
+from tfmeta import transfer  # noqa: E402
+from tfmeta.transfer import MetaTransfer
 
 __all__ = [
     "ExportError", "FOMAML", "FineTune", "Leap", "MAML", "MetaLearner",
+    "MetaTransfer",
     "NonFiniteLossError", "Reptile", "Scratch", "TASK_KEYS", "WarpGrad",
     "export", "inner_loop", "inner_optimizers", "layers", "linear_annealing",
-    "load", "tasks", "warpgrad",
+    "load", "tasks", "transfer", "warpgrad",
 ]

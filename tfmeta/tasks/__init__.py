@@ -1,5 +1,10 @@
-"""Task families: each yields ``tf.data`` datasets of task batches."""
+"""Task families: each yields ``tf.data`` datasets of task batches.
 
-from tfmeta.tasks import fewshot, omniglot, omniglot_fewshot, sine, surfaces
+``pendulum`` needs MuJoCo (the ``mujoco`` extra) only when it builds tasks.
+"""
 
-__all__ = ["fewshot", "omniglot", "omniglot_fewshot", "sine", "surfaces"]
+from tfmeta.tasks import (cos_sin, fewshot, maze, omniglot, omniglot_fewshot,
+                          pendulum, sine, surfaces)
+
+__all__ = ["cos_sin", "fewshot", "maze", "omniglot", "omniglot_fewshot",
+           "pendulum", "sine", "surfaces"]

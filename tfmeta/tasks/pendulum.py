@@ -1,0 +1,256 @@
+"""Single -> double inverted pendulum transfer (gradient-based transfer
+paper, section 5.3, Table 4 and Figure 3).
+
+A task is a pole length ``L`` and a gravity ``g``. Its support is one-step
+dynamics of gymnasium's MuJoCo ``InvertedPendulum`` with that pole and
+gravity, its query the same for ``InvertedDoublePendulum`` (both poles of
+length ``L``, the same ``g``): the MJCF models that gymnasium ships are
+edited (pole geometry, the second pole's position, the tip site and the
+``gravity`` option) and simulated with ``mujoco`` as gymnasium's ``step``
+does (RK4, ``frame_skip`` 2 and 5, each model's own actuator).
+
+* Inputs ``(state, action)``: states ``x, x_dot, theta, theta_dot`` (the
+  double pendulum adds ``theta2, theta2_dot``), drawn uniformly from a box
+  (``STATE_BOX``: our choice, the paper does not say how states were
+  drawn), actions uniform in ``[-3, 3]`` (the double pendulum's actuator
+  clips them to its ``ctrlrange`` of ``[-1, 1]``, as in gymnasium).
+* Targets: the next state. The support targets get white noise
+  ``N(0, sigma^2)``.
+* ``parameter_tasks`` (Figure 3): the query is the task's ``(L, g)`` itself
+  (``query_x`` a single zero input, ``query_y [B, 1, 2]``).
+
+Task parameters: ``L ~ U[0.3, 0.9]`` m, ``g ~ U[5, 15]`` m/s^2 (our ranges;
+gymnasium's default model has ``L = 0.6``, ``g = 9.81``).
+
+Needs the ``mujoco`` extra: ``pip install 'tfmeta[mujoco]'`` (gymnasium
+and mujoco from the package registry; nothing is downloaded at run time).
+"""
+
+import functools
+import pathlib
+import re
+import threading
+
+import numpy as np
+import tensorflow as tf
+
+from tfmeta.checks import positive_int
+
+LENGTH_RANGE = (0.3, 0.9)
+GRAVITY_RANGE = (5.0, 15.0)
+ACTION_RANGE = (-3.0, 3.0)
+# half-widths of the uniform state box: x, x_dot, theta, theta_dot
+STATE_BOX = (0.5, 1.0, 0.5, 1.0)
+SUPPORT_DIMS = (5, 4)      # (state + action, next state) of the single pendulum
+QUERY_DIMS = (7, 6)        # the same for the double pendulum
+TASK_DIM = 2               # (L, g)
+FRAME_SKIP = {"single": 2, "double": 5}
+EXTRA_HINT = ("the pendulum tasks need MuJoCo: pip install 'tfmeta[mujoco]' "
+              "(gymnasium and mujoco)")
+
+
+def _require_mujoco():
+    try:
+        import mujoco
+        import gymnasium.envs.mujoco as envs
+    except ImportError as err:
+        raise ImportError(f"{EXTRA_HINT}; import failed: {err}") from err
+    return mujoco, pathlib.Path(envs.__file__).parent / "assets"
+
+
+@functools.lru_cache(maxsize=None)
+def _xml(kind):
+    _, assets = _require_mujoco()
+    name = {"single": "inverted_pendulum.xml",
+            "double": "inverted_double_pendulum.xml"}[kind]
+    return (assets / name).read_text()
+
+
+def _sub(pattern, replacement, text):
+    new, count = re.subn(pattern, replacement, text)
+    if count != 1:
+        raise RuntimeError(f"gymnasium's pendulum MJCF changed: {pattern!r} "
+                           f"matched {count} times")
+    return new
+
+
+def model_xml(kind, length, gravity):
+    """The MJCF of ``kind`` (``"single"`` or ``"double"``) with pole length
+    ``length`` and gravity ``gravity`` (m/s^2, pointing down)."""
+    xml = _xml(kind)
+    if kind == "single":
+        xml = _sub(r'gravity="0 0 -9\.81"', f'gravity="0 0 {-gravity!r}"', xml)
+        xml = _sub(r'fromto="0 0 0 0\.001 0 0\.6" name="cpole"',
+                   f'fromto="0 0 0 0.001 0 {length!r}" name="cpole"', xml)
+        return xml
+    xml = _sub(r'gravity="1e-5 0 -9\.81"', f'gravity="1e-5 0 {-gravity!r}"', xml)
+    xml = _sub(r'fromto="0 0 0 0 0 0\.6" name="cpole"',
+               f'fromto="0 0 0 0 0 {length!r}" name="cpole"', xml)
+    xml = _sub(r'<body name="pole2" pos="0 0 0\.6">',
+               f'<body name="pole2" pos="0 0 {length!r}">', xml)
+    xml = _sub(r'fromto="0 0 0 0 0 0\.6" name="cpole2"',
+               f'fromto="0 0 0 0 0 {length!r}" name="cpole2"', xml)
+    xml = _sub(r'<site name="tip" pos="0 0 \.6"',
+               f'<site name="tip" pos="0 0 {length!r}"', xml)
+    return xml
+
+
+class Pendulum:
+    """One MuJoCo pendulum (``kind``, ``length``, ``gravity``) and its
+    one-step dynamics ``step(states, actions) -> next states`` in the order
+    ``x, x_dot, theta, theta_dot[, theta2, theta2_dot]``.
+
+    ``step`` holds a lock: ``tf.data`` builds batches on several threads
+    and the cached models are shared (one ``MjData`` stepped by two threads
+    at once diverged). A step that MuJoCo flags as unstable raises
+    ``FloatingPointError`` instead of returning MuJoCo's reset state."""
+
+    def __init__(self, kind, length, gravity):
+        mujoco, _ = _require_mujoco()
+        self._mujoco = mujoco
+        self.kind = kind
+        self.model = mujoco.MjModel.from_xml_string(
+            model_xml(kind, float(length), float(gravity)))
+        self.data = mujoco.MjData(self.model)
+        self.frame_skip = FRAME_SKIP[kind]
+        self._lock = threading.Lock()
+        self._unstable = [mujoco.mjtWarning.mjWARN_BADQACC,
+                          mujoco.mjtWarning.mjWARN_BADQPOS,
+                          mujoco.mjtWarning.mjWARN_BADQVEL]
+
+    @property
+    def state_dim(self):
+        return 2 * self.model.nq
+
+    def step(self, states, actions):
+        states = np.asarray(states, np.float64)
+        out = np.empty_like(states)
+        nq = self.model.nq
+        with self._lock:
+            for i, (state, action) in enumerate(zip(states, actions)):
+                self._mujoco.mj_resetData(self.model, self.data)
+                self.data.qpos[:] = state[0::2]
+                self.data.qvel[:] = state[1::2]
+                self.data.ctrl[:] = np.reshape(action, -1)
+                self._mujoco.mj_step(self.model, self.data,
+                                     nstep=self.frame_skip)
+                if any(self.data.warning[w].number for w in self._unstable):
+                    raise FloatingPointError(
+                        f"the {self.kind} pendulum's simulation was unstable "
+                        f"from state {state.tolist()} with action "
+                        f"{np.reshape(action, -1).tolist()}.")
+                out[i, 0::2] = self.data.qpos[:nq]
+                out[i, 1::2] = self.data.qvel[:nq]
+        return out
+
+
+def _states(rng, n, kind):
+    half = np.array(STATE_BOX + (STATE_BOX[2:] if kind == "double" else ()))
+    return rng.uniform(-half, half, size=(n, half.size))
+
+
+def _points(rng, n, pendulum):
+    states = _states(rng, n, pendulum.kind)
+    actions = rng.uniform(*ACTION_RANGE, size=(n, 1))
+    inputs = np.concatenate([states, actions], -1)
+    return inputs.astype(np.float32), \
+        pendulum.step(states, actions).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1024)
+def _pendulum(kind, length, gravity):
+    return Pendulum(kind, length, gravity)
+
+
+def _task_parameters(rng, meta_batch_size, seed, pool_size):
+    if pool_size is None:
+        return (rng.uniform(*LENGTH_RANGE, meta_batch_size),
+                rng.uniform(*GRAVITY_RANGE, meta_batch_size))
+    ids = rng.integers(0, pool_size, meta_batch_size)
+    params = [np.random.default_rng([seed, 5, int(i)]).uniform(
+        (LENGTH_RANGE[0], GRAVITY_RANGE[0]), (LENGTH_RANGE[1], GRAVITY_RANGE[1]))
+        for i in ids]
+    return np.array([p[0] for p in params]), np.array([p[1] for p in params])
+
+
+def _task_batch(index, meta_batch_size, support_size, query_size, sigma, seed,
+                parameters, pool_size=None):
+    rng = np.random.default_rng([seed, 4, int(index)])
+    lengths, gravities = _task_parameters(rng, meta_batch_size, seed, pool_size)
+    sx, sy, qx, qy = [], [], [], []
+    for length, gravity in zip(lengths, gravities):
+        x, y = _points(rng, support_size, _pendulum("single", length, gravity))
+        sx.append(x)
+        sy.append(y + sigma * rng.normal(size=y.shape).astype(np.float32))
+        if parameters:
+            qx.append(np.zeros((1, 1), np.float32))
+            qy.append(np.array([[length, gravity]], np.float32))
+        else:
+            x, y = _points(rng, query_size, _pendulum("double", length, gravity))
+            qx.append(x)
+            qy.append(y)
+    return (np.stack(sx), np.stack(sy), np.stack(qx), np.stack(qy),
+            lengths.astype(np.float32), gravities.astype(np.float32))
+
+
+KEYS = ("support_x", "support_y", "query_x", "query_y", "length", "gravity")
+
+
+def _check(meta_batch_size, support_size, query_size, sigma):
+    positive_int("meta_batch_size", meta_batch_size)
+    positive_int("support_size", support_size)
+    positive_int("query_size", query_size)
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) \
+            or not np.isfinite(sigma) or sigma < 0:
+        raise ValueError(f"sigma must be a non-negative number, got {sigma!r}.")
+    _require_mujoco()
+
+
+def tasks(num_tasks, support_size=50, query_size=100, sigma=0.0, seed=0,
+          parameters=False, index=0):
+    """One fixed batch of pendulum tasks (NumPy), with each task's
+    ``length`` and ``gravity``; ``parameters=True`` for the Figure 3
+    variant (query = ``(L, g)``)."""
+    _check(num_tasks, support_size, query_size, sigma)
+    return dict(zip(KEYS, _task_batch(index, num_tasks, support_size,
+                                      query_size, float(sigma), seed,
+                                      parameters)))
+
+
+def dataset(meta_batch_size=10, support_size=50, query_size=50, sigma=0.0,
+            seed=0, parameters=False, pool_size=None, start=0):
+    """An endless ``tf.data.Dataset`` of pendulum task batches; element
+    ``i`` depends on ``(seed, i)`` only. ``pool_size``: draw the tasks from
+    a fixed pool of that many ``(L, g)`` (their compiled MuJoCo models are
+    cached: building a model costs ~35 ms, a step ~0.15 ms); ``None``:
+    fresh tasks every batch."""
+    _check(meta_batch_size, support_size, query_size, sigma)
+    positive_int("pool_size", pool_size, allow_none=True)
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise ValueError(f"start must be a non-negative integer, got {start!r}.")
+    m = 1 if parameters else query_size
+    shapes = ([meta_batch_size, support_size, SUPPORT_DIMS[0]],
+              [meta_batch_size, support_size, SUPPORT_DIMS[1]],
+              [meta_batch_size, m, 1 if parameters else QUERY_DIMS[0]],
+              [meta_batch_size, m, TASK_DIM if parameters else QUERY_DIMS[1]],
+              [meta_batch_size], [meta_batch_size])
+
+    def load(i):
+        out = tf.numpy_function(
+            lambda j: _task_batch(j, meta_batch_size, support_size, query_size,
+                                  float(sigma), seed, parameters, pool_size),
+            [i], [tf.float32] * 6)
+        for t, s in zip(out, shapes):
+            t.set_shape(s)
+        return dict(zip(KEYS, out))
+
+    return tf.data.Dataset.counter(start).map(
+        load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+    ).prefetch(tf.data.AUTOTUNE)
+
+
+def current_state_mse(batch):
+    """The paper's reference ``E[(x_{t+1} - x_t)^2]``: the query MSE of
+    predicting the current state (Table 4's last row)."""
+    dims = batch["query_y"].shape[-1]
+    return float(np.mean((batch["query_x"][..., :dims] - batch["query_y"]) ** 2))
