@@ -1,0 +1,353 @@
+"""Synchronous advantage actor-critic (A2C) on a gymnasium vector environment.
+
+One *update* = a rollout of ``unroll`` steps in each of the ``N`` environments
+(the batch) with the current policy, then one optimizer step on the A2C loss
+of that rollout. Both run in one ``tf.function`` call: the environment step is
+a ``tf.numpy_function`` inside the compiled rollout loop, nothing else runs
+eagerly per step.
+
+The update is a pure function of the parameters and the rollout
+(``A2C.loss``, ``A2C.update``) and each compiled update can call a ``hook``
+once with ``(state, i, theta_i, theta_{i+1}, f(theta_i), f(theta_{i+1}),
+grad f(theta_i))``, the signature of the inner loop's hook: Leap accumulates
+its eq. 8 increment along the A2C parameter path with it, ``f`` being the A2C
+loss of update ``i``'s rollout.
+
+Defaults are Leap's Atari hyper-parameters (appendix F): RMSProp with
+learning rate 1e-4, epsilon 1e-4 and decay (alpha, Keras's ``rho``) 0.99,
+entropy cost 0.01, rewards clipped to [-5, 5], discount 0.99, unroll 5, and
+32 environments. The paper gives neither the value-loss weight nor the
+gradient clipping; we use OpenAI Baselines' A2C values (0.5 and a global
+norm of 0.5).
+"""
+
+import collections
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfmeta import checks, inner_optimizers
+from tfmeta.errors import NonFiniteLossError
+
+Rollout = collections.namedtuple(
+    "Rollout", ["observations", "actions", "rewards", "discounts",
+                "bootstrap_observation"])
+Rollout.__doc__ = """One update's experience, time-major.
+
+observations [T, N, ...]: what the policy saw; actions [T, N] (int32);
+rewards [T, N]: clipped rewards, plus ``gamma * V(final observation)`` where
+an episode was truncated (time limit) at that step; discounts [T, N]:
+``gamma``, or 0 where an episode ended; bootstrap_observation [N, ...]: the
+observation after the last step (its value bootstraps the n-step returns).
+"""
+
+UpdateRecord = collections.namedtuple(
+    "UpdateRecord", ["params", "params_next", "loss", "loss_next", "grads"])
+UpdateRecord.__doc__ = """One A2C update as a segment of the parameter path:
+``params`` before and ``params_next`` after it, the A2C loss of its rollout at
+both (``loss_next`` is NaN unless asked for), and the raw (unclipped)
+gradient at ``params``."""
+
+EpisodeRecord = collections.namedtuple(
+    "EpisodeRecord", ["update", "env", "episode_return", "length"])
+
+
+def n_step_returns(rewards, discounts, bootstrap):
+    """``R_t = r_t + d_t R_{t+1}`` backwards from ``R_T = bootstrap``
+    (``rewards``, ``discounts`` [T, N]; ``bootstrap`` [N])."""
+    return tf.scan(lambda acc, x: x[0] + x[1] * acc, (rewards, discounts),
+                   initializer=bootstrap, reverse=True)
+
+
+def default_optimizer():
+    """Leap appendix F's RMSProp (Keras's ``rho`` is the paper's alpha;
+    Keras adds epsilon inside the square root)."""
+    return keras.optimizers.RMSprop(learning_rate=1e-4, rho=0.99, epsilon=1e-4)
+
+
+class A2C:
+    """A2C on ``envs`` with the actor-critic ``model``.
+
+    Args:
+      model: a built Keras model mapping a batch of observations to
+        ``(logits [B, A], value [B, 1])`` (``tfmeta.rl.nets``). A game with
+        fewer actions than ``A`` uses the first logits; more is an error.
+      envs: a gymnasium vector environment with a discrete action space built
+        with ``AutoresetMode.SAME_STEP`` (``tfmeta.rl.vector_env``,
+        ``make_atari_vector``); its size is the batch.
+      optimizer: a Keras SGD, Adam or RMSprop, applied functionally; default
+        ``default_optimizer()``.
+      unroll: steps per environment per update (n of the n-step returns).
+      gamma: discount.
+      entropy_cost: weight of the entropy bonus.
+      value_cost: weight of the value loss ``0.5 (R - V)^2``.
+      reward_clip: rewards are clipped to ``[-reward_clip, reward_clip]``
+        (``None``: no clipping).
+      max_grad_norm: the gradient is clipped to this global norm before the
+        optimizer step (``None``: no clipping).
+      seed: seeds the environments' resets (environment i gets ``seed + i``)
+        and the action draws; ``None`` draws one.
+    """
+
+    def __init__(self, model, envs, optimizer=None, *, unroll=5, gamma=0.99,
+                 entropy_cost=0.01, value_cost=0.5, reward_clip=5.0,
+                 max_grad_norm=0.5, seed=None):
+        import gymnasium as gym
+        if not isinstance(envs, gym.vector.VectorEnv):
+            raise TypeError(
+                "envs must be a gymnasium vector environment "
+                f"(tfmeta.rl.vector_env), got {type(envs).__name__}.")
+        if not isinstance(envs.single_action_space, gym.spaces.Discrete):
+            raise ValueError(
+                "A2C needs a discrete action space, got "
+                f"{envs.single_action_space}.")
+        mode = envs.metadata.get("autoreset_mode")
+        if mode != gym.vector.AutoresetMode.SAME_STEP:
+            raise ValueError(
+                f"envs autoreset mode is {mode}; A2C needs "
+                "AutoresetMode.SAME_STEP (build envs with "
+                "tfmeta.rl.vector_env).")
+        if not (isinstance(model, keras.Model) and model.built
+                and len(model.outputs or []) == 2):
+            raise ValueError(
+                "model must be a built Keras model with two outputs "
+                "(logits, value), e.g. tfmeta.rl.nets.atari_net.")
+        obs_shape = tuple(envs.single_observation_space.shape)
+        in_shape = tuple(model.inputs[0].shape[1:])
+        if in_shape != obs_shape:
+            raise ValueError(
+                f"model input shape {in_shape} does not match the "
+                f"environment's observation shape {obs_shape}.")
+        head = int(model.outputs[0].shape[-1])
+        self.num_actions = int(envs.single_action_space.n)
+        if self.num_actions > head:
+            name = getattr(getattr(envs, "spec", None), "id", None) or (
+                envs.envs[0].spec.id if hasattr(envs, "envs") else "envs")
+            raise ValueError(
+                f"{name} has {self.num_actions} actions but the policy head "
+                f"has {head} outputs; build the model with num_actions >= "
+                f"{self.num_actions}.")
+        self.model, self.envs = model, envs
+        self.num_envs = int(envs.num_envs)
+        self.optimizer = inner_optimizers.from_keras(
+            default_optimizer() if optimizer is None else optimizer)
+        self.unroll = checks.positive_int("unroll", unroll)
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1], got {gamma!r}.")
+        for name, value in (("entropy_cost", entropy_cost),
+                            ("value_cost", value_cost)):
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(
+                    f"{name} must be a non-negative number, got {value!r}.")
+        self.gamma = float(gamma)
+        self.entropy_cost, self.value_cost = float(entropy_cost), float(value_cost)
+        self.reward_clip = (None if reward_clip is None else
+                            checks.positive_number("reward_clip", reward_clip))
+        self.max_grad_norm = (
+            None if max_grad_norm is None else
+            checks.positive_number("max_grad_norm", max_grad_norm))
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % (2 ** 31))
+        self.seed = int(seed)
+
+        self.params = list(model.trainable_variables)
+        encoder = [l for l in model.layers if l.name == "encoder"]
+        enc_ids = ({id(v) for v in encoder[0].trainable_variables}
+                   if encoder else set())
+        self.encoder_mask = [id(v) in enc_ids for v in self.params]
+        self.opt_state = tf.nest.map_structure(
+            lambda t: tf.Variable(t, trainable=False),
+            self.optimizer.init([tf.convert_to_tensor(p) for p in self.params]))
+        self.updates = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                   name="updates")
+        obs, _ = envs.reset(seed=self.seed)
+        self._obs_dtype = tf.as_dtype(envs.single_observation_space.dtype)
+        self.observation = tf.Variable(obs, trainable=False, name="observation")
+        self._returns = np.zeros(self.num_envs)
+        self._lengths = np.zeros(self.num_envs, np.int64)
+        self.episodes = []  # EpisodeRecord of each finished episode
+        self._update_count = 0
+        self._train_step = tf.function(self._train_step_fn)
+
+    # ----------------------------------------------------------- pure parts
+    def forward(self, params, observations):
+        """``(logits [B, num_actions], value [B])`` at ``params``."""
+        (logits, value), _ = self.model.stateless_call(
+            params, [tf.convert_to_tensor(v)
+                     for v in self.model.non_trainable_variables],
+            observations, training=False)
+        return logits[:, :self.num_actions], value[:, 0]
+
+    def loss(self, params, rollout):
+        """A2C loss of ``rollout`` at ``params`` and its parts: policy
+        gradient ``-mean(log pi(a) A)``, ``value_cost * mean(0.5 A^2)`` and
+        ``-entropy_cost * mean(H(pi))``, with ``A = R - V`` and ``R`` the
+        n-step returns bootstrapped from ``V(bootstrap_observation)``
+        (returns and the policy's advantages are constants)."""
+        obs = rollout.observations
+        t, n = tf.shape(obs)[0], tf.shape(obs)[1]
+        flat = tf.reshape(obs, tf.concat([[t * n], tf.shape(obs)[2:]], 0))
+        logits, values = self.forward(
+            params, tf.concat([flat, rollout.bootstrap_observation], 0))
+        bootstrap = tf.stop_gradient(values[t * n:])
+        values = tf.reshape(values[:t * n], [t, n])
+        logits = tf.reshape(logits[:t * n], [t, n, self.num_actions])
+        returns = tf.stop_gradient(n_step_returns(
+            rollout.rewards, rollout.discounts, bootstrap))
+        advantages = returns - values
+        log_pi = tf.nn.log_softmax(logits)
+        log_pi_a = tf.gather(log_pi, rollout.actions, batch_dims=2)
+        policy_loss = -tf.reduce_mean(log_pi_a * tf.stop_gradient(advantages))
+        value_loss = 0.5 * tf.reduce_mean(tf.square(advantages))
+        entropy = -tf.reduce_mean(tf.reduce_sum(tf.exp(log_pi) * log_pi, -1))
+        total = (policy_loss + self.value_cost * value_loss
+                 - self.entropy_cost * entropy)
+        return total, {"policy_loss": policy_loss, "value_loss": value_loss,
+                       "entropy": entropy}
+
+    def update(self, params, opt_state, step, rollout, loss_next=False):
+        """One A2C update, pure: returns ``(UpdateRecord, opt_state, logs)``.
+
+        ``step`` is the optimizer's 0-based iteration; with ``loss_next`` the
+        record holds the loss of the same rollout after the update (one more
+        forward pass). A non-finite loss or gradient leaves the parameters
+        and optimizer state unchanged (``logs["finite"]`` is False)."""
+        with tf.GradientTape() as tape:
+            tape.watch(params)
+            loss, logs = self.loss(params, rollout)
+        grads = tape.gradient(loss, params)
+        grads = [tf.zeros_like(p) if g is None else g
+                 for p, g in zip(params, grads)]
+        norm = tf.linalg.global_norm(grads)
+        clipped = grads
+        if self.max_grad_norm is not None:
+            clipped, _ = tf.clip_by_global_norm(grads, self.max_grad_norm,
+                                                use_norm=norm)
+        new_params, new_state = self.optimizer.update(
+            step, clipped, params, opt_state)
+        finite = tf.math.is_finite(loss) & tf.math.is_finite(norm)
+        keep = lambda new, old: tf.where(finite, new, old)  # noqa: E731
+        new_params = [keep(a, b) for a, b in zip(new_params, params)]
+        new_state = tf.nest.map_structure(keep, new_state, opt_state)
+        after = (self.loss(new_params, rollout)[0] if loss_next
+                 else tf.constant(np.nan, loss.dtype))
+        logs = dict(logs, loss=loss, grad_norm=norm, finite=finite)
+        return UpdateRecord(params, new_params, loss, after, grads), new_state, logs
+
+    # ------------------------------------------------------ the environment
+    def _env_step(self, actions):
+        obs, reward, terminated, truncated, info = self.envs.step(actions)
+        final = np.array(obs, copy=True)
+        if "_final_obs" in info:
+            for i in np.flatnonzero(info["_final_obs"]):
+                final[i] = info["final_obs"][i]
+        self._returns += reward
+        self._lengths += 1
+        update = self._update_count
+        for i in np.flatnonzero(np.logical_or(terminated, truncated)):
+            self.episodes.append(EpisodeRecord(
+                update, int(i), float(self._returns[i]), int(self._lengths[i])))
+            self._returns[i], self._lengths[i] = 0.0, 0
+        obs_dtype = self._obs_dtype.as_numpy_dtype
+        return (np.asarray(obs, obs_dtype), np.asarray(reward, np.float32),
+                np.asarray(terminated, bool), np.asarray(truncated, bool),
+                np.asarray(final, obs_dtype))
+
+    def rollout(self):
+        """Steps every environment ``unroll`` times with the current policy
+        (actions drawn statelessly from ``(seed, update, t)``); a ``Rollout``.
+        Call inside ``tf.function`` (``train_step`` does)."""
+        params = [tf.convert_to_tensor(v) for v in self.params]
+        shape = self.observation.shape
+        spec = (self._obs_dtype, tf.float32, tf.bool, tf.bool, self._obs_dtype)
+        obs_ta = tf.TensorArray(self._obs_dtype, self.unroll,
+                                element_shape=shape)
+        act_ta = tf.TensorArray(tf.int32, self.unroll)
+        rew_ta = tf.TensorArray(tf.float32, self.unroll)
+        disc_ta = tf.TensorArray(tf.float32, self.unroll)
+        obs = tf.convert_to_tensor(self.observation)
+        base = self.updates * self.unroll
+        for t in tf.range(self.unroll):
+            logits, _ = self.forward(params, obs)
+            logits = tf.debugging.assert_all_finite(
+                logits, "A2C policy logits are not finite (NaN/inf "
+                "parameters or observations); no action can be drawn")
+            seed = tf.stack([tf.constant(self.seed, tf.int64),
+                             base + tf.cast(t, tf.int64)])
+            action = tf.cast(tf.random.stateless_categorical(
+                logits, 1, seed)[:, 0], tf.int32)
+            nxt, reward, term, trunc, final = tf.numpy_function(
+                self._env_step, [action], spec, stateful=True)
+            nxt.set_shape(shape)
+            final.set_shape(shape)
+            for x in (reward, term, trunc):
+                x.set_shape([self.num_envs])
+            if self.reward_clip is not None:
+                reward = tf.clip_by_value(reward, -self.reward_clip,
+                                          self.reward_clip)
+            cut = trunc & ~term
+            # A time limit is not a terminal state: bootstrap from V(final).
+            tail = tf.cond(tf.reduce_any(cut),
+                           lambda: self.forward(params, final)[1],
+                           lambda: tf.zeros([self.num_envs]))
+            reward += self.gamma * tf.where(cut, tail, 0.0)
+            discount = self.gamma * (1.0 - tf.cast(term | trunc, tf.float32))
+            obs_ta = obs_ta.write(t, obs)
+            act_ta = act_ta.write(t, action)
+            rew_ta = rew_ta.write(t, reward)
+            disc_ta = disc_ta.write(t, discount)
+            obs = nxt
+        self.observation.assign(obs)
+        return Rollout(obs_ta.stack(), act_ta.stack(), rew_ta.stack(),
+                       disc_ta.stack(), obs)
+
+    # ------------------------------------------------------------- training
+    def _train_step_fn(self, hook, hook_state, loss_next):
+        rollout = self.rollout()
+        step = tf.convert_to_tensor(self.updates)
+        params = [tf.convert_to_tensor(v) for v in self.params]
+        opt_state = tf.nest.map_structure(tf.convert_to_tensor, self.opt_state)
+        record, new_state, logs = self.update(
+            params, opt_state, step, rollout, loss_next=loss_next)
+        for var, value in zip(self.params, record.params_next):
+            var.assign(value)
+        tf.nest.map_structure(lambda v, x: v.assign(x), self.opt_state,
+                              new_state)
+        self.updates.assign_add(1)
+        if hook is not None:
+            hook_state = hook(hook_state, step, *record)
+        return logs, hook_state
+
+    def train_step(self, hook=None, hook_state=()):
+        """One compiled update. Returns ``logs`` (loss, its parts, gradient
+        norm, finite), or ``(logs, hook_state)`` with a ``hook``."""
+        self._update_count = int(self.updates.numpy())
+        logs, hook_state = self._train_step(hook, hook_state, hook is not None)
+        logs = {k: v.numpy() for k, v in logs.items()}
+        if not logs["finite"]:
+            raise NonFiniteLossError(
+                f"A2C update {int(self.updates.numpy()) - 1} had a non-finite "
+                f"loss ({logs['loss']}) or gradient norm ({logs['grad_norm']});"
+                " it was not applied.", step=int(self.updates.numpy()) - 1)
+        return logs if hook is None else (logs, hook_state)
+
+    def train(self, updates, hook=None, hook_state=()):
+        """``updates`` compiled updates; returns the last logs (and the hook
+        state with a ``hook``). Finished episodes are in ``self.episodes``."""
+        updates = checks.positive_int("updates", updates)
+        for _ in range(updates):
+            out = self.train_step(hook, hook_state)
+            if hook is not None:
+                out, hook_state = out
+        return out if hook is None else (out, hook_state)
+
+    @property
+    def frames(self):
+        """Environment steps taken so far (all environments)."""
+        return int(self.updates.numpy()) * self.unroll * self.num_envs
+
+    def mean_return(self, last=100):
+        """Mean return of the last ``last`` finished episodes (NaN if none)."""
+        eps = self.episodes[-last:]
+        return float(np.mean([e.episode_return for e in eps])) if eps else np.nan
