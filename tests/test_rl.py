@@ -134,6 +134,80 @@ def test_hook_sees_every_update_as_a_path_segment():
     assert a2c.encoder_mask == [False] * 4  # no nested "encoder" model here
 
 
+def _np_a2c_loss(logits, values, actions, returns, adv_const, ec=0.05,
+                 vc=0.5):
+    """The A2C loss in numpy with the returns and the policy's advantages
+    given as constants."""
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    ent = -(np.exp(logp) * logp).sum(-1)
+    pg = -np.mean(np.take_along_axis(logp, actions[..., None], -1)[..., 0]
+                  * adv_const)
+    return pg + vc * 0.5 * np.mean((returns - values) ** 2) - ec * np.mean(ent)
+
+
+def test_recurrent_rollout_loss_and_gradient_by_hand():
+    """A basic RNN agent across an episode end (episode_length 3, unroll 5):
+    the state the rollout carries, the loss and its gradient (central
+    differences of the loss with returns and advantages held constant)
+    equal a numpy RNN that resets its state where an episode ended."""
+    keras.utils.set_random_seed(1)
+    a2c = maze_a2c(rl.nets.rnn_agent(16, 4, units=3), unroll=5,
+                   episode_length=3)
+    rollout = tf.function(a2c.rollout)()
+    dones = rollout.dones.numpy()
+    assert dones[2].all() and not dones[[0, 1, 3, 4]].any()
+    names = ["rnn/kernel", "rnn/recurrent_kernel", "rnn/bias", "policy/kernel",
+             "policy/bias", "value/kernel", "value/bias"]
+    assert [v.path for v in a2c.params] == names
+    theta0 = [v.numpy().astype(np.float64) for v in a2c.params]
+    x = rollout.observations.numpy().astype(np.float64)
+    a, r, d = (rollout.actions.numpy(), rollout.rewards.numpy(),
+               rollout.discounts.numpy())
+
+    def forward(theta):
+        w, u, b, wp, bp, wv, bv = theta
+        h = np.zeros((2, 3))
+        logits, values = [], []
+        for t in range(5):
+            h = np.tanh(x[t] @ w + h @ u + b)
+            logits.append(h @ wp + bp)
+            values.append((h @ wv + bv)[:, 0])
+            h = np.where(dones[t][:, None], 0.0, h)
+        boot_h = np.tanh(rollout.bootstrap_observation.numpy() @ w + h @ u + b)
+        return np.array(logits), np.array(values), (boot_h @ wv + bv)[:, 0], h
+
+    logits, values, boot, h_end = forward(theta0)
+    np.testing.assert_allclose(a2c.state[0].numpy(), h_end, atol=1e-6)
+    returns = np.zeros_like(r)
+    acc = boot
+    for t in reversed(range(5)):
+        acc = r[t] + d[t] * acc
+        returns[t] = acc
+    adv = returns - values
+
+    def surrogate(theta):
+        lg, v, _, _ = forward(theta)
+        return _np_a2c_loss(lg, v, a, returns, adv)
+
+    params = [tf.convert_to_tensor(p) for p in a2c.params]
+    record, _, _ = a2c.update(params, a2c.optimizer.init(params),
+                              tf.constant(0, tf.int64), rollout)
+    np.testing.assert_allclose(record.loss.numpy(), surrogate(theta0),
+                               rtol=1e-5)
+    eps = 1e-6
+    for k, grad in enumerate(record.grads):
+        numeric = np.zeros_like(theta0[k])
+        for index in np.ndindex(numeric.shape):
+            losses = []
+            for sign in (1, -1):
+                theta = [p.copy() for p in theta0]
+                theta[k][index] += sign * eps
+                losses.append(surrogate(theta))
+            numeric[index] = (losses[0] - losses[1]) / (2 * eps)
+        np.testing.assert_allclose(grad.numpy(), numeric, rtol=1e-3,
+                                   atol=1e-6, err_msg=names[k])
+
+
 def test_a2c_learns_cartpole():
     """Seeded A2C lifts CartPole-v1's mean return (last 20 episodes) above
     150 within 1500 updates of 8 environments x 5 steps."""

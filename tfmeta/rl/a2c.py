@@ -13,6 +13,11 @@ grad f(theta_i))``, the signature of the inner loop's hook: Leap accumulates
 its eq. 8 increment along the A2C parameter path with it, ``f`` being the A2C
 loss of update ``i``'s rollout.
 
+Policies are feed-forward (one batched forward pass over the rollout in the
+loss) or recurrent (``nets.rnn_agent``: the state is carried across rollouts,
+reset where an episode ends, and the loss re-runs the recurrence from the
+rollout's initial state with ``tf.scan``).
+
 Defaults are Leap's Atari hyper-parameters (appendix F): RMSProp with
 learning rate 1e-4, epsilon 1e-4 and decay (alpha, Keras's ``rho``) 0.99,
 entropy cost 0.01, rewards clipped to [-5, 5], discount 0.99, unroll 5, and
@@ -31,15 +36,18 @@ from tfmeta import checks, inner_optimizers
 from tfmeta.errors import NonFiniteLossError
 
 Rollout = collections.namedtuple(
-    "Rollout", ["observations", "actions", "rewards", "discounts",
-                "bootstrap_observation"])
+    "Rollout", ["observations", "actions", "rewards", "discounts", "dones",
+                "bootstrap_observation", "initial_state"])
 Rollout.__doc__ = """One update's experience, time-major.
 
 observations [T, N, ...]: what the policy saw; actions [T, N] (int32);
 rewards [T, N]: clipped rewards, plus ``gamma * V(final observation)`` where
 an episode was truncated (time limit) at that step; discounts [T, N]:
-``gamma``, or 0 where an episode ended; bootstrap_observation [N, ...]: the
-observation after the last step (its value bootstraps the n-step returns).
+``gamma``, or 0 where an episode ended; dones [T, N] (bool): an episode ended
+at that step (a recurrent policy's state is reset after it);
+bootstrap_observation [N, ...]: the observation after the last step (its
+value bootstraps the n-step returns); initial_state: a recurrent policy's
+state at the first step (a tuple of [N, S] tensors; empty if feed-forward).
 """
 
 UpdateRecord = collections.namedtuple(
@@ -71,8 +79,11 @@ class A2C:
 
     Args:
       model: a built Keras model mapping a batch of observations to
-        ``(logits [B, A], value [B, 1])`` (``tfmeta.rl.nets``). A game with
-        fewer actions than ``A`` uses the first logits; more is an error.
+        ``(logits [B, A], value [B, 1])`` (``tfmeta.rl.nets``), or, for a
+        recurrent policy, ``[observations, *state]`` to ``(logits, value,
+        *new_state)`` (``nets.rnn_agent``): the state is carried through the
+        rollouts and reset to zeros where an episode ends. A game with fewer
+        actions than ``A`` uses the first logits; more is an error.
       envs: a gymnasium vector environment with a discrete action space built
         with ``AutoresetMode.SAME_STEP`` (``tfmeta.rl.vector_env``,
         ``make_atari_vector``); its size is the batch.
@@ -109,10 +120,18 @@ class A2C:
                 "AutoresetMode.SAME_STEP (build envs with "
                 "tfmeta.rl.vector_env).")
         if not (isinstance(model, keras.Model) and model.built
-                and len(model.outputs or []) == 2):
+                and len(model.outputs or []) == len(model.inputs) + 1):
             raise ValueError(
-                "model must be a built Keras model with two outputs "
-                "(logits, value), e.g. tfmeta.rl.nets.atari_net.")
+                "model must be a built Keras model mapping observations to "
+                "(logits, value) (e.g. tfmeta.rl.nets.atari_net) or "
+                "[observations, *state] to (logits, value, *new_state) "
+                "(tfmeta.rl.nets.rnn_agent).")
+        state_in = [tuple(x.shape[1:]) for x in model.inputs[1:]]
+        state_out = [tuple(x.shape[1:]) for x in model.outputs[2:]]
+        if state_in != state_out:
+            raise ValueError(
+                f"recurrent model's state inputs {state_in} and state "
+                f"outputs {state_out} differ.")
         obs_shape = tuple(envs.single_observation_space.shape)
         in_shape = tuple(model.inputs[0].shape[1:])
         if in_shape != obs_shape:
@@ -161,6 +180,10 @@ class A2C:
             self.optimizer.init([tf.convert_to_tensor(p) for p in self.params]))
         self.updates = tf.Variable(0, dtype=tf.int64, trainable=False,
                                    name="updates")
+        self.recurrent = bool(state_in)
+        self.state = [tf.Variable(tf.zeros((self.num_envs,) + shape),
+                                  trainable=False, name=f"state_{i}")
+                      for i, shape in enumerate(state_in)]
         obs, _ = envs.reset(seed=self.seed)
         self._obs_dtype = tf.as_dtype(envs.single_observation_space.dtype)
         self.observation = tf.Variable(obs, trainable=False, name="observation")
@@ -171,13 +194,44 @@ class A2C:
         self._train_step = tf.function(self._train_step_fn)
 
     # ----------------------------------------------------------- pure parts
-    def forward(self, params, observations):
-        """``(logits [B, num_actions], value [B])`` at ``params``."""
-        (logits, value), _ = self.model.stateless_call(
+    def forward(self, params, observations, state=()):
+        """``(logits [B, num_actions], value [B], new_state)`` at ``params``
+        (``new_state`` is ``()`` for a feed-forward policy)."""
+        inputs = [observations, *state] if self.recurrent else observations
+        outputs, _ = self.model.stateless_call(
             params, [tf.convert_to_tensor(v)
                      for v in self.model.non_trainable_variables],
-            observations, training=False)
-        return logits[:, :self.num_actions], value[:, 0]
+            inputs, training=False)
+        logits, value, *new_state = outputs
+        return logits[:, :self.num_actions], value[:, 0], tuple(new_state)
+
+    def _policy_outputs(self, params, rollout):
+        """Logits [T, N, A] and values [T, N] of the rollout's observations
+        and the (constant) bootstrap value [N]."""
+        obs = rollout.observations
+        t, n = tf.shape(obs)[0], tf.shape(obs)[1]
+        if not self.recurrent:
+            flat = tf.reshape(obs, tf.concat([[t * n], tf.shape(obs)[2:]], 0))
+            logits, values, _ = self.forward(
+                params, tf.concat([flat, rollout.bootstrap_observation], 0))
+            bootstrap = values[t * n:]
+            values = tf.reshape(values[:t * n], [t, n])
+            logits = tf.reshape(logits[:t * n], [t, n, self.num_actions])
+            return logits, values, tf.stop_gradient(bootstrap)
+
+        def step(carry, inputs):
+            state = carry[0]
+            obs_t, done_t = inputs
+            logits, value, state = self.forward(params, obs_t, state)
+            return _reset(state, done_t), logits, value
+
+        first = tuple(rollout.initial_state)
+        init = (first, tf.zeros([n, self.num_actions]), tf.zeros([n]))
+        states, logits, values = tf.scan(
+            step, (obs, rollout.dones), initializer=init)
+        last = tuple(s[-1] for s in states)
+        bootstrap = self.forward(params, rollout.bootstrap_observation, last)[1]
+        return logits, values, tf.stop_gradient(bootstrap)
 
     def loss(self, params, rollout):
         """A2C loss of ``rollout`` at ``params`` and its parts: policy
@@ -185,14 +239,7 @@ class A2C:
         ``-entropy_cost * mean(H(pi))``, with ``A = R - V`` and ``R`` the
         n-step returns bootstrapped from ``V(bootstrap_observation)``
         (returns and the policy's advantages are constants)."""
-        obs = rollout.observations
-        t, n = tf.shape(obs)[0], tf.shape(obs)[1]
-        flat = tf.reshape(obs, tf.concat([[t * n], tf.shape(obs)[2:]], 0))
-        logits, values = self.forward(
-            params, tf.concat([flat, rollout.bootstrap_observation], 0))
-        bootstrap = tf.stop_gradient(values[t * n:])
-        values = tf.reshape(values[:t * n], [t, n])
-        logits = tf.reshape(logits[:t * n], [t, n, self.num_actions])
+        logits, values, bootstrap = self._policy_outputs(params, rollout)
         returns = tf.stop_gradient(n_step_returns(
             rollout.rewards, rollout.discounts, bootstrap))
         advantages = returns - values
@@ -266,10 +313,13 @@ class A2C:
         act_ta = tf.TensorArray(tf.int32, self.unroll)
         rew_ta = tf.TensorArray(tf.float32, self.unroll)
         disc_ta = tf.TensorArray(tf.float32, self.unroll)
+        done_ta = tf.TensorArray(tf.bool, self.unroll)
         obs = tf.convert_to_tensor(self.observation)
+        state = initial_state = tuple(
+            tf.convert_to_tensor(v) for v in self.state)
         base = self.updates * self.unroll
         for t in tf.range(self.unroll):
-            logits, _ = self.forward(params, obs)
+            logits, _, new_state = self.forward(params, obs, state)
             logits = tf.debugging.assert_all_finite(
                 logits, "A2C policy logits are not finite (NaN/inf "
                 "parameters or observations); no action can be drawn")
@@ -289,18 +339,23 @@ class A2C:
             cut = trunc & ~term
             # A time limit is not a terminal state: bootstrap from V(final).
             tail = tf.cond(tf.reduce_any(cut),
-                           lambda: self.forward(params, final)[1],
+                           lambda: self.forward(params, final, new_state)[1],
                            lambda: tf.zeros([self.num_envs]))
             reward += self.gamma * tf.where(cut, tail, 0.0)
-            discount = self.gamma * (1.0 - tf.cast(term | trunc, tf.float32))
+            done = term | trunc
+            discount = self.gamma * (1.0 - tf.cast(done, tf.float32))
             obs_ta = obs_ta.write(t, obs)
             act_ta = act_ta.write(t, action)
             rew_ta = rew_ta.write(t, reward)
             disc_ta = disc_ta.write(t, discount)
+            done_ta = done_ta.write(t, done)
             obs = nxt
+            state = _reset(new_state, done)
         self.observation.assign(obs)
+        for var, value in zip(self.state, state):
+            var.assign(value)
         return Rollout(obs_ta.stack(), act_ta.stack(), rew_ta.stack(),
-                       disc_ta.stack(), obs)
+                       disc_ta.stack(), done_ta.stack(), obs, initial_state)
 
     # ------------------------------------------------------------- training
     def _train_step_fn(self, hook, hook_state, loss_next):
@@ -351,3 +406,8 @@ class A2C:
         """Mean return of the last ``last`` finished episodes (NaN if none)."""
         eps = self.episodes[-last:]
         return float(np.mean([e.episode_return for e in eps])) if eps else np.nan
+
+
+def _reset(state, done):
+    """Zeros the recurrent state of the environments whose episode ended."""
+    return tuple(tf.where(done[:, None], tf.zeros_like(x), x) for x in state)

@@ -55,3 +55,29 @@ def mlp_net(observation_shape, num_actions, hidden=(64, 64)):
         + [keras.layers.Dense(h, activation="tanh") for h in hidden],
         name=ENCODER)
     return _heads(encoder, observation_shape, num_actions, "mlp_actor_critic")
+
+
+def rnn_agent(observation_size, num_actions, units=100, cell=None):
+    """A recurrent actor-critic (Wang et al., 2016; WarpGrad appendix I):
+    a basic tanh RNN (``units`` = 100 in the paper) whose hidden state
+    linear policy and value heads read. One step per call:
+    ``[observation [B, F], *state] -> (logits, value, *new_state)``, the
+    recurrent form ``tfmeta.rl.A2C`` takes.
+
+    ``cell``: any Keras RNN cell in place of ``SimpleRNNCell(units)``, e.g.
+    ``tfmeta.layers.WarpRNNCell(100)`` for the Warp-RNN (eq. 20).
+    """
+    if cell is None:
+        cell = keras.layers.SimpleRNNCell(units, activation="tanh", name="rnn")
+    sizes = cell.state_size if isinstance(cell.state_size, (list, tuple)) \
+        else [cell.state_size]
+    obs = keras.Input((observation_size,), name="observation")
+    state = [keras.Input((int(s),), name=f"state_{i}")
+             for i, s in enumerate(sizes)]
+    hidden, new_state = cell(obs, state)
+    if not isinstance(new_state, (list, tuple)):
+        new_state = [new_state]
+    logits = keras.layers.Dense(num_actions, name="policy")(hidden)
+    value = keras.layers.Dense(1, name="value")(hidden)
+    return keras.Model([obs, *state], [logits, value, *new_state],
+                       name="rnn_actor_critic")
