@@ -354,6 +354,10 @@ def test_atari_bad_input():
 
 
 def test_missing_extra_names_it(monkeypatch):
+    if HAVE_ATARI:
+        monkeypatch.setitem(sys.modules, "cv2", None)
+        with pytest.raises(ImportError, match=r"OpenCV.*tfmeta\[rl\]"):
+            rl.make_atari("Breakout")
     monkeypatch.setitem(sys.modules, "ale_py", None)
     rl.atari._game_ids.cache_clear()
     try:

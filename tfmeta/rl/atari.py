@@ -83,6 +83,12 @@ def make_atari(game, *, screen_size=84, grayscale=False, frame_skip=4,
     dynamics.
     """
     env_id = game_id(game)
+    try:
+        import cv2  # noqa: F401  (AtariPreprocessing resizes with OpenCV)
+    except ImportError as err:
+        raise ImportError(
+            "Atari preprocessing needs OpenCV (opencv-python-headless): "
+            "install the rl extra, pip install 'tfmeta[rl]'.") from err
     env = gym.make(env_id, frameskip=1,
                    repeat_action_probability=repeat_action_probability,
                    full_action_space=full_action_space,
