@@ -208,6 +208,22 @@ def test_recurrent_rollout_loss_and_gradient_by_hand():
                                    atol=1e-6, err_msg=names[k])
 
 
+def test_same_seed_same_run():
+    """Same seed: the same episodes and parameters after 3 updates."""
+    def run(seed):
+        a2c = maze_a2c(linear_actor_critic(16, 4), seed=seed, episode_length=4)
+        start = np.concatenate([v.numpy().ravel() for v in a2c.params])
+        a2c.train(3)
+        return (start, np.concatenate([v.numpy().ravel() for v in a2c.params]),
+                a2c.episodes)
+
+    (s1, p1, e1), (s2, p2, e2) = run(5), run(5)
+    assert len(e1) == 2 * 2 and e1 == e2  # 9 steps of 4-step episodes
+    np.testing.assert_array_equal(s1, s2)
+    np.testing.assert_array_equal(p1, p2)
+    assert not np.allclose(p1, s1)
+
+
 def test_a2c_learns_cartpole():
     """Seeded A2C lifts CartPole-v1's mean return (last 20 episodes) above
     150 within 1500 updates of 8 environments x 5 steps."""
