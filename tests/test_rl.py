@@ -130,7 +130,7 @@ def test_hook_sees_every_update_as_a_path_segment():
             np.testing.assert_array_equal(theta, states[k - 1][1])
     final = np.concatenate([v.numpy().ravel() for v in a2c.params])
     np.testing.assert_array_equal(final, states[-1][1])
-    assert a2c.frames == 3 * 3 * 2
+    assert a2c.env_steps == 3 * 3 * 2
     assert a2c.encoder_mask == [False] * 4  # no nested "encoder" model here
 
 
@@ -239,7 +239,7 @@ def test_a2c_learns_cartpole():
         best = max(best, a2c.mean_return(20))
         if best > 150:
             break
-    assert start < 50 and best > 150, (a2c.frames, best)
+    assert start < 50 and best > 150, (a2c.env_steps, best)
 
 
 def test_a2c_bad_input():

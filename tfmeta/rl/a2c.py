@@ -398,8 +398,9 @@ class A2C:
         return out if hook is None else (out, hook_state)
 
     @property
-    def frames(self):
-        """Environment steps taken so far (all environments)."""
+    def env_steps(self):
+        """Agent steps taken so far, all environments together (Atari:
+        x frame skip 4 = emulator frames)."""
         return int(self.updates.numpy()) * self.unroll * self.num_envs
 
     def mean_return(self, last=100):
