@@ -8,8 +8,9 @@ Raw: the vector environment (``make_atari_vector``: ALE + gymnasium's
 AtariPreprocessing, 84x84 RGB, frame skip 4) stepped with uniformly random
 actions from numpy, nothing else. A2C: ``A2C.train`` with Leap's Atari
 defaults (Mnih encoder, 32 environments x unroll 5 per update, RMSProp), the
-same number of environment steps per round. Rounds alternate (raw, A2C, raw,
-...) and we report medians, since the machines we share vary between runs.
+same number of environment steps per round; "A2C + path hook" adds what
+Leap's hook needs (the loss after each update: one more forward pass over the
+rollout) with a hook that only sums it. Rounds alternate and we report medians, since the machines we share vary between runs.
 Frames are emulator frames (agent steps x frame skip 4). The issue's target:
 A2C >= 50 % of the raw rate.
 """
@@ -41,9 +42,16 @@ def raw_rate(envs, steps, rng):
     return steps * envs.num_envs / (time.perf_counter() - start)
 
 
-def a2c_rate(a2c, updates):
+def _sum_loss_next(state, i, theta, theta_next, loss, loss_next, grads):
+    return state + loss_next
+
+
+def a2c_rate(a2c, updates, hook=None):
     start = time.perf_counter()
-    a2c.train(updates)
+    if hook is None:
+        a2c.train(updates)
+    else:
+        a2c.train(updates, hook=hook, hook_state=0.0)
     return updates * a2c.unroll * a2c.num_envs / (time.perf_counter() - start)
 
 
@@ -66,11 +74,13 @@ def main(argv=None):
     start = time.perf_counter()
     a2c.train(2)  # traces and compiles
     compile_s = time.perf_counter() - start
+    a2c.train(1, hook=_sum_loss_next, hook_state=0.0)
     rng = np.random.default_rng(0)
-    raw, learn = [], []
+    raw, learn, hooked = [], [], []
     for _ in range(args.rounds):
         raw.append(raw_rate(raw_envs, args.updates * a2c.unroll, rng))
         learn.append(a2c_rate(a2c, args.updates))
+        hooked.append(a2c_rate(a2c, args.updates, _sum_loss_next))
     raw_med, a2c_med = statistics.median(raw), statistics.median(learn)
     steps = args.updates * a2c.unroll * args.envs
     print(f"{args.game}, {args.envs} envs ({args.mode}), {args.rounds} rounds "
@@ -79,7 +89,9 @@ def main(argv=None):
     print("| loop | agent steps/s | frames/s | of raw |")
     print("|---|---:|---:|---:|")
     for name, rate in (("raw ALE (random actions)", raw_med),
-                       ("A2C (rollout + update)", a2c_med)):
+                       ("A2C (rollout + update)", a2c_med),
+                       ("A2C + path hook (loss after update)",
+                        statistics.median(hooked))):
         print(f"| {name} | {rate:.0f} | {rate * FRAME_SKIP:.0f} | "
               f"{rate / raw_med:.0%} |")
     per_update = a2c.unroll * args.envs
@@ -89,7 +101,8 @@ def main(argv=None):
           f"ms and the learner (policy, update, transfers) ~"
           f"{a2c_ms - env_ms:.0f} ms")
     print("rounds raw:", [round(r) for r in raw],
-          "A2C:", [round(r) for r in learn])
+          "A2C:", [round(r) for r in learn],
+          "A2C + hook:", [round(r) for r in hooked])
 
 
 if __name__ == "__main__":
