@@ -17,13 +17,14 @@ from tfmeta.rl import nets  # noqa: E402
 from tfmeta.rl.a2c import A2C, Rollout, UpdateRecord  # noqa: E402
 from tfmeta.rl.atari import (  # noqa: E402
     action_count, atari_games, game_id, make_atari, make_atari_vector)
-from tfmeta.rl.envs import MAZE_ID, register, vector_env  # noqa: E402
+from tfmeta.rl.envs import (  # noqa: E402
+    MAZE_ID, dumps_envs, loads_envs, register, vector_env)
 from tfmeta.rl.maze import Maze  # noqa: E402
 
 register()
 
 __all__ = [
     "A2C", "MAZE_ID", "Maze", "Rollout", "UpdateRecord", "action_count",
-    "atari_games", "game_id", "make_atari", "make_atari_vector", "nets",
+    "atari_games", "dumps_envs", "game_id", "loads_envs", "make_atari", "make_atari_vector", "nets",
     "register", "vector_env",
 ]

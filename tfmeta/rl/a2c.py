@@ -397,6 +397,49 @@ class A2C:
                 out, hook_state = out
         return out if hook is None else (out, hook_state)
 
+    # --------------------------------------------------------------- resume
+    def _variables(self):
+        return ([*self.params, *tf.nest.flatten(self.opt_state), self.updates,
+                 self.observation, *self.state])
+
+    def get_state(self):
+        """Everything a run needs to continue exactly (a picklable dict):
+        parameters, optimizer state, update counter, current observations,
+        recurrent state, the episode statistics and the environments
+        (``envs.dumps_envs``: sync vector environments only). The seed is
+        not in it: build the resumed ``A2C`` with the same one."""
+        from tfmeta.rl.envs import dumps_envs
+        return {"variables": [v.numpy() for v in self._variables()],
+                "episodes": list(self.episodes),
+                "returns": self._returns.copy(),
+                "lengths": self._lengths.copy(),
+                "envs": dumps_envs(self.envs)}
+
+    def set_state(self, state):
+        """Continues the run ``get_state`` saved: the next updates are those
+        the saved run would have made (same seed, model and settings). The
+        restored environments replace ``self.envs``."""
+        from tfmeta.rl.envs import loads_envs
+        variables = self._variables()
+        values = state["variables"]
+        if len(values) != len(variables) or any(
+                tuple(v.shape) != np.shape(x)
+                for v, x in zip(variables, values)):
+            raise ValueError(
+                "saved A2C state does not fit this A2C (another model, "
+                "optimizer, number of environments or observation shape).")
+        envs = loads_envs(state["envs"])
+        if envs.num_envs != self.num_envs:
+            raise ValueError(
+                f"saved state has {envs.num_envs} environments, this A2C "
+                f"{self.num_envs}.")
+        for var, value in zip(variables, values):
+            var.assign(value)
+        self.episodes = list(state["episodes"])
+        self._returns = np.array(state["returns"], copy=True)
+        self._lengths = np.array(state["lengths"], copy=True)
+        self.envs = envs
+
     @property
     def env_steps(self):
         """Agent steps taken so far, all environments together (Atari:
