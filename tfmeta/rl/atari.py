@@ -1,0 +1,111 @@
+"""Atari 2600 games through ``ale-py`` (its ROMs ship inside the wheel: no
+download), preprocessed with gymnasium's own wrappers.
+
+``make_atari("Breakout")`` gives one environment as in Leap's appendix F:
+``ALE/<Game>-v5`` with the minimal action set, ``AtariPreprocessing`` (no-op
+starts up to 30, frame skip 4 with max-pooling of the last two frames,
+84 x 84 RGB frames, full games: no terminal on life loss) and, when
+``frame_stack > 1``, ``FrameStackObservation``. Rewards are raw game scores;
+A2C clips them. ``make_atari_vector`` builds ``num_envs`` of them as one
+gymnasium vector environment for A2C.
+"""
+
+import difflib
+import functools
+
+import gymnasium as gym
+
+from tfmeta.rl.envs import vector_env
+
+
+def _ale():
+    try:
+        import ale_py
+    except ImportError as err:
+        raise ImportError(
+            "Atari games need ale-py (the ROMs ship inside it): install the "
+            "rl extra, pip install 'tfmeta[rl]'.") from err
+    gym.register_envs(ale_py)
+    return ale_py
+
+
+@functools.lru_cache(maxsize=None)
+def _game_ids():
+    _ale()
+    return {k[len("ALE/"):-len("-v5")]: k for k in gym.registry
+            if k.startswith("ALE/") and k.endswith("-v5")}
+
+
+def atari_games():
+    """Names of the ALE games (``"Breakout"``, ``"SpaceInvaders"``, ...)."""
+    return sorted(_game_ids())
+
+
+def game_id(game):
+    """The gymnasium id ``ALE/<Game>-v5`` of a game name (case-insensitive;
+    ``"ALE/<Game>-v5"`` itself is accepted); a clear error if unknown."""
+    if not isinstance(game, str):
+        raise TypeError(f"Atari game must be a name string, got {game!r}.")
+    ids = _game_ids()
+    name = game
+    if name.startswith("ALE/") and name.endswith("-v5"):
+        name = name[len("ALE/"):-len("-v5")]
+    by_lower = {k.lower(): k for k in ids}
+    key = by_lower.get(name.lower().replace("_", ""))
+    if key is None:
+        close = difflib.get_close_matches(name.lower(), list(by_lower), n=3)
+        hint = (f" Did you mean {', '.join(repr(by_lower[c]) for c in close)}?"
+                if close else "")
+        raise ValueError(
+            f"Unknown Atari game {game!r}.{hint} tfmeta.rl.atari_games() "
+            f"lists the {len(ids)} games ale-py ships.")
+    return ids[key]
+
+
+@functools.lru_cache(maxsize=None)
+def action_count(game):
+    """Size of the game's minimal action set (Leap's Table 6 column)."""
+    env = gym.make(game_id(game))
+    try:
+        return int(env.action_space.n)
+    finally:
+        env.close()
+
+
+def make_atari(game, *, screen_size=84, grayscale=False, frame_skip=4,
+               frame_stack=1, noop_max=30, repeat_action_probability=0.25,
+               full_action_space=False, max_episode_steps=None):
+    """One preprocessed Atari environment (see the module docstring).
+
+    The defaults follow Leap's appendix F (84 x 84 x 3 RGB frames, one frame)
+    and ALE v5 (sticky actions with probability 0.25, the minimal action
+    set); ``repeat_action_probability=0.0`` gives the older NoFrameskip-v4
+    dynamics.
+    """
+    env_id = game_id(game)
+    try:
+        import cv2  # noqa: F401  (AtariPreprocessing resizes with OpenCV)
+    except ImportError as err:
+        raise ImportError(
+            "Atari preprocessing needs OpenCV (opencv-python-headless): "
+            "install the rl extra, pip install 'tfmeta[rl]'.") from err
+    env = gym.make(env_id, frameskip=1,
+                   repeat_action_probability=repeat_action_probability,
+                   full_action_space=full_action_space,
+                   max_episode_steps=max_episode_steps)
+    env = gym.wrappers.AtariPreprocessing(
+        env, noop_max=noop_max, frame_skip=frame_skip,
+        screen_size=screen_size, terminal_on_life_loss=False,
+        grayscale_obs=grayscale, scale_obs=False)
+    if frame_stack > 1:
+        env = gym.wrappers.FrameStackObservation(env, frame_stack)
+    return env
+
+
+def make_atari_vector(game, num_envs=32, *, seed=None, mode="sync", **kwargs):
+    """``num_envs`` copies of ``make_atari(game, **kwargs)`` as a vector
+    environment (``mode`` ``"sync"`` or ``"async"``: one process each)."""
+    game_id(game)  # fail before spawning anything
+    return vector_env(functools.partial(make_atari, game, **kwargs),
+                      num_envs, seed=seed, mode=mode)
+
