@@ -15,7 +15,7 @@ export TF_ENABLE_ONEDNN_OPTS ?= 1
 $(STAMP): setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[$(TF_EXTRA),test,data,rl]"
+	$(PY) -m pip install --quiet -e ".[$(TF_EXTRA),test,data,rl,mujoco]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -30,7 +30,7 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
 bench: $(STAMP)
-	$(PY) -m pip install --quiet -e ".[$(TF_EXTRA),test,data,rl,bench]"
+	$(PY) -m pip install --quiet -e ".[$(TF_EXTRA),test,data,rl,mujoco,bench]"
 	$(PY) benchmarks/run.py
 
 clean:
