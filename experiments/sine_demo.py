@@ -41,7 +41,7 @@ def methods(meta_steps):
                    keras.optimizers.Adam(1e-3)),
         "MAML": (tfmeta.MAML, {"inner_steps": 5}, keras.optimizers.Adam(1e-3)),
         "FineTune": (tfmeta.FineTune, {}, keras.optimizers.Adam(1e-3)),
-        "Scratch": (tfmeta.Scratch, {}, keras.optimizers.SGD(0.0)),
+        "Scratch": (tfmeta.Scratch, {}, keras.optimizers.SGD(0.0)),  # no outer step
     }
 
 
