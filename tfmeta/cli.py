@@ -403,8 +403,8 @@ def _callbacks(run, config, start_step):
                                       self.step)
             _fault_injection("TFMETA_TEST_KILL_AT_STEP", self.step)
 
-        def on_train_end(self, logs=None):
-            self.writer.flush()
+        def on_epoch_end(self, epoch, logs=None):
+            self.writer.flush()  # the steps up to a checkpoint are on disk
 
     return [Checkpoint(), StepTime(),
             keras.callbacks.CSVLogger(str(run.path / "log.csv"), append=True),
