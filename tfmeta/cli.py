@@ -24,6 +24,7 @@ import re
 import signal
 import sys
 import tempfile
+import threading
 import time
 
 from tfmeta import config as schema
@@ -349,7 +350,8 @@ def _restore(meta, run):
             meta.load_weights(str(weights))
         except Exception as err:  # noqa: BLE001 - h5 errors vary
             raise UsageError(
-                f"checkpoint {weights} is unreadable or corrupt ({err})."
+                f"checkpoint {weights} is unreadable or corrupt "
+                f"({' '.join(str(err).split())})."
                 f"{run._older_hint(step)}") from err
     return step
 
@@ -523,12 +525,14 @@ def _train(run, config, meta, family, resume_from):
         _, test = _test_data(family, config)
         import tfmeta
         try:
-            meta.fit(family.dataset(config["meta_batch"], config["seed"], start),
-                     epochs=config["steps"] // every, steps_per_epoch=every,
-                     initial_epoch=start // every,
-                     validation_data=test, validation_freq=config["eval_every"],
-                     callbacks=_callbacks(run, config, start),
-                     verbose=1 if sys.stdout.isatty() else 2)
+            with _ctrl_c_between_steps() as stop:
+                meta.fit(family.dataset(config["meta_batch"], config["seed"],
+                                        start),
+                         epochs=config["steps"] // every, steps_per_epoch=every,
+                         initial_epoch=start // every, validation_data=test,
+                         validation_freq=config["eval_every"],
+                         callbacks=[stop] + _callbacks(run, config, start),
+                         verbose=1 if sys.stdout.isatty() else 2)
         except tfmeta.NonFiniteLossError as err:
             step, _ = run.latest()
             kept = (f"The last checkpoint (meta-step {step}) in {run.path} is "
@@ -555,6 +559,37 @@ def _train(run, config, meta, family, resume_from):
 
 class Interrupted(Exception):
     """Ctrl-C: the message says where the run can be resumed from."""
+
+
+class _ctrl_c_between_steps:
+    """Ctrl-C during ``fit`` stops it after the current meta-step (a
+    ``KeyboardInterrupt`` raised by a callback, in Python, rather than
+    inside TensorFlow's runtime); a second Ctrl-C stops at once."""
+
+    def __enter__(self):
+        import keras
+
+        flag = self.flag = []
+
+        class Stop(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                if flag:
+                    raise KeyboardInterrupt
+
+        def handler(signum, frame):
+            flag.append(signum)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        self.previous = None
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self.previous = signal.signal(signal.SIGINT, handler)
+        return Stop()
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
 
 
 def _load_run(path):
@@ -708,8 +743,11 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     command = "tfmeta"
     try:
-        args = parser().parse_args(argv)
+        args, extra = parser().parse_known_args(argv)
         command = f"tfmeta {args.command}"
+        if extra:
+            raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see "
+                             f"{command} --help).")
         return args.func(args)
     except UsageError as err:
         print(f"{command}: error: {err}", file=sys.stderr)
