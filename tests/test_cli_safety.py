@@ -16,6 +16,7 @@ import pytest
 
 import tfmeta
 from tfmeta import cli
+from tfmeta.errors import UsageError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SMALL = ["--steps", "4", "--checkpoint-every", "2", "--meta-batch", "2",
@@ -163,11 +164,16 @@ def test_damaged_latest_checkpoint_offers_the_older_one(run, tmp_path, capsys):
 
 
 # ----------------------------------------------------- one process per run
+# A process holding a run folder as RunDir.lock does (flock on RUN/.lock, its
+# pid in the file), without importing TensorFlow.
 HOLD_LOCK = textwrap.dedent("""
-    import sys, time
-    from tfmeta import cli
-    run = cli.RunDir(sys.argv[1])
-    run.lock()
+    import fcntl, os, pathlib, sys, time
+    out = pathlib.Path(sys.argv[1])
+    out.mkdir()
+    f = open(out / ".lock", "a+")
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    f.write(str(os.getpid()))
+    f.flush()
     print("locked", flush=True)
     time.sleep(600)
 """)
@@ -178,10 +184,8 @@ def test_a_run_folder_is_owned_by_one_process(tmp_path):
     and the holder's pid, and writes nothing; a SIGKILLed holder does not
     leave the lock stuck."""
     out = tmp_path / "r"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(out)], text=True,
-        stdout=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(ROOT),
-                                         TF_CPP_MIN_LOG_LEVEL="2"))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)],
+                              text=True, stdout=subprocess.PIPE)
     try:
         assert holder.stdout.readline().strip() == "locked"
         code, _, err = run_tfmeta(["train", "reptile", *SMALL, "--out", str(out)])
@@ -189,13 +193,15 @@ def test_a_run_folder_is_owned_by_one_process(tmp_path):
         assert f"{out} is in use by another tfmeta process (pid {holder.pid})" \
             in err
         assert sorted(os.listdir(out)) == [".lock"]  # no config, no log
+        with pytest.raises(UsageError, match=f"pid {holder.pid}"):
+            cli.RunDir(out).lock()
     finally:
         holder.kill()
         holder.wait()
-    code, _, err = run_tfmeta(["train", "reptile", *SMALL, "--out", str(out)])
-    assert code == 0, err
-    header = (out / "log.csv").read_text().splitlines()
-    assert sum(line.startswith("epoch") for line in header) == 1
+    run = cli.RunDir(out)
+    run.lock()  # the kernel released the killed holder's lock
+    assert (out / ".lock").read_text() == str(os.getpid())
+    run.unlock()
     assert (out / ".lock").read_text() == ""  # released: names no process
 
 
@@ -254,3 +260,27 @@ def test_a_failed_cache_write_removes_only_its_temporary_file(tmp_path,
     assert images.shape == (2, 20, 28, 28)   # an unwritable cache costs speed
     assert sorted(os.listdir(cache)) == ["notes.npz.tmp"]
     assert (cache / "notes.npz.tmp").read_text() == "the user's, not ours"
+
+
+def test_two_commands_started_together_do_not_mix_a_run(tmp_path):
+    """The issue's case: the same ``train`` twice at once. One trains; the
+    other is refused (exit 2, naming the folder) or, if it starts after the
+    first finished, finds the run done. Never a traceback, never a log.csv
+    with two headers or repeated intervals."""
+    out = tmp_path / "r"
+    args = ["train", "reptile", *SMALL, "--out", str(out)]
+    processes = [tfmeta_process(args, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE) for _ in range(2)]
+    results = []
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=300)
+        results.append((process.returncode, stdout, stderr))
+    codes = sorted(code for code, _, _ in results)
+    assert codes in ([0, 0], [0, 2]), results
+    for code, _, err in results:
+        assert "Traceback" not in err
+        if code == 2:
+            assert f"{out} is in use by another tfmeta process (pid " in err
+    rows = (out / "log.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch") and len(rows) == 1 + 2
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1"]
