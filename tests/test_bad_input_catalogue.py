@@ -155,6 +155,8 @@ def test_diverging_meta_training_exits_with_a_clear_error(tmp_path, capsys):
     assert code == cli.EXIT_NON_FINITE
     err = capsys.readouterr().err
     assert "meta-loss became" in err and "not applied" in err
+    assert "No checkpoint was written yet (the first is at meta-step 10)" in err
+    assert "meta-step 0" not in err  # there is no such checkpoint
     assert not (out / "checkpoint.json").exists()  # no bad checkpoint written
 
 

@@ -59,6 +59,7 @@ def run(tmp_path_factory):
 # ---------------------------------------------------------- output folders
 @pytest.mark.parametrize("out,message", [
     ("", "--out is empty"),
+    (".", "is not empty (file.txt) and holds no tfmeta run"),
     ("/proc/x", "cannot write in /proc"),
     ("{tmp}/file.txt/run", "is not a directory"),
 ])
@@ -284,3 +285,19 @@ def test_two_commands_started_together_do_not_mix_a_run(tmp_path):
     rows = (out / "log.csv").read_text().splitlines()
     assert rows[0].startswith("epoch") and len(rows) == 1 + 2
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "1"]
+
+
+def test_loss_plot_is_in_meta_steps(tmp_path, monkeypatch):
+    import matplotlib.figure
+    (tmp_path / "config.json").write_text('{"checkpoint_every": 10}')
+    (tmp_path / "log.csv").write_text(
+        "epoch,loss,val_loss\n0,5.0,3.0\n1,4.0,\n2,3.5,2.5\n")
+    figures = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                        lambda fig, *a, **k: figures.append(fig))
+    cli._plot(cli.RunDir(tmp_path))
+    ax = figures[0].axes[0]
+    assert ax.get_xlabel() == "meta-step" and ax.get_ylabel() == "loss"
+    train, held_out = ax.lines
+    assert list(train.get_xdata()) == [10, 20, 30]
+    assert list(held_out.get_xdata()) == [10, 30]  # evaluated intervals only

@@ -127,12 +127,16 @@ def check_out(path):
     path = pathlib.Path(path)
     if path.exists() and not path.is_dir():
         raise UsageError(f"--out {path} exists and is not a directory.")
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise UsageError(f"--out {path}: cannot write in it.")
+        return path
     existing = path
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
         raise UsageError(f"--out {path}: {existing} is not a directory.")
-    try:  # can we write there? (a probe directory, removed at once)
+    try:  # can we create it? (a probe directory, removed at once)
         os.rmdir(tempfile.mkdtemp(prefix=".tfmeta-probe-", dir=existing))
     except OSError as err:
         raise UsageError(f"--out {path}: cannot write in {existing} "
@@ -214,10 +218,23 @@ class RunDir:
             raise UsageError(f"{self.config_file} is unreadable or corrupt: "
                              f"{err}.") from err
 
-    def check_config(self, config):
-        """Refuses to resume a run with another configuration (reads only)."""
+    def check_config(self, config, locked=False):
+        """Refuses to resume a run with another configuration, or to start
+        one among files tfmeta did not write (reads only). Without the lock,
+        a folder with a ``.lock`` is tfmeta's (maybe a run being created by
+        another process): ``claim`` checks it again under the lock."""
         stored = self.stored_config()
         if stored is None:
+            entries = set(os.listdir(self.path)) if self.path.is_dir() else set()
+            if self.LOCK in entries and not locked:
+                return
+            others = sorted(entries - {self.LOCK, "config.json.tmp"})
+            if others:  # never write (or overwrite) among files not ours
+                raise UsageError(
+                    f"{self.path} is not empty ({', '.join(others[:5])}"
+                    f"{', ...' if len(others) > 5 else ''}) and holds no "
+                    "tfmeta run (no config.json); give --out a new or empty "
+                    "directory (nothing was written).")
             return
         try:
             # Options added to tfmeta since the run started take their defaults.
@@ -237,7 +254,7 @@ class RunDir:
 
     def claim(self, config):
         """Creates the run, or checks that a resumed run has the same config."""
-        self.check_config(config)
+        self.check_config(config, locked=True)
         if self.stored_config() is None:
             self.path.mkdir(parents=True, exist_ok=True)
             _atomic_write(self.config_file, json.dumps(config, indent=2))
