@@ -140,6 +140,8 @@ def test_outer_learning_rate_must_be_positive(optimizer, message):
     meta = tfmeta.Reptile(mlp([2, 4, 1]))
     with pytest.raises(ValueError, match=message):
         meta.compile(optimizer=optimizer, loss="mse")
+    with pytest.raises((RuntimeError, ValueError), match="compile"):  # not half-done
+        meta.fit(as_dataset(task_batch()), epochs=1, steps_per_epoch=1)
 
 
 def test_scratch_may_have_a_zero_outer_learning_rate():

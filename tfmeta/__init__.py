@@ -51,7 +51,8 @@ try:
             os.dup2(_stderr, 2)
             os.close(_stderr)
             os.close(_devnull)
-    import tensorflow  # noqa: F401
+    else:
+        import tensorflow  # noqa: F401
 except ImportError as err:  # pragma: no cover - depends on the install
     raise ImportError(
         "tfmeta needs TensorFlow 2.21: pip install 'tfmeta[cpu]' on a machine "

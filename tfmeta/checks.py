@@ -30,15 +30,17 @@ def positive_number(name, value):
     return float(value)
 
 
-def outer_learning_rate(meta):
-    """Refuses an outer optimizer whose learning rate (a schedule's initial
-    value) is negative, zero or not finite: a negative one climbs the loss.
+def outer_learning_rate(meta, optimizer):
+    """Refuses an outer optimizer (as ``compile`` takes it: a Keras optimizer
+    or its name) whose learning rate (a schedule's initial value) is
+    negative, zero or not finite: a negative one climbs the loss. Checked
+    before anything is compiled.
 
     Zero is allowed for ``Scratch``, which makes no outer step.
     """
     import keras
 
-    optimizer = meta.optimizer
+    optimizer = keras.optimizers.get(optimizer)
     rate = getattr(optimizer, "_learning_rate", None)
     what = "learning_rate"
     if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):

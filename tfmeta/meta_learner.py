@@ -184,6 +184,7 @@ class MetaLearner(keras.Model):
             raise ValueError(
                 "compile() needs loss=: the task loss, e.g. 'mse' or "
                 "keras.losses.SparseCategoricalCrossentropy(from_logits=True).")
+        checks.outer_learning_rate(self, optimizer)
         reason = self.xla_unsupported()
         if reason and jit_compile is True:
             raise ValueError(f"{type(self).__name__} cannot be compiled with "
@@ -197,7 +198,6 @@ class MetaLearner(keras.Model):
             self.jit_compile = False
         if self.meta_variables and not self.optimizer.built:
             self.optimizer.build(self.meta_variables)
-        checks.outer_learning_rate(self)
         self._adapt_function = None
         self._evaluate_tasks_function = None
 
