@@ -79,6 +79,7 @@ def test_method_option_booleans_are_typed():
     ({"tasks": "moons"}, "unknown task family 'moons'"),
     ({"meta_optimizer": "adamw"}, "unknown meta_optimizer 'adamw'"),
     ({"method_options": ["metric"]}, "method_options must be a mapping"),
+    ({"method_options": None}, "method_options must be a mapping"),
     ({"method_options": {"metric": "lenght"}},
      "unknown method option metric 'lenght'"),
     ({"method_options": {"inner_steps": 3}}, "inner_steps is a train option"),

@@ -284,7 +284,8 @@ def resolve(file_options, cli_options):
                          f"{sorted(METHOD_NAMES)}), or 'method:' in the config "
                          "file.")
     for layer in (file_options, cli_options):
-        if layer.get("method_options") is not None:
+        if "method_options" in layer and (layer is file_options or
+                                          layer["method_options"] is not None):
             given = OPTIONS["method_options"].parse(layer["method_options"])
             config["method_options"].update(
                 parse_method_options(config["method"], given))
