@@ -57,9 +57,10 @@ CLI_CASES = {
         ["train", "leap", "--steps", "25", "--checkpoint-every", "10"],
         "steps (25) must be a multiple of checkpoint_every (10)"),
     "unknown Leap metric": (["train", "leap", "--method-option", "metric=lenght"],
-                            "Unknown Leap metric 'lenght'"),
+                            "unknown method option metric 'lenght'; choose from"),
     "unknown method option": (["train", "leap", "--method-option", "colour=1"],
-                              "bad method_options for leap"),
+                              "bad method_options for leap: unknown option "
+                              "'colour'; leap takes"),
     "malformed method option": (["train", "leap", "--method-option", "metric"],
                                 "--method-option expects KEY=VALUE"),
     "unknown optimizer": (["train", "leap", "--meta-optimizer", "adamw"],
@@ -154,6 +155,8 @@ def test_diverging_meta_training_exits_with_a_clear_error(tmp_path, capsys):
     assert code == cli.EXIT_NON_FINITE
     err = capsys.readouterr().err
     assert "meta-loss became" in err and "not applied" in err
+    assert "No checkpoint was written yet (the first is at meta-step 10)" in err
+    assert "meta-step 0" not in err  # there is no such checkpoint
     assert not (out / "checkpoint.json").exists()  # no bad checkpoint written
 
 
@@ -229,7 +232,7 @@ def test_export_never_overwrites_without_consent(run, tmp_path, capsys):
     assert cli.main(["export", str(run), "--path", str(target)]) == 0
     exported = digest(target)
     assert cli.main(["export", str(run), "--path", str(target)]) == 2
-    assert "exists and is not empty; pass overwrite=True" in capsys.readouterr().err
+    assert "exists and is not empty; pass --overwrite" in capsys.readouterr().err
     assert digest(target) == exported
     assert cli.main(["export", str(run), "--path", str(target), "--overwrite"]) == 0
     loaded = tf.saved_model.load(str(target))

@@ -100,6 +100,21 @@ def test_killed_run_resumes_to_the_same_result(reference, tmp_path, fault, step,
     ref = json.loads((reference / "results.json").read_text())
     assert json.loads((run / "results.json").read_text()) == ref
     assert not list(run.glob("*.tmp*"))  # no half-written checkpoint left
+    assert logged_steps(run) == list(range(1, 31))  # each meta-step once
+
+
+def logged_steps(run):
+    """The steps of seconds_per_meta_step in the run's TensorBoard logs."""
+    import tensorflow as tf
+    steps = []
+    for path in sorted((run / "tensorboard" / "steps").glob("events.*")):
+        try:
+            for event in tf.compat.v1.train.summary_iterator(str(path)):
+                steps += [event.step for v in event.summary.value
+                          if v.tag == "seconds_per_meta_step"]
+        except tf.errors.DataLossError:  # a file cut short by SIGKILL
+            pass
+    return sorted(steps)
 
 
 def test_finished_run_is_not_trained_again(reference):

@@ -126,3 +126,68 @@ def test_diverging_adaptation_is_reported():
     batch = task_batch(num_tasks=1)
     with pytest.raises(FloatingPointError, match="adaptation diverged"):
         meta.adapt(batch["support_x"][0] * 100, batch["support_y"][0])
+
+
+# --- outer learning rate, target ranks, NaN in evaluate_tasks (tfmeta.checks)
+@pytest.mark.parametrize("optimizer,message", [
+    (keras.optimizers.SGD(-1.0), r"learning_rate must be positive, got -1.0"),
+    (keras.optimizers.Adam(0.0), r"learning_rate must be positive, got 0.0"),
+    (keras.optimizers.SGD(float("nan")), r"must be positive, got nan"),
+    (keras.optimizers.SGD(tfmeta.linear_annealing(-0.1, 10)),
+     r"schedule's initial value must be positive, got -0.1"),
+])
+def test_outer_learning_rate_must_be_positive(optimizer, message):
+    meta = tfmeta.Reptile(mlp([2, 4, 1]))
+    with pytest.raises(ValueError, match=message):
+        meta.compile(optimizer=optimizer, loss="mse")
+    with pytest.raises((RuntimeError, ValueError), match="compile"):  # not half-done
+        meta.fit(as_dataset(task_batch()), epochs=1, steps_per_epoch=1)
+
+
+def test_scratch_may_have_a_zero_outer_learning_rate():
+    meta = tfmeta.Scratch(mlp([2, 4, 1]))
+    meta.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    meta.compile(optimizer=keras.optimizers.SGD(tfmeta.linear_annealing(0.1, 5)),
+                 loss="mse")
+
+
+def test_targets_of_another_rank_are_accepted_as_in_a_first_call():
+    """[N, 1] then [N] targets (and back): the same adapted weights as a
+    fresh meta-learner given [N] first (an independent computation)."""
+    batch = task_batch(num_tasks=3)
+    sx, sy = batch["support_x"][0], batch["support_y"][0]
+
+    def fresh():
+        meta = tfmeta.Reptile(mlp([2, 4, 1], seed=3), seed=0, inner_steps=3,
+                              inner_optimizer=keras.optimizers.SGD(0.1))
+        meta.compile(optimizer="sgd", loss="mse")
+        return meta
+
+    meta, reference = fresh(), fresh()
+    meta.adapt(sx, sy)
+    flat = meta.adapt(sx, sy.ravel())
+    reference.adapt(sx, sy)  # the same seed-generator position
+    expected = reference.adapt(sx, sy.ravel())
+    for a, b in zip(flat.weights, expected.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6)
+    meta.adapt(sx, sy)  # and back
+
+    meta = fresh()
+    per_task = meta.evaluate_tasks(batch)
+    flat_batch = dict(batch, support_y=batch["support_y"][..., 0],
+                      query_y=batch["query_y"][..., 0])
+    again = meta.evaluate_tasks(flat_batch)
+    np.testing.assert_allclose(again["loss_before"], per_task["loss_before"],
+                               rtol=1e-6)
+    np.testing.assert_allclose(again["loss_after"], per_task["loss_after"],
+                               rtol=1e-5)
+
+
+def test_evaluate_tasks_warns_about_nan_tasks():
+    batch = task_batch(num_tasks=3)
+    batch["query_y"][1, 0, 0] = np.nan
+    meta = compiled()
+    with pytest.warns(RuntimeWarning, match=r"task\(s\) \[1\] have a non-finite"):
+        losses = meta.evaluate_tasks(batch)
+    assert np.isnan(losses["loss_after"][1])
+    assert np.all(np.isfinite(np.delete(losses["loss_after"], 1)))

@@ -407,3 +407,32 @@ def test_warpgrad_export_keeps_warps_fixed_and_matches_adapt(tmp_path):
     again = tfmeta.load(path)
     assert isinstance(again, tfmeta.WarpGrad)
     assert again.get_config()["objective"] == "approximate"
+
+
+def test_overwrite_replaces_only_a_previous_export(tmp_path, monkeypatch):
+    """overwrite=True never deletes what tfmeta did not write: a directory
+    without assets/tfmeta.json, or an export holding other files, is refused
+    with nothing touched (also the current directory, ``path='.'``)."""
+    meta = make("reptile")
+    folder = tmp_path / "mine"
+    (folder / "notes").mkdir(parents=True)
+    (folder / "thesis.tex").write_text("keep me")
+    (folder / "notes" / "a.txt").write_text("and me")
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    with pytest.raises(FileExistsError, match=r"mine.*is not a tfmeta export"):
+        meta.export(str(folder), overwrite=True)
+    monkeypatch.chdir(folder)
+    with pytest.raises(FileExistsError, match="is not a tfmeta export"):
+        meta.export(".", overwrite=True)
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
+    assert (folder / "thesis.tex").read_text() == "keep me"
+    assert sorted(os.listdir(tmp_path)) == ["mine"]  # no temporary left
+
+    path = meta.export(str(tmp_path / "export"))
+    (tmp_path / "export" / "README.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"not part of a tfmeta export "
+                                              r"\(README.txt\)"):
+        meta.export(path, overwrite=True)
+    assert (tmp_path / "export" / "README.txt").read_text() == "mine"
+    os.remove(tmp_path / "export" / "README.txt")
+    assert meta.export(path, overwrite=True) == path  # a real export: replaced

@@ -13,6 +13,23 @@ learner; ``fit`` runs one meta-step per ``train_step``::
 __version__ = "0.1.0"
 
 import os
+import sys
+
+
+def _command_line():
+    """Whether this process is the ``tfmeta`` command (console script or
+    ``python -m tfmeta``), which quiets TensorFlow's start-up lines."""
+    argv = getattr(sys, "orig_argv", [])
+    module = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else None
+    return (os.path.basename(sys.argv[0] if sys.argv else "") == "tfmeta"
+            or module == "tfmeta")
+
+
+# The command's stderr shows no native start-up lines of TensorFlow (oneDNN,
+# CPU features: logged before TF_CPP_MIN_LOG_LEVEL applies), unless the user
+# set TF_CPP_MIN_LOG_LEVEL.
+_QUIET_IMPORT = (_command_line() and "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+                 and "tensorflow" not in sys.modules)
 
 # TensorFlow's INFO banner (CPU features, oneDNN) is noise for users; warnings
 # and errors still show. An explicit TF_CPP_MIN_LOG_LEVEL wins.
@@ -25,7 +42,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 try:
-    import tensorflow  # noqa: F401
+    if _QUIET_IMPORT:
+        _stderr, _devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        os.dup2(_devnull, 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(_stderr, 2)
+            os.close(_stderr)
+            os.close(_devnull)
+    else:
+        import tensorflow  # noqa: F401
 except ImportError as err:  # pragma: no cover - depends on the install
     raise ImportError(
         "tfmeta needs TensorFlow 2.21: pip install 'tfmeta[cpu]' on a machine "

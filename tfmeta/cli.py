@@ -14,15 +14,23 @@ run finishes with the same weights as an uninterrupted one (see
 """
 
 import argparse
+import csv
+import fcntl
 import json
 import math
 import os
 import pathlib
+import re
 import signal
 import sys
+import tempfile
+import threading
 import time
 
-EXIT_BAD_INPUT, EXIT_NON_FINITE = 2, 3
+from tfmeta import config as schema
+from tfmeta.errors import UsageError  # noqa: F401 - tfmeta.cli.UsageError
+
+EXIT_BAD_INPUT, EXIT_NON_FINITE, EXIT_INTERRUPTED = 2, 3, 130
 
 METHODS = {
     "leap": ("Leap", "Leap: pull-forward gradient on the task's learning path"),
@@ -33,21 +41,10 @@ METHODS = {
     "scratch": ("Scratch", "baseline: no meta-training"),
 }
 
-DEFAULTS = {
-    "method": None, "tasks": "sine", "steps": 1000, "meta_batch": 5,
-    "inner_steps": 32, "eval_steps": 32, "inner_lr": 0.02,
-    "inner_optimizer": "sgd", "inner_batch_size": None, "meta_lr": 0.01,
-    "meta_optimizer": "sgd", "anneal": False, "seed": 0,
-    "checkpoint_every": None, "eval_every": 1, "test_tasks": 100,
-    "data_dir": None, "method_options": {}, "deterministic": True,
-    "vectorize_tasks": False,
-}
-
-OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop"}
-
-
-class UsageError(ValueError):
-    """Bad input on the command line or in a config file."""
+# Every option, its type and default: tfmeta/config.py (one schema for the
+# flags, config files and --method-option).
+DEFAULTS = schema.DEFAULTS
+OPTIMIZERS = schema.OPTIMIZERS
 
 
 # ------------------------------------------------------------ task families
@@ -80,9 +77,7 @@ class OmniglotFamily:
     description = "Omniglot alphabets as 20-way tasks (Leap section 4.1)"
     metrics = ("accuracy",)
     # The paper's task-level settings (Leap appendix, Table 3).
-    defaults = {"inner_lr": 0.1, "inner_steps": 100, "eval_steps": 100,
-                "inner_batch_size": 20, "meta_lr": 0.1, "meta_batch": 20,
-                "test_tasks": 10}
+    defaults = schema.FAMILY_DEFAULTS["omniglot"]
 
     def __init__(self, config):
         from tfmeta.tasks import omniglot
@@ -110,92 +105,49 @@ FAMILIES = {"sine": SineFamily, "omniglot": OmniglotFamily}
 
 
 # ------------------------------------------------------------------ config
-def _positive(name, value, kind=int, allow_none=False):
-    if value is None and allow_none:
-        return None
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind is int:
-        ok = ok and float(value).is_integer()
-    if not ok or not value > 0 or (kind is float and not math.isfinite(value)):
-        what = "a positive integer" if kind is int else "a positive number"
-        raise UsageError(f"{name} must be {what}, got {value!r}.")
-    return kind(value)
-
-
 def load_config_file(path):
     """Options from a YAML or JSON file (a mapping of option names)."""
-    path = pathlib.Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise UsageError(f"cannot read config file {path}: {err.strerror}.") from err
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-            data = yaml.safe_load(text)
-    except Exception as err:  # noqa: BLE001 - parser errors vary
-        raise UsageError(f"config file {path} is not valid "
-                         f"{'JSON' if path.suffix.lower() == '.json' else 'YAML'}: "
-                         f"{err}") from err
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise UsageError(f"config file {path} must hold a mapping of options, "
-                         f"got {type(data).__name__}.")
-    unknown = sorted(set(data) - set(DEFAULTS))
-    if unknown:
-        raise UsageError(f"config file {path} has unknown option(s) {unknown}; "
-                         f"known options: {sorted(DEFAULTS)}.")
-    return data
+    return schema.load_file(path)
 
 
 def resolve_config(file_options, cli_options):
-    """Defaults < config file < explicit command-line options, validated."""
-    config = dict(DEFAULTS)
-    family = cli_options.get("tasks") or file_options.get("tasks") or "sine"
-    config.update(getattr(FAMILIES.get(family), "defaults", {}))
-    config.update(file_options)
-    config.update({k: v for k, v in cli_options.items() if v is not None})
-    method = config["method"]
-    if method is None:
-        raise UsageError("no method given: tfmeta train METHOD (one of "
-                         f"{sorted(METHODS)}), or 'method:' in the config file.")
-    if method not in METHODS:
-        raise UsageError(f"unknown method {method!r}; choose from {sorted(METHODS)}.")
-    if config["tasks"] not in FAMILIES:
-        raise UsageError(f"unknown task family {config['tasks']!r}; choose from "
-                         f"{sorted(FAMILIES)}.")
-    for key in ("steps", "meta_batch", "inner_steps", "eval_steps", "eval_every",
-                "test_tasks"):
-        config[key] = _positive(key, config[key])
-    config["inner_batch_size"] = _positive(
-        "inner_batch_size", config["inner_batch_size"], allow_none=True)
-    for key in ("inner_lr", "meta_lr"):
-        config[key] = _positive(key, config[key], kind=float)
-    for key in ("inner_optimizer", "meta_optimizer"):
-        if config[key] not in OPTIMIZERS:
-            raise UsageError(f"unknown {key} {config[key]!r}; choose from "
-                             f"{sorted(OPTIMIZERS)}.")
-    if not isinstance(config["seed"], int) or isinstance(config["seed"], bool):
-        raise UsageError(f"seed must be an integer, got {config['seed']!r}.")
-    if not isinstance(config["method_options"], dict):
-        raise UsageError("method_options must be a mapping, e.g. "
-                         "{\"metric\": \"energy\"}.")
-    every = config["checkpoint_every"]
-    if every is None:
-        every = max(d for d in range(1, min(100, config["steps"]) + 1)
-                    if config["steps"] % d == 0)
-    every = _positive("checkpoint_every", every)
-    if config["steps"] % every:
-        raise UsageError(f"steps ({config['steps']}) must be a multiple of "
-                         f"checkpoint_every ({every}).")
-    config["checkpoint_every"] = every
+    """Defaults < config file < explicit command-line options, typed and
+    validated by the one schema (tfmeta/config.py)."""
+    config = schema.resolve(file_options, cli_options)
+    assert set(METHODS) == set(schema.METHOD_NAMES)  # one list of methods
     return config
 
 
+def check_out(path):
+    """Refuses an ``--out`` that cannot be a run directory, before any work:
+    empty, a file, or in a place where no directory can be created."""
+    if not str(path).strip():
+        raise UsageError("--out is empty; give the run directory, e.g. "
+                         "--out runs/leap-sine.")
+    path = pathlib.Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {path} exists and is not a directory.")
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise UsageError(f"--out {path}: cannot write in it.")
+        return path
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"--out {path}: {existing} is not a directory.")
+    try:  # can we create it? (a probe directory, removed at once)
+        os.rmdir(tempfile.mkdtemp(prefix=".tfmeta-probe-", dir=existing))
+    except OSError as err:
+        raise UsageError(f"--out {path}: cannot write in {existing} "
+                         f"({err.strerror or err}).") from err
+    return path
+
+
 # -------------------------------------------------------------- run state
+CHECKPOINT = re.compile(r"^ckpt-(\d+)\.weights\.h5$")   # the names tfmeta writes
+
+
 def _atomic_write(path, text):
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as f:
@@ -206,14 +158,56 @@ def _atomic_write(path, text):
 
 
 class RunDir:
-    """A run directory: config, checkpoints, logs and results."""
+    """A run directory: config, checkpoints, logs and results.
+
+    One process at a time: ``lock`` takes an exclusive ``flock`` on
+    ``RUN/.lock`` (the kernel releases it when the process ends, however it
+    ends) and writes the holder's pid there for the message of the next one.
+    Only files tfmeta wrote are ever replaced or removed: its checkpoints
+    (``ckpt-<step>.weights.h5``), their temporary files and its logs.
+    """
+
+    LOCK = ".lock"
 
     def __init__(self, path):
         self.path = pathlib.Path(path)
         if self.path.exists() and not self.path.is_dir():
-            raise UsageError(f"--out {self.path} exists and is not a directory.")
+            raise UsageError(f"{self.path} exists and is not a directory.")
         self.config_file = self.path / "config.json"
         self.state_file = self.path / "checkpoint.json"
+        self._lock = None
+
+    def lock(self):
+        """Owns the run directory (created if needed) until ``unlock``."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            f = open(self.path / self.LOCK, "a+")
+        except OSError as err:
+            raise UsageError(f"cannot create the run directory {self.path}: "
+                             f"{err.strerror or err}.") from err
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip()
+            f.close()
+            raise UsageError(
+                f"{self.path} is in use by another tfmeta process"
+                f"{f' (pid {holder})' if holder.isdigit() else ''}; wait for "
+                "it to finish or stop it, or use another --out.") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        self._lock = f
+
+    def unlock(self):
+        if self._lock is not None:
+            self._lock.seek(0)
+            self._lock.truncate()  # an idle run names no process
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
 
     def stored_config(self):
         if not self.config_file.exists():
@@ -224,15 +218,30 @@ class RunDir:
             raise UsageError(f"{self.config_file} is unreadable or corrupt: "
                              f"{err}.") from err
 
-    def claim(self, config):
-        """Creates the run, or checks that a resumed run has the same config."""
+    def check_config(self, config, locked=False):
+        """Refuses to resume a run with another configuration, or to start
+        one among files tfmeta did not write (reads only). Without the lock,
+        a folder with a ``.lock`` is tfmeta's (maybe a run being created by
+        another process): ``claim`` checks it again under the lock."""
         stored = self.stored_config()
         if stored is None:
-            self.path.mkdir(parents=True, exist_ok=True)
-            _atomic_write(self.config_file, json.dumps(config, indent=2))
+            entries = set(os.listdir(self.path)) if self.path.is_dir() else set()
+            if self.LOCK in entries and not locked:
+                return
+            others = sorted(entries - {self.LOCK, "config.json.tmp"})
+            if others:  # never write (or overwrite) among files not ours
+                raise UsageError(
+                    f"{self.path} is not empty ({', '.join(others[:5])}"
+                    f"{', ...' if len(others) > 5 else ''}) and holds no "
+                    "tfmeta run (no config.json); give --out a new or empty "
+                    "directory (nothing was written).")
             return
-        # Options added to tfmeta since the run started take their defaults.
-        stored = resolve_config(stored, {})
+        try:
+            # Options added to tfmeta since the run started take their defaults.
+            stored = resolve_config(stored, {})
+        except UsageError as err:
+            raise UsageError(f"{self.config_file} is not a valid tfmeta config "
+                             f"({err})") from err
         differ = sorted(k for k in set(stored) | set(config)
                         if stored.get(k) != config.get(k))
         if differ:
@@ -243,6 +252,20 @@ class RunDir:
                 f"({details}). Use another --out, or the original options to "
                 "resume it.")
 
+    def claim(self, config):
+        """Creates the run, or checks that a resumed run has the same config."""
+        self.check_config(config, locked=True)
+        if self.stored_config() is None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            _atomic_write(self.config_file, json.dumps(config, indent=2))
+
+    def checkpoints(self):
+        """``{step: file}`` of the checkpoint files tfmeta wrote here."""
+        if not self.path.is_dir():
+            return {}
+        return {int(m.group(1)): self.path / m.group(0)
+                for m in map(CHECKPOINT.match, os.listdir(self.path)) if m}
+
     def latest(self):
         """``(step, weights file)`` of the latest checkpoint, or ``(0, None)``."""
         if not self.state_file.exists():
@@ -252,11 +275,41 @@ class RunDir:
             step, name = int(state["step"]), state["weights"]
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise UsageError(f"{self.state_file} is unreadable or corrupt: "
-                             f"{err}.") from err
+                             f"{err}.{self._older_hint(None)}") from err
         weights = self.path / name
         if not weights.exists():
-            raise UsageError(f"{self.state_file} names {weights}, which is missing.")
+            raise UsageError(f"{self.state_file} names {weights}, which is "
+                             f"missing.{self._older_hint(step)}")
         return step, weights
+
+    def _older_hint(self, step):
+        """How to resume from the newest checkpoint before ``step``."""
+        older = sorted(s for s in self.checkpoints() if step is None or s < step)
+        if not older:
+            return " Nothing else was changed; remove the run directory to start again."
+        return (f" Nothing was changed. An older checkpoint is there "
+                f"({self.checkpoints()[older[-1]].name}, meta-step "
+                f"{older[-1]}): to resume from it, run the same command with "
+                f"--resume-from {older[-1]}.")
+
+    def rewind(self, step, every):
+        """Makes checkpoint ``step`` the latest: ``checkpoint.json`` names it
+        and ``log.csv`` drops the rows after it (they will be trained again)."""
+        if step not in self.checkpoints():
+            raise UsageError(f"--resume-from {step}: {self.path} has no "
+                             f"checkpoint at meta-step {step} (it has "
+                             f"{sorted(self.checkpoints()) or 'none'}).")
+        log = self.path / "log.csv"
+        if log.exists():
+            with open(log, newline="") as f:
+                rows = list(csv.reader(f))
+            keep = rows[:1] + [r for r in rows[1:]
+                               if r and r[0].isdigit() and int(r[0]) < step // every]
+            with open(log.with_name("log.csv.tmp"), "w", newline="") as f:
+                csv.writer(f, lineterminator="\n").writerows(keep)
+            os.replace(log.with_name("log.csv.tmp"), log)
+        _atomic_write(self.state_file, json.dumps(
+            {"step": step, "weights": self.checkpoints()[step].name}))
 
     def save(self, meta, step, keep=2):
         """Weights to a temporary file, renamed, then the state file: a crash
@@ -267,10 +320,9 @@ class RunDir:
         _fault_injection("TFMETA_TEST_KILL_IN_CHECKPOINT", step)
         os.replace(tmp, self.path / name)
         _atomic_write(self.state_file, json.dumps({"step": step, "weights": name}))
-        old = sorted(self.path.glob("ckpt-*.weights.h5"),
-                     key=lambda p: int(p.name.split("-")[1].split(".")[0]))
-        for stale in old[:-keep]:
-            stale.unlink()
+        checkpoints = self.checkpoints()
+        for stale in sorted(checkpoints)[:-keep]:
+            checkpoints[stale].unlink()
 
 
 def _fault_injection(variable, step):
@@ -315,8 +367,9 @@ def _restore(meta, run):
             meta.load_weights(str(weights))
         except Exception as err:  # noqa: BLE001 - h5 errors vary
             raise UsageError(
-                f"checkpoint {weights} is unreadable or corrupt ({err}). It was "
-                "left as it is; remove the run directory to start again.") from err
+                f"checkpoint {weights} is unreadable or corrupt "
+                f"({' '.join(str(err).split())})."
+                f"{run._older_hint(step)}") from err
     return step
 
 
@@ -345,12 +398,16 @@ def _callbacks(run, config, start_step):
             run.save(self.model, (epoch + 1) * every)
 
     class StepTime(keras.callbacks.Callback):
-        """Seconds per meta-step to TensorBoard; the fault-injection hook."""
+        """Seconds per meta-step to TensorBoard; the fault-injection hook.
+
+        After a resume, the steps a killed run already logged are not logged
+        again (one value per meta-step)."""
 
         def __init__(self):
             super().__init__()
-            self.writer = tf.summary.create_file_writer(
-                str(run.path / "tensorboard" / "steps"))
+            logdir = run.path / "tensorboard" / "steps"
+            self.logged = _last_logged_step(logdir)
+            self.writer = tf.summary.create_file_writer(str(logdir))
             self.step = start_step
 
         def on_train_batch_begin(self, batch, logs=None):
@@ -358,14 +415,34 @@ def _callbacks(run, config, start_step):
 
         def on_train_batch_end(self, batch, logs=None):
             self.step += 1
-            with self.writer.as_default():
-                tf.summary.scalar("seconds_per_meta_step",
-                                  time.perf_counter() - self.started, self.step)
+            if self.step > self.logged:
+                with self.writer.as_default():
+                    tf.summary.scalar("seconds_per_meta_step",
+                                      time.perf_counter() - self.started,
+                                      self.step)
             _fault_injection("TFMETA_TEST_KILL_AT_STEP", self.step)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.writer.flush()  # the steps up to a checkpoint are on disk
 
     return [Checkpoint(), StepTime(),
             keras.callbacks.CSVLogger(str(run.path / "log.csv"), append=True),
             keras.callbacks.TensorBoard(str(run.path / "tensorboard"))]
+
+
+def _last_logged_step(logdir):
+    """The largest step of the event files in ``logdir`` (0 if none); a file
+    cut short by a kill ends where it was cut."""
+    import tensorflow as tf
+
+    last = 0
+    for path in sorted(pathlib.Path(logdir).glob("events.out.tfevents.*")):
+        try:
+            for event in tf.compat.v1.train.summary_iterator(str(path)):
+                last = max(last, int(event.step))
+        except tf.errors.DataLossError:
+            pass
+    return last
 
 
 def _evaluate(meta, family, config, step):
@@ -397,13 +474,17 @@ def _plot(run):
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    epochs = [int(r["epoch"]) + 1 for r in rows]
+    every = json.loads(run.config_file.read_text())["checkpoint_every"]
+    steps = [(int(r["epoch"]) + 1) * every for r in rows]
     for key, label in (("loss", "meta-training query loss"),
                        ("val_loss", "held-out loss after adaptation")):
-        values = [float(r[key]) for r in rows if r.get(key) not in (None, "")]
-        if values:
-            ax.plot(epochs[-len(values):], values, label=label)
-    ax.set_xlabel(f"checkpoint interval ({run.path.name})")
+        points = [(s, float(r[key])) for s, r in zip(steps, rows)
+                  if r.get(key) not in (None, "")]
+        if points:
+            ax.plot(*zip(*points), marker=".", label=label)
+    ax.set_xlabel("meta-step")
+    ax.set_ylabel("loss")
+    ax.set_title(run.path.name)
     ax.set_yscale("log")
     ax.legend()
     fig.tight_layout()
@@ -412,28 +493,48 @@ def _plot(run):
 
 
 # --------------------------------------------------------------- commands
+def _support_size(family, config):
+    """Examples in a training task's support split (a static shape)."""
+    spec = family.dataset(config["meta_batch"], config["seed"], 0).element_spec
+    return spec["support_x"].shape[1]
+
+
 def cmd_train(args):
+    """Meta-train a method on a task family; running the same command again
+    resumes the run from its last checkpoint."""
     file_options = load_config_file(args.config) if args.config else {}
     cli = {k: getattr(args, k) for k in DEFAULTS if hasattr(args, k)}
     if args.method_option:
-        cli["method_options"] = dict(file_options.get("method_options", {}))
-        for item in args.method_option:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise UsageError(f"--method-option expects KEY=VALUE, got {item!r}.")
-            try:
-                cli["method_options"][key] = json.loads(value)
-            except ValueError:
-                cli["method_options"][key] = value
+        cli["method_options"] = schema.parse_key_values(args.method_option)
     config = resolve_config(file_options, cli)
-    run = RunDir(args.out)
+    resume_from = (None if args.resume_from is None else
+                   schema.Int().parse("--resume-from", args.resume_from))
+    run = RunDir(check_out(args.out))
+    meta, family = build(config)   # validates method options before writing
     if config["deterministic"]:
         import tensorflow as tf
         tf.config.experimental.enable_op_determinism()
-    meta, family = build(config)   # validates method options before writing
-    run.claim(config)              # refuses a different config, changes nothing
-    start = _restore(meta, run)
+    support = _support_size(family, config)
+    if config["inner_batch_size"] and support \
+            and config["inner_batch_size"] > support:
+        raise UsageError(
+            f"inner_batch_size ({config['inner_batch_size']}) is larger than "
+            f"the support split of a {config['tasks']} task ({support} "
+            f"examples); use at most {support}.")
+    run.check_config(config)       # refuses a different config, reads only
+    run.lock()                     # one process per run directory
+    try:
+        return _train(run, config, meta, family, resume_from)
+    finally:
+        run.unlock()
+
+
+def _train(run, config, meta, family, resume_from):
+    run.claim(config)
     every = config["checkpoint_every"]
+    if resume_from is not None:
+        run.rewind(resume_from, every)
+    start = _restore(meta, run)
     if start < config["steps"]:
         print(f"{'resuming' if start else 'starting'} {config['method']} on "
               f"{config['tasks']} at meta-step {start} of {config['steps']}",
@@ -441,17 +542,30 @@ def cmd_train(args):
         _, test = _test_data(family, config)
         import tfmeta
         try:
-            meta.fit(family.dataset(config["meta_batch"], config["seed"], start),
-                     epochs=config["steps"] // every, steps_per_epoch=every,
-                     initial_epoch=start // every,
-                     validation_data=test, validation_freq=config["eval_every"],
-                     callbacks=_callbacks(run, config, start),
-                     verbose=1 if sys.stdout.isatty() else 2)
+            with _ctrl_c_between_steps() as stop:
+                meta.fit(family.dataset(config["meta_batch"], config["seed"],
+                                        start),
+                         epochs=config["steps"] // every, steps_per_epoch=every,
+                         initial_epoch=start // every, validation_data=test,
+                         validation_freq=config["eval_every"],
+                         callbacks=[stop] + _callbacks(run, config, start),
+                         verbose=1 if sys.stdout.isatty() else 2)
         except tfmeta.NonFiniteLossError as err:
             step, _ = run.latest()
-            print(f"error: {err} The last checkpoint (meta-step {step}) in "
-                  f"{run.path} is intact.", file=sys.stderr)
+            kept = (f"The last checkpoint (meta-step {step}) in {run.path} is "
+                    "intact." if step else
+                    f"No checkpoint was written yet (the first is at meta-step "
+                    f"{every}); {run.path} holds the config and logs only.")
+            print(f"tfmeta train: error: {err} {kept}", file=sys.stderr)
             return EXIT_NON_FINITE
+        except KeyboardInterrupt:
+            step, _ = run.latest()
+            raise Interrupted(
+                f"interrupted. {run.path} keeps its checkpoint at meta-step "
+                f"{step}: run the same command again to resume from there."
+                if step else
+                f"interrupted before the first checkpoint (meta-step {every}); "
+                "run the same command again to start over.") from None
     step, _ = run.latest()
     results = _evaluate(meta, family, config, step)
     _atomic_write(run.path / "results.json", json.dumps(results, indent=2))
@@ -460,13 +574,52 @@ def cmd_train(args):
     return 0
 
 
+class Interrupted(Exception):
+    """Ctrl-C: the message says where the run can be resumed from."""
+
+
+class _ctrl_c_between_steps:
+    """Ctrl-C during ``fit`` stops it after the current meta-step (a
+    ``KeyboardInterrupt`` raised by a callback, in Python, rather than
+    inside TensorFlow's runtime); a second Ctrl-C stops at once."""
+
+    def __enter__(self):
+        import keras
+
+        flag = self.flag = []
+
+        class Stop(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                if flag:
+                    raise KeyboardInterrupt
+
+        def handler(signum, frame):
+            flag.append(signum)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        self.previous = None
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self.previous = signal.signal(signal.SIGINT, handler)
+        return Stop()
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
 def _load_run(path):
     run = RunDir(path)
     config = run.stored_config()
     if config is None:
         raise UsageError(f"{run.path} is not a tfmeta run directory (no "
                          "config.json); train one with 'tfmeta train'.")
-    config = resolve_config(config, {})
+    try:
+        config = resolve_config(config, {})
+    except UsageError as err:
+        raise UsageError(f"{run.config_file} is not a valid tfmeta config "
+                         f"({err})") from err
     step, weights = run.latest()
     if weights is None:
         raise UsageError(f"{run.path} has no checkpoint yet.")
@@ -476,30 +629,54 @@ def _load_run(path):
 
 
 def cmd_evaluate(args):
-    run, config, meta, family, step = _load_run(args.run)
-    if args.test_tasks is not None:
-        config["test_tasks"] = _positive("test_tasks", args.test_tasks)
-    results = _evaluate(meta, family, config, step)
-    _atomic_write(run.path / "evaluation.json", json.dumps(results, indent=2))
+    """Evaluate a run's latest checkpoint on held-out tasks."""
+    test_tasks = (None if args.test_tasks is None else
+                  schema.OPTIONS["test_tasks"].parse(args.test_tasks))
+    run = RunDir(args.run)
+    if not run.path.is_dir():
+        raise UsageError(f"{run.path} is not a tfmeta run directory (it does "
+                         "not exist).")
+    run.lock()
+    try:
+        _, config, meta, family, step = _load_run(args.run)
+        if test_tasks is not None:
+            config["test_tasks"] = test_tasks
+        results = _evaluate(meta, family, config, step)
+        _atomic_write(run.path / "evaluation.json", json.dumps(results, indent=2))
+    finally:
+        run.unlock()
     print(json.dumps(results, indent=2))
     return 0
 
 
 def cmd_export(args):
-    run, config, meta, family, step = _load_run(args.run)
+    """Export a run's latest checkpoint as a SavedModel."""
+    if args.path is not None and not args.path.strip():
+        raise UsageError("--path is empty; give the export directory.")
+    run = RunDir(args.run)
+    if not run.path.is_dir():
+        raise UsageError(f"{run.path} is not a tfmeta run directory (it does "
+                         "not exist).")
+    from tfmeta import export
+    run.lock()
     try:
-        from tfmeta import export
-    except ImportError as err:
-        raise UsageError("this tfmeta has no export module.") from err
-    try:
-        path = export.export(meta, args.path, overwrite=args.overwrite)
-    except (export.ExportError, FileExistsError) as err:
-        raise UsageError(str(err)) from err
+        _, config, meta, family, step = _load_run(args.run)
+        try:
+            path = export.export(meta, args.path, overwrite=args.overwrite)
+        except (export.ExportError, FileExistsError) as err:
+            raise UsageError(str(err).replace("pass overwrite=True",
+                                              "pass --overwrite")) from err
+        except OSError as err:
+            raise UsageError(f"cannot write the export to {args.path}: "
+                             f"{err.strerror or err}.") from err
+    finally:
+        run.unlock()
     print(f"exported {config['method']} (meta-step {step}) to {path}")
     return 0
 
 
 def cmd_list(args):
+    """The methods and task families."""
     print("methods:")
     for name, (_, text) in METHODS.items():
         print(f"  {name:10s} {text}")
@@ -509,55 +686,69 @@ def cmd_list(args):
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one line for errors (exit status 2)."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see "
+                  f"{self.prog} --help).\n")
+
+
+def _add_option_flags(t):
+    """``tfmeta train``'s flags, generated from the schema."""
+    for name, option in schema.OPTIONS.items():
+        if option.flag is None:
+            continue
+        help = option.help + schema.default_text(name)
+        if isinstance(option.kind, schema.Bool):
+            t.add_argument(option.flag, dest=name, default=None, help=help,
+                           action=argparse.BooleanOptionalAction)
+        else:
+            t.add_argument(option.flag, dest=name, default=None, help=help,
+                           metavar=option.kind.metavar)
+    # The older spelling of --no-deterministic.
+    t.add_argument("--no-determinism", dest="deterministic", default=None,
+                   action="store_false", help=argparse.SUPPRESS)
+    t.add_argument("--method-option", action="append", metavar="KEY=VALUE",
+                   help=schema.method_options_help())
+
+
 def parser():
-    p = argparse.ArgumentParser(
-        prog="tfmeta", description="Gradient-based meta-learning with Keras.")
-    sub = p.add_subparsers(dest="command", required=True)
+    import tfmeta
+    p = _Parser(prog="tfmeta",
+                description="Gradient-based meta-learning with Keras.")
+    p.add_argument("--version", action="version",
+                   version=f"tfmeta {tfmeta.__version__}")
+    sub = p.add_subparsers(dest="command", required=True,
+                           parser_class=_Parser)
 
     t = sub.add_parser("train", help="meta-train (resumes an existing run)",
                        description=cmd_train.__doc__)
     t.add_argument("method", nargs="?", help=f"one of {sorted(METHODS)}")
     t.add_argument("--out", required=True, help="run directory")
     t.add_argument("--config", help="YAML or JSON file of options (the flags "
-                   "below override it)")
-    t.add_argument("--tasks", help="task family (default sine)")
-    t.add_argument("--steps", type=int, help="meta-steps (default 1000)")
-    t.add_argument("--meta-batch", type=int, help="tasks per meta-step (5)")
-    t.add_argument("--inner-steps", type=int, help="adaptation steps in training (32)")
-    t.add_argument("--eval-steps", type=int, help="adaptation steps in evaluation (32)")
-    t.add_argument("--inner-lr", type=float, help="task learning rate (0.02)")
-    t.add_argument("--inner-optimizer", help=f"{sorted(OPTIMIZERS)} (sgd)")
-    t.add_argument("--inner-batch-size", type=int, help="support minibatch (all)")
-    t.add_argument("--meta-lr", type=float, help="outer learning rate (0.01)")
-    t.add_argument("--meta-optimizer", help=f"{sorted(OPTIMIZERS)} (sgd)")
-    t.add_argument("--anneal", action="store_true", default=None,
-                   help="anneal the outer step size linearly to 0")
-    t.add_argument("--seed", type=int, help="random seed (0)")
-    t.add_argument("--checkpoint-every", type=int,
-                   help="meta-steps between checkpoints (a divisor of --steps)")
-    t.add_argument("--eval-every", type=int,
-                   help="checkpoint intervals between held-out evaluations (1)")
-    t.add_argument("--test-tasks", type=int, help="held-out tasks (100)")
-    t.add_argument("--data-dir", help="data directory (default ../shared/data "
-                   "or $TFMETA_DATA)")
-    t.add_argument("--method-option", action="append", metavar="KEY=VALUE",
-                   help="method argument, e.g. metric=energy (repeatable)")
-    t.add_argument("--vectorize-tasks", action="store_true", default=None,
-                   help="batch the tasks of a meta-step (fast for small nets)")
-    t.add_argument("--no-determinism", dest="deterministic", action="store_false",
-                   default=None, help="allow non-deterministic ops (faster)")
+                   "below override it); keys are the flags' names with _, "
+                   "e.g. inner_lr: 0.1, anneal: true, method_options: "
+                   "{metric: energy}")
+    t.add_argument("--resume-from", metavar="STEP",
+                   help="resume from the checkpoint at this meta-step instead "
+                   "of the latest (e.g. when the latest is damaged)")
+    _add_option_flags(t)
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("evaluate", help="evaluate a run's latest checkpoint")
+    e = sub.add_parser("evaluate", help="evaluate a run's latest checkpoint",
+                       description=cmd_evaluate.__doc__)
     e.add_argument("run", help="run directory")
-    e.add_argument("--test-tasks", type=int, help="held-out tasks")
+    e.add_argument("--test-tasks", metavar="N", help="held-out tasks")
     e.set_defaults(func=cmd_evaluate)
 
-    x = sub.add_parser("export", help="export a run as a SavedModel")
+    x = sub.add_parser("export", help="export a run as a SavedModel",
+                       description=cmd_export.__doc__)
     x.add_argument("run", help="run directory")
     x.add_argument("--path", help="export directory (saved_models/<name>)")
     x.add_argument("--overwrite", action="store_true",
-                   help="replace an existing export")
+                   help="replace a previous tfmeta export at --path (nothing "
+                   "else is ever replaced)")
     x.set_defaults(func=cmd_export)
 
     ls = sub.add_parser("list", help="methods and task families")
@@ -567,12 +758,23 @@ def parser():
 
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = parser().parse_args(argv)
+    command = "tfmeta"
     try:
+        args, extra = parser().parse_known_args(argv)
+        command = f"tfmeta {args.command}"
+        if extra:
+            raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see "
+                             f"{command} --help).")
         return args.func(args)
     except UsageError as err:
-        print(f"tfmeta {args.command}: error: {err}", file=sys.stderr)
+        print(f"{command}: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Interrupted as err:
+        print(f"{command}: {err}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

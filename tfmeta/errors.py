@@ -13,3 +13,7 @@ class NonFiniteLossError(FloatingPointError):
         super().__init__(message)
         self.history = history
         self.step = step
+
+
+class UsageError(ValueError):
+    """Bad input on the command line or in a config file (exit status 2)."""

@@ -359,10 +359,34 @@ def _check_exportable(meta, path, overwrite):
             "loss; call compile(optimizer=..., loss=...) first.")
     if os.path.exists(path) and not os.path.isdir(path):
         raise FileExistsError(f"export path {path!r} is a file, not a directory.")
-    if os.path.isdir(path) and os.listdir(path) and not overwrite:
+    if os.path.isdir(path) and os.listdir(path):
+        if not overwrite:
+            raise FileExistsError(
+                f"export path {path!r} exists and is not empty; pass "
+                "overwrite=True to replace a previous tfmeta export there "
+                "(nothing was written).")
+        check_replaceable(path)
+
+
+# What tf.saved_model.save and export() write at the top of an export.
+EXPORT_ENTRIES = {"saved_model.pb", "fingerprint.pb", "variables", "assets"}
+
+
+def check_replaceable(path):
+    """Refuses to replace ``path`` unless it is a previous tfmeta export:
+    ``assets/tfmeta.json`` is there and nothing but what an export holds."""
+    if not os.path.isfile(os.path.join(path, "assets", METADATA_FILE)):
         raise FileExistsError(
-            f"export path {path!r} exists and is not empty; pass "
-            "overwrite=True to replace it (nothing was written).")
+            f"export path {path!r} is not a tfmeta export (it has no "
+            f"assets/{METADATA_FILE}); overwrite only replaces a previous "
+            "export, so nothing was touched: choose another path.")
+    others = sorted(set(os.listdir(path)) - EXPORT_ENTRIES)
+    if others:
+        raise FileExistsError(
+            f"export path {path!r} holds files that are not part of a tfmeta "
+            f"export ({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}"
+            "); overwrite only replaces a previous export, so nothing was "
+            "touched: choose another path.")
 
 
 def export(meta, path=None, overwrite=False, target_spec=None):
@@ -372,9 +396,11 @@ def export(meta, path=None, overwrite=False, target_spec=None):
       meta: a compiled ``MetaLearner``.
       path: directory (default ``saved_models/<meta.name>`` under the current
         directory).
-      overwrite: replace an existing non-empty directory. The export is
-        written to a temporary sibling directory first and swapped in, so a
-        failure leaves an existing export untouched.
+      overwrite: replace a previous tfmeta export at ``path`` (a directory
+        with ``assets/tfmeta.json`` and only an export's files); any other
+        non-empty directory is refused, untouched. The export is written to
+        a temporary sibling directory first and swapped in, so a failure
+        leaves an existing export untouched.
       target_spec: ``tf.TensorSpec`` of a batch of support targets, when the
         default (int labels for sparse losses, else floats shaped as the
         learner's outputs) is wrong.
@@ -419,6 +445,8 @@ def _swap_in(new, path):
     if not os.path.exists(path):
         os.replace(new, path)
         return
+    if os.listdir(path):
+        check_replaceable(path)  # again: it may have changed while we wrote
     old = f"{path}.old-{uuid.uuid4().hex[:8]}"
     os.replace(path, old)
     try:

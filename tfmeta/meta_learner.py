@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmeta import inner_loop, inner_optimizers
+from tfmeta import checks
 from tfmeta.checks import positive_int
 from tfmeta.errors import NonFiniteLossError
 
@@ -183,6 +184,7 @@ class MetaLearner(keras.Model):
             raise ValueError(
                 "compile() needs loss=: the task loss, e.g. 'mse' or "
                 "keras.losses.SparseCategoricalCrossentropy(from_logits=True).")
+        checks.outer_learning_rate(self, optimizer)
         reason = self.xla_unsupported()
         if reason and jit_compile is True:
             raise ValueError(f"{type(self).__name__} cannot be compiled with "
@@ -457,12 +459,14 @@ class MetaLearner(keras.Model):
         tasks = {k: tf.convert_to_tensor(v) for k, v in unpack_tasks(tasks).items()
                  if k in TASK_KEYS}
         self._check_tasks(tasks)
+        checks.retrace_on_new_ranks(self, "_evaluate_tasks_function", tasks)
         if self._evaluate_tasks_function is None:
             self._evaluate_tasks_function = tf.function(
                 self._evaluate_tasks_graph, jit_compile=bool(self.jit_compile),
                 reduce_retracing=True)
         before, after = self._evaluate_tasks_function(tasks, tf.constant(steps))
-        return {"loss_before": before.numpy(), "loss_after": after.numpy()}
+        return checks.finite_task_losses(
+            {"loss_before": before.numpy(), "loss_after": after.numpy()})
 
     def _evaluate_tasks_graph(self, tasks, steps):
         params, nontrainable = self._current_state()
@@ -502,6 +506,7 @@ class MetaLearner(keras.Model):
             tuple(x.shape[1:]), tuple(y.shape[1:]), "support")
         if x.dtype.is_floating:
             x = tf.cast(x, self.learner.compute_dtype)
+        checks.retrace_on_new_ranks(self, "_adapt_function", (x, y))
         if self._adapt_function is None:
             self._adapt_function = tf.function(
                 self._adapt_graph, jit_compile=bool(self.jit_compile),

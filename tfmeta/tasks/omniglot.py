@@ -175,15 +175,20 @@ def load_raw(data_dir=None, use_cache=True, verbose=False):
         print(f"decoded {images.shape[0] * NUM_DRAWINGS} Omniglot PNGs in "
               f"{time.perf_counter() - start:.1f} s", flush=True)
     if use_cache:
+        tmp = None
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(suffix=".npz", dir=cache.parent)
+            fd, tmp = tempfile.mkstemp(prefix=".omniglot-", suffix=".npz.tmp",
+                                       dir=cache.parent)
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, images=images, alphabets=alphabets,
                          characters=characters)
             os.replace(tmp, cache)  # atomic: concurrent readers see whole files
         except OSError:
-            pass  # an unwritable cache only costs speed
+            # An unwritable cache only costs speed; the one file removed is
+            # the temporary file this call created.
+            if tmp is not None and os.path.exists(tmp):
+                os.remove(tmp)
     return images, alphabets, characters
 
 

@@ -1,0 +1,358 @@
+"""The typed options of ``tfmeta train``: one schema for the command-line
+flags, YAML/JSON config files and ``--method-option``.
+
+Every value goes through the same parser whichever way it came: booleans
+accept ``true``/``false`` in any case (or YAML/JSON booleans) and nothing
+else, integers and numbers must be numbers (``"10"`` from the command line,
+``10`` or ``10.0`` from a file; ``2.5`` is not an integer), paths must be
+non-empty strings, choices one of their names. Anything else is a
+``UsageError`` naming the option and the value. ``tfmeta train --help`` is
+generated from the same table.
+
+No TensorFlow here: the command line validates everything before it builds
+anything.
+"""
+
+import math
+import pathlib
+
+from tfmeta.errors import UsageError
+
+SEED_MAX = 2**32 - 1   # NumPy's (and so keras.utils.set_random_seed's) range
+
+
+# ------------------------------------------------------------------ kinds
+class Kind:
+    """How an option's value is written and checked."""
+
+    what = "a value"    # for messages: "<name> must be <what>"
+    metavar = "VALUE"
+
+    def parse(self, name, value):
+        raise NotImplementedError
+
+    def fail(self, name, value):
+        raise UsageError(f"{name} must be {self.what}, got {value!r}.")
+
+
+class Bool(Kind):
+    what, metavar = "true or false", "{true,false}"
+
+    def parse(self, name, value):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        self.fail(name, value)
+
+
+class Int(Kind):
+    """An integer in ``[minimum, maximum]``."""
+
+    metavar = "N"
+
+    def __init__(self, minimum=1, maximum=None):
+        self.minimum, self.maximum = minimum, maximum
+        if minimum == 1 and maximum is None:
+            self.what = "a positive integer"
+        elif maximum is None:
+            self.what = f"an integer >= {minimum}"
+        else:
+            self.what = f"an integer from {minimum} to {maximum}"
+
+    def parse(self, name, value):
+        number = value
+        if isinstance(value, str):
+            try:
+                number = int(value.strip())
+            except ValueError:
+                self.fail(name, value)
+        elif isinstance(value, float) and math.isfinite(value) \
+                and value.is_integer():
+            number = int(value)
+        if isinstance(number, bool) or not isinstance(number, int) \
+                or number < self.minimum \
+                or (self.maximum is not None and number > self.maximum):
+            self.fail(name, number)
+        return number
+
+
+class PositiveNumber(Kind):
+    what, metavar = "a positive number", "X"
+
+    def parse(self, name, value):
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                self.fail(name, value)
+        if isinstance(number, bool) or not isinstance(number, (int, float)) \
+                or not math.isfinite(number) or not number > 0:
+            self.fail(name, number)
+        return float(number)
+
+
+class Choice(Kind):
+    def __init__(self, choices, label=None):
+        self.choices, self.label = sorted(choices), label
+        self.metavar = "{" + ",".join(self.choices) + "}"
+        self.what = f"one of {self.choices}"
+
+    def parse(self, name, value):
+        if isinstance(value, str) and value in self.choices:
+            return value
+        named = f" for option {name}" if self.label else ""
+        raise UsageError(f"unknown {self.label or name} {value!r}{named}; "
+                         f"choose from {self.choices}.")
+
+
+class Path(Kind):
+    what, metavar = "a path (a non-empty string)", "DIR"
+
+    def parse(self, name, value):
+        if isinstance(value, pathlib.PurePath):
+            value = str(value)
+        if not isinstance(value, str) or not value.strip():
+            self.fail(name, value)
+        return value
+
+
+class Mapping(Kind):
+    """``method_options``: checked per method by ``parse_method_options``."""
+
+    what, metavar = "a mapping, e.g. {metric: energy}", "KEY=VALUE"
+
+    def parse(self, name, value):
+        if not isinstance(value, dict):
+            self.fail(name, value)
+        return dict(value)
+
+
+class Optional(Kind):
+    """``kind`` or ``None`` (``null`` in a config file: "use the default")."""
+
+    def __init__(self, kind):
+        self.kind = kind
+        self.what, self.metavar = kind.what, kind.metavar
+
+    def parse(self, name, value):
+        return None if value is None else self.kind.parse(name, value)
+
+
+# ----------------------------------------------------------------- schema
+class Option:
+    """One option: its kind, default and help (``flag=None``: no flag)."""
+
+    def __init__(self, name, kind, default, help, flag=True):
+        self.name, self.kind, self.default, self.help = name, kind, default, help
+        self.flag = "--" + name.replace("_", "-") if flag else None
+
+    def parse(self, value):
+        return self.kind.parse(self.name, value)
+
+
+METHOD_NAMES = ("leap", "reptile", "maml", "fomaml", "finetune", "scratch")
+TASK_FAMILIES = ("sine", "omniglot")
+OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop"}
+
+OPTIONS = {o.name: o for o in [
+    Option("method", Optional(Choice(METHOD_NAMES)), None,
+           "the meta-learning method", flag=False),
+    Option("tasks", Choice(TASK_FAMILIES, "task family"), "sine", "task family"),
+    Option("steps", Int(), 1000, "meta-steps"),
+    Option("meta_batch", Int(), 5, "tasks per meta-step"),
+    Option("inner_steps", Int(), 32, "adaptation steps in training"),
+    Option("eval_steps", Int(), 32, "adaptation steps in evaluation"),
+    Option("inner_lr", PositiveNumber(), 0.02, "task learning rate"),
+    Option("inner_optimizer", Choice(OPTIMIZERS), "sgd", "task optimizer"),
+    Option("inner_batch_size", Optional(Int()), None,
+           "support minibatch per adaptation step, at most the support split"),
+    Option("meta_lr", PositiveNumber(), 0.01, "outer learning rate"),
+    Option("meta_optimizer", Choice(OPTIMIZERS), "sgd", "outer optimizer"),
+    Option("anneal", Bool(), False,
+           "anneal the outer learning rate linearly to 0"),
+    Option("seed", Int(0, SEED_MAX), 0, "random seed"),
+    Option("checkpoint_every", Optional(Int()), None,
+           "meta-steps between checkpoints, a divisor of --steps (default: "
+           "its largest divisor up to 100)"),
+    Option("eval_every", Int(), 1,
+           "checkpoint intervals between held-out evaluations"),
+    Option("test_tasks", Int(), 100, "held-out tasks"),
+    Option("data_dir", Optional(Path()), None,
+           "data directory (default: $TFMETA_DATA or ../shared/data)"),
+    Option("method_options", Mapping(), {},
+           "method arguments", flag=False),
+    Option("deterministic", Bool(), True,
+           "deterministic TensorFlow ops (--no-deterministic is faster)"),
+    Option("vectorize_tasks", Bool(), False,
+           "batch the tasks of a meta-step (fast for small nets)"),
+]}
+
+DEFAULTS = {name: option.default for name, option in OPTIONS.items()}
+
+# The papers' task-level settings where a family differs from the defaults
+# (omniglot: Leap appendix, Table 3).
+FAMILY_DEFAULTS = {
+    "sine": {},
+    "omniglot": {"inner_lr": 0.1, "inner_steps": 100, "eval_steps": 100,
+                 "inner_batch_size": 20, "meta_lr": 0.1, "meta_batch": 20,
+                 "test_tasks": 10},
+}
+
+# Constructor arguments of each method that a config may set (the others
+# are train options above). Leap's metrics are tfmeta.leap.METRICS (tested).
+COMMON_METHOD_OPTIONS = {"parallel_tasks": Int()}
+METHOD_OPTIONS = {
+    "leap": {"metric": Choice(["energy", "length"]),
+             "loss_in_manifold": Bool(), "stabilizer": Bool()},
+    "reptile": {}, "maml": {}, "fomaml": {},
+    "finetune": {"num_heads": Optional(Int())},
+    "scratch": {},
+}
+
+
+def method_options_help():
+    """``--method-option`` help: every method's options and their kinds."""
+    parts = []
+    for method, options in METHOD_OPTIONS.items():
+        if options:
+            parts.append(method + ": " + ", ".join(
+                f"{k}={kind.metavar}" for k, kind in options.items()))
+    parts.append("any method: " + ", ".join(
+        f"{k}={kind.metavar}" for k, kind in COMMON_METHOD_OPTIONS.items()))
+    return "method argument KEY=VALUE (repeatable); " + "; ".join(parts)
+
+
+def parse_method_options(method, options):
+    """``options`` typed by ``method``'s schema; unknown keys refused."""
+    schema = dict(COMMON_METHOD_OPTIONS, **METHOD_OPTIONS[method])
+    out = {}
+    for key, value in options.items():
+        if key not in schema:
+            hint = (f" ({key} is a train option: --{key.replace('_', '-')} "
+                    f"or '{key}:' in a config file)" if key in OPTIONS else "")
+            raise UsageError(f"bad method_options for {method}: unknown option "
+                             f"{key!r}{hint}; {method} takes {sorted(schema)}.")
+        try:
+            out[key] = schema[key].parse(f"method option {key}", value)
+        except UsageError as err:
+            raise UsageError(f"bad method_options for {method}: {err}") from None
+    return out
+
+
+def parse_key_values(items):
+    """``["k=v", ...]`` from ``--method-option`` as a dict of strings."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--method-option expects KEY=VALUE, got {item!r}.")
+        out[key.strip()] = value
+    return out
+
+
+def check_file_options(data, source):
+    """A config file's mapping: only known option names (values: ``resolve``)."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"config file {source} must hold a mapping of options, "
+                         f"got {type(data).__name__}.")
+    bad = sorted(str(k) for k in data if not isinstance(k, str))
+    unknown = sorted(k for k in data if isinstance(k, str) and k not in OPTIONS)
+    if bad or unknown:
+        raise UsageError(f"config file {source} has unknown option(s) "
+                         f"{bad + unknown}; known options: {sorted(OPTIONS)}.")
+    return data
+
+
+def resolve(file_options, cli_options):
+    """Defaults < family defaults < config file < command line, each value
+    typed by the schema; then the checks between options."""
+    # A file's null is parsed too: "the default" for nullable options
+    # (inner_batch_size: null), an error for the others (steps: null).
+    typed = [{k: OPTIONS[k].parse(v) for k, v in file_options.items()
+              if k != "method_options"},
+             {k: OPTIONS[k].parse(v) for k, v in cli_options.items()
+              if k != "method_options" and v is not None}]
+    family = typed[1].get("tasks") or typed[0].get("tasks") or DEFAULTS["tasks"]
+    config = {**DEFAULTS, **FAMILY_DEFAULTS[family], **typed[0], **typed[1]}
+    config["method_options"] = {}
+    if config["method"] is None:
+        raise UsageError("no method given: tfmeta train METHOD (one of "
+                         f"{sorted(METHOD_NAMES)}), or 'method:' in the config "
+                         "file.")
+    for layer in (file_options, cli_options):
+        if "method_options" in layer and (layer is file_options or
+                                          layer["method_options"] is not None):
+            given = OPTIONS["method_options"].parse(layer["method_options"])
+            config["method_options"].update(
+                parse_method_options(config["method"], given))
+    steps, every = config["steps"], config["checkpoint_every"]
+    if every is None:
+        every = max(d for d in range(1, min(100, steps) + 1) if steps % d == 0)
+    if steps % every:
+        raise UsageError(f"steps ({steps}) must be a multiple of "
+                         f"checkpoint_every ({every}).")
+    config["checkpoint_every"] = every
+    return config
+
+
+def default_text(name):
+    """A flag's default for ``--help``, with the families that differ."""
+    default = DEFAULTS[name]
+    text = "all" if name == "inner_batch_size" and default is None else default
+    if isinstance(text, bool):
+        text = str(text).lower()
+    others = [f"{family}: {values[name]}" for family, values
+              in FAMILY_DEFAULTS.items() if name in values]
+    if default is None and name != "inner_batch_size":
+        return ""
+    return f" (default {text}" + "".join(f"; {o}" for o in others) + ")"
+
+
+# ------------------------------------------------------------------ files
+def _yaml_loader():
+    """PyYAML's safe loader with YAML 1.2 booleans: ``true``/``false`` only
+    (YAML 1.1 also reads ``yes``, ``no``, ``on``, ``off`` as booleans, so
+    ``anneal: no`` would be a value the user did not write)."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    bool_tag = "tag:yaml.org,2002:bool"
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != bool_tag]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    Loader.add_implicit_resolver(
+        bool_tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+        list("tTfF"))
+    return Loader
+
+
+def load_file(path):
+    """Options from a YAML or JSON file: a mapping of known option names
+    (their values are typed by ``resolve``)."""
+    import json
+
+    path = pathlib.Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise UsageError(f"cannot read config file {path}: {reason}.") from err
+    is_json = path.suffix.lower() == ".json"
+    try:
+        if is_json:
+            data = json.loads(text)
+        else:
+            import yaml
+            data = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - safe
+    except Exception as err:  # noqa: BLE001 - parser errors vary
+        raise UsageError(f"config file {path} is not valid "
+                         f"{'JSON' if is_json else 'YAML'}: {err}") from err
+    return check_file_options(data, path)
