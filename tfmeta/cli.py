@@ -24,14 +24,12 @@ import time
 
 EXIT_BAD_INPUT, EXIT_NON_FINITE = 2, 3
 
-METHODS = {
-    "leap": ("Leap", "Leap: pull-forward gradient on the task's learning path"),
-    "reptile": ("Reptile", "Reptile: move the initialization towards adapted weights"),
-    "maml": ("MAML", "MAML: second-order gradient through the inner loop"),
-    "fomaml": ("FOMAML", "first-order MAML"),
-    "finetune": ("FineTune", "baseline: pretraining on the tasks, then fine-tuning"),
-    "scratch": ("Scratch", "baseline: no meta-training"),
-}
+
+def _methods():
+    """The methods ``tfmeta train`` takes (``tfmeta.registry``)."""
+    from tfmeta import registry
+    return registry.methods(cli_only=True)
+
 
 DEFAULTS = {
     "method": None, "tasks": "sine", "steps": 1000, "meta_batch": 5,
@@ -161,9 +159,10 @@ def resolve_config(file_options, cli_options):
     method = config["method"]
     if method is None:
         raise UsageError("no method given: tfmeta train METHOD (one of "
-                         f"{sorted(METHODS)}), or 'method:' in the config file.")
-    if method not in METHODS:
-        raise UsageError(f"unknown method {method!r}; choose from {sorted(METHODS)}.")
+                         f"{sorted(_methods())}), or 'method:' in the config file.")
+    if method not in _methods():
+        raise UsageError(
+            f"unknown method {method!r}; choose from {sorted(_methods())}.")
     if config["tasks"] not in FAMILIES:
         raise UsageError(f"unknown task family {config['tasks']!r}; choose from "
                          f"{sorted(FAMILIES)}.")
@@ -287,7 +286,7 @@ def build(config):
     import tfmeta
     family = FAMILIES[config["tasks"]](config)
     keras.utils.set_random_seed(config["seed"])
-    cls = getattr(tfmeta, METHODS[config["method"]][0])
+    cls = _methods()[config["method"]].cls
     inner = getattr(keras.optimizers, OPTIMIZERS[config["inner_optimizer"]])(
         config["inner_lr"])
     lr = config["meta_lr"]
@@ -487,10 +486,7 @@ def cmd_evaluate(args):
 
 def cmd_export(args):
     run, config, meta, family, step = _load_run(args.run)
-    try:
-        from tfmeta import export
-    except ImportError as err:
-        raise UsageError("this tfmeta has no export module.") from err
+    from tfmeta import export
     try:
         path = export.export(meta, args.path, overwrite=args.overwrite)
     except (export.ExportError, FileExistsError) as err:
@@ -500,9 +496,11 @@ def cmd_export(args):
 
 
 def cmd_list(args):
+    from tfmeta import registry
     print("methods:")
-    for name, (_, text) in METHODS.items():
-        print(f"  {name:10s} {text}")
+    for name, method in registry.methods().items():
+        where = "" if method.cli else " (Python API only)"
+        print(f"  {name:10s} {method.description}{where}")
     print("task families:")
     for name, family in FAMILIES.items():
         print(f"  {name:10s} {family.description}")
@@ -516,7 +514,7 @@ def parser():
 
     t = sub.add_parser("train", help="meta-train (resumes an existing run)",
                        description=cmd_train.__doc__)
-    t.add_argument("method", nargs="?", help=f"one of {sorted(METHODS)}")
+    t.add_argument("method", nargs="?", help=f"one of {sorted(_methods())}")
     t.add_argument("--out", required=True, help="run directory")
     t.add_argument("--config", help="YAML or JSON file of options (the flags "
                    "below override it)")
