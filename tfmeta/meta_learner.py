@@ -355,7 +355,10 @@ class MetaLearner(keras.Model):
 
     def support_data(self, task):
         """The data a task adapts on, as the objective takes it: ``(support_x,
-        support_y)``."""
+        support_y)``. Any nested structure with a leading example axis works
+        (minibatches gather the same rows of every leaf), or a callable ``i
+        -> batch`` giving update ``i``'s batch itself (``inner_loop.optimize``;
+        ``inner_batch_size`` is then not used)."""
         return task["support_x"], task["support_y"]
 
     # --------------------------------------------------- building blocks
@@ -504,8 +507,11 @@ class MetaLearner(keras.Model):
                 f"{type(self).__name__} is not compiled: call "
                 "compile(optimizer=..., loss=...) first.")
 
-    def _check_tasks(self, tasks):
-        """Static checks of a task batch against the learner (trace time)."""
+    def check_tasks(self, tasks):
+        """Static checks of a task batch against the learner (trace time):
+        the four splits' axes, and support and query examples against the
+        learner's inputs and outputs. Override for tasks that are not
+        supervised ``(x, y)`` pairs of the learner's shapes."""
         shapes = {k: tuple(tf.TensorShape(tasks[k].shape).as_list())
                   for k in TASK_KEYS}
         for k, s in shapes.items():
@@ -562,7 +568,7 @@ class MetaLearner(keras.Model):
         ``train_step``/``test_step``)."""
         self._require_compiled()
         tasks = unpack_tasks(data)
-        self._check_tasks(tasks)
+        self.check_tasks(tasks)
         return tasks
 
     def task_batch(self, tasks):
@@ -571,7 +577,7 @@ class MetaLearner(keras.Model):
         self._require_compiled()
         tasks = {k: tf.convert_to_tensor(v)
                  for k, v in unpack_tasks(tasks).items() if k in TASK_KEYS}
-        self._check_tasks(tasks)
+        self.check_tasks(tasks)
         return tasks
 
     def train_step(self, data):

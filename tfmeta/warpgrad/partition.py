@@ -8,11 +8,13 @@ from tfmeta.layers import WarpLayer
 
 def _children(layer):
     """The layers ``layer`` holds: a model's ``layers``, else the layers among
-    its attributes (a wrapper's ``layer``, lists of layers)."""
+    its public attributes (a wrapper's ``layer``, lists of layers)."""
     if isinstance(layer, keras.Model):
         return list(layer.layers)
     found = []
-    for value in vars(layer).values():
+    for name, value in vars(layer).items():
+        if name.startswith("_"):
+            continue
         values = value if isinstance(value, (list, tuple)) else [value]
         found += [v for v in values if isinstance(v, keras.layers.Layer)]
     return found
