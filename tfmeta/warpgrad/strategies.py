@@ -21,6 +21,18 @@ from tfmeta import inner_loop
 from tfmeta.meta_learner import TASK_KEYS, MetaLearner, MetaStep
 
 
+def _single_replica(mode):
+    """Offline and continual steps apply the optimizer inside a loop or a
+    ``tf.cond``, which ``tf.distribute`` cannot synchronize: refuse."""
+    context = tf.distribute.get_replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+        raise ValueError(
+            f"meta_training={mode!r} runs on one replica only: its outer "
+            "steps sit in a loop or a condition, where tf.distribute cannot "
+            "synchronize an optimizer update. Use meta_training='online' "
+            "under a distribution strategy.")
+
+
 class Online:
     """Algorithm 1: ``MetaLearner``'s meta-step over ``task_meta_gradient``
     (the mean over k of the warp gradient at theta_k, plus lambda times the
@@ -59,6 +71,7 @@ class Offline(Online):
         return list(meta.meta_variables) + extra + list(meta.optimizer.variables)
 
     def meta_step(self, tasks):
+        _single_replica("offline")
         meta = self.meta
         tasks = {k: tasks[k] for k in TASK_KEYS}
         params, nontrainable = meta.current_state()
@@ -102,6 +115,7 @@ class Continual(Online):
     beta g_phi / eta every eta meta-steps, in the same single outer step."""
 
     def meta_step(self, tasks):
+        _single_replica("continual")
         meta = self.meta
         params, nontrainable = meta.current_state()
 
