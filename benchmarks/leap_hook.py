@@ -35,24 +35,28 @@ def main(argv=None):
     for name, steps in (("omniglot-conv", 50), ("sine-mlp", 200)):
         w = bench.WORKLOADS[name]()
         leap = tfmeta.Leap(w.tf_model())
-        init = leap.flat_hook_state
+        init = tfmeta.leap.flat_state
+        hook = leap.flat_hook()
         contenders = {
             "plain loop": bench.tfmeta_loop(w, steps),
             "loop + Leap hook": bench.tfmeta_loop(
-                w, steps, leap._flat_increment, init),
+                w, steps, hook, init),
             "loop + Leap hook (XLA)": bench.tfmeta_loop(
-                w, steps, tf.function(leap._flat_increment, jit_compile=True),
+                w, steps, tf.function(hook, jit_compile=True),
                 init),
         }
         if name == "sine-mlp":  # XLA is 15-20x slower for the conv net
             contenders["plain loop, whole loop XLA"] = bench.tfmeta_loop(
                 w, steps, jit_compile=True)
             contenders["loop + Leap hook, whole loop XLA"] = bench.tfmeta_loop(
-                w, steps, leap._flat_increment, init, jit_compile=True)
+                w, steps, hook, init, jit_compile=True)
             per_tensor = lambda params: (  # noqa: E731
                 [tf.zeros_like(p) for p in params], tf.zeros([]))
+            per_tensor_hook = lambda state, i, *args: (  # noqa: E731
+                tfmeta.leap.pull_forward_increment(state, *args,
+                                                   **leap.leap_options()))
             contenders["loop + per-tensor hook, whole loop XLA"] = \
-                bench.tfmeta_loop(w, steps, leap.pull_forward_increment,
+                bench.tfmeta_loop(w, steps, per_tensor_hook,
                                   per_tensor, jit_compile=True)
         times = bench.race(contenders, args.rounds)
         for contender, seconds in times.items():

@@ -41,15 +41,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     w = bench.WORKLOADS["sine-mlp"]()
     leap = tfmeta.Leap(w.tf_model())
-    init = leap.flat_hook_state
+    init = tfmeta.leap.flat_state
+    hook = leap.flat_hook()
     contenders = {
         "plain loop": bench.tfmeta_loop(w, args.steps),
         "loop + Leap hook": bench.tfmeta_loop(w, args.steps,
-                                              leap._flat_increment, init),
+                                              hook, init),
         "plain loop, whole loop XLA": bench.tfmeta_loop(
             w, args.steps, jit_compile=True),
         "loop + Leap hook, whole loop XLA": bench.tfmeta_loop(
-            w, args.steps, leap._flat_increment, init, jit_compile=True),
+            w, args.steps, hook, init, jit_compile=True),
     }
     # first calls (graphs are recorded when a function is instantiated)
     ops = {name: bench.graph_ops(run, r"^while/body/")

@@ -283,9 +283,8 @@ class NoMetaGradient(tfmeta.MetaLearner):
     costs."""
 
     def task_meta_gradient(self, params, nontrainable, task, seed):
-        result = self._adapt_task(params, nontrainable, task["support_x"],
-                                  task["support_y"], self.inner_steps, seed)
-        loss, pred = self._query_loss(result.params, result.nontrainable, task)
+        result = self.adapt_task(params, nontrainable, task, seed)
+        loss, pred = self.query_loss(result.params, result.nontrainable, task)
         return ([tf.zeros_like(p) for p in params],
                 {"loss": loss, "support_loss": result.loss_after}, pred)
 
@@ -482,9 +481,9 @@ def time_all(rows, peak, rounds, conv_steps, mlp_steps):
         print(f"sine-mlp       {name:28s} {1e6 * seconds / calls:9.1f} µs per "
               f"call ({1e6 * (seconds - base) / calls:+.1f} µs)", flush=True)
 
-    # MAML last: its compile turns off a Grappler pass for the whole process
-    # (tfmeta.maml.avoid_grappler_add_ops_bug), which would change the graphs
-    # of every contender built after it.
+    # MAML last: its fit graphs run without a Grappler pass
+    # (tfmeta.maml.SECOND_ORDER_GRAPH_OPTIONS; until issue 22 it was turned
+    # off for the whole process, which changed every later contender).
     for wname in ("omniglot-conv", "sine-mlp"):
         w = WORKLOADS[wname]()
         maml_steps = 5

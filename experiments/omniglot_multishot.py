@@ -102,7 +102,7 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import tfmeta  # noqa: E402
-from tfmeta.maml import avoid_grappler_add_ops_bug  # noqa: E402
+from tfmeta.maml import SECOND_ORDER_GRAPH_OPTIONS  # noqa: E402
 from tfmeta import inner_loop  # noqa: E402
 from tfmeta.tasks import omniglot  # noqa: E402
 
@@ -208,7 +208,7 @@ class HeldOutCurve:
     SGD (no optimizer state) the chained chunks are one run of ``steps``
     steps (only the minibatch draws differ from ``evaluate``'s). Errors use
     inference mode with the adapted batch-norm statistics, as ``evaluate``.
-    Parameters outside the meta-learner's ``task_mask`` (WarpGrad's warp
+    Parameters its adaptation spec's ``mask`` holds fixed (WarpGrad's warp
     layers) are held fixed, as in its own adaptation.
     """
 
@@ -219,10 +219,11 @@ class HeldOutCurve:
 
     def _chunk(self, params, nontrainable, x, y, steps, seed):
         meta = self.meta
+        spec = meta.adaptation()
         result = inner_loop.adapt(
-            meta.learner, meta.task_loss_fn, meta.inner_update, params,
-            nontrainable, x, y, steps, batch_size=meta.inner_batch_size,
-            seed=seed, mask=getattr(meta, "task_mask", None))
+            meta.learner, meta.task_loss_fn, spec.optimizer, params,
+            nontrainable, x, y, steps, batch_size=spec.batch_size,
+            seed=seed, mask=spec.mask)
         return result.params, result.nontrainable
 
     def _error(self, params, nontrainable, x, y):
@@ -413,10 +414,10 @@ def time_steps(data, cfg, meta_batch=2, repeats=2):
 
 def main(argv=None):
     args, cfg = parse_args(argv)
-    # tfmeta.MAML.compile turns Grappler's arithmetic optimizer off (a TF
-    # 2.21 bug on this net's second-order graph); turn it off from the start
-    # so that every method of the table runs under the same graph options.
-    avoid_grappler_add_ops_bug()
+    # MAML runs its graphs with Grappler's arithmetic optimizer off (a TF
+    # 2.21 bug on this net's second-order graph); turn it off for the whole
+    # run so that every method of the table runs under the same options.
+    tf.config.optimizer.set_experimental_options(SECOND_ORDER_GRAPH_OPTIONS)
     data = omniglot.load(args.data_dir, verbose=True)
     if args.time_steps:
         time_steps(data, cfg)

@@ -79,7 +79,7 @@ class ContinualWarpGrad(tfmeta.WarpGrad):
     def continual(self, params, nontrainable, task, seed, meta_gradient):
         """Adapts through the 5 sub-tasks; returns the task parameters after
         each sub-task and (optionally) the summed warp gradient."""
-        phi = [params[j] for j in self._warp_idx]
+        phi = self.split(params)[1]
         acc = [tf.zeros_like(p) for p in phi]
         meta_loss = tf.zeros([], params[0].dtype)
         after = []
@@ -93,17 +93,16 @@ class ContinualWarpGrad(tfmeta.WarpGrad):
                 if not meta_gradient:
                     return state
                 theta = [tf.stop_gradient(v) for v in theta]
-                carry = self._carry(i, theta, [tf.stop_gradient(v)
-                                               for v in theta_next], grads)
-                g, ml = self._sample_warp_gradient(
-                    phi, nontrainable, [theta[j] for j in self._task_idx],
-                    carry, i, meta_task, sub_seed)
+                carry = self.carry(i, theta, [tf.stop_gradient(v)
+                                              for v in theta_next], grads)
+                g, ml = self.warp_gradient(
+                    phi, nontrainable, self.split(theta)[0], carry, i,
+                    meta_task, sub_seed)
                 return [a + b for a, b in zip(state[0], g)], state[1] + ml
 
-            result = self._adapt_task(
-                params, nontrainable, sub["support_x"], sub["support_y"],
-                STEPS_PER_SUBTASK, sub_seed, hook=hook,
-                hook_state=(acc, meta_loss))
+            result = self.adapt_task(
+                params, nontrainable, sub, sub_seed, steps=STEPS_PER_SUBTASK,
+                hook=hook, hook_state=(acc, meta_loss))
             params, nontrainable = list(result.params), result.nontrainable
             acc, meta_loss = result.hook_state
             after.append(params)
@@ -113,7 +112,7 @@ class ContinualWarpGrad(tfmeta.WarpGrad):
     def task_meta_gradient(self, params, nontrainable, task, seed):
         after, grads, meta_loss = self.continual(params, nontrainable, task,
                                                  seed, meta_gradient=True)
-        loss, pred = self._query_loss(after[-1], nontrainable, task)
+        loss, pred = self.query_loss(after[-1], nontrainable, task)
         logs = {"loss": loss, "support_loss": meta_loss, "meta_loss": meta_loss}
         return grads, logs, pred
 
@@ -121,8 +120,8 @@ class ContinualWarpGrad(tfmeta.WarpGrad):
         """``[B, 5 (after sub-task s), 5 (loss on sub-task t)]`` losses."""
         @tf.function
         def run(tasks):
-            params, nontrainable = self._current_state()
-            seeds = self._task_seeds(tf.shape(tasks["support_x"])[0])
+            params, nontrainable = self.current_state()
+            seeds = self.task_seeds(tf.shape(tasks["support_x"])[0])
 
             def one(args):
                 task, seed = args

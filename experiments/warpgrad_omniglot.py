@@ -127,13 +127,14 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as tfmeta does
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import omniglot_multishot as base  # noqa: E402
 import tfmeta  # noqa: E402
 from tfmeta import layers as L  # noqa: E402
-from tfmeta.maml import avoid_grappler_add_ops_bug  # noqa: E402
+from tfmeta.maml import SECOND_ORDER_GRAPH_OPTIONS  # noqa: E402
 from tfmeta.tasks import omniglot  # noqa: E402
 
 METHODS = ("Leap", "Warp-Leap")
@@ -400,7 +401,8 @@ def train_in_chunks(meta, num_tasks, seed, cfg, data, test, every, keys):
 
 def main(argv=None):
     args, cfg = parse_args(argv)
-    avoid_grappler_add_ops_bug()   # as omniglot_multishot (second order)
+    # as omniglot_multishot: one set of graph options for every method
+    tf.config.optimizer.set_experimental_options(SECOND_ORDER_GRAPH_OPTIONS)
     data = omniglot.load(args.data_dir, verbose=True)
     if args.time_steps:
         time_steps(data, cfg, cfg["warps"])

@@ -119,12 +119,14 @@ def test_config_files_of_the_wrong_shape(tmp_path, text, suffix, message):
 
 # ---------------------------------------------- the schema and the code agree
 def test_schema_matches_the_methods_and_their_constructors():
-    assert set(schema.METHOD_NAMES) == set(cli.METHODS)
+    cli_methods = tfmeta.registry.methods(cli_only=True)
+    assert set(schema.METHOD_NAMES) == set(cli_methods)
+    assert set(schema.METHOD_OPTIONS) == set(cli_methods)
     assert schema.METHOD_OPTIONS["leap"]["metric"].choices == sorted(
         tfmeta.leap.METRICS)
     base = inspect.signature(tfmeta.MetaLearner.__init__).parameters
     for method, options in schema.METHOD_OPTIONS.items():
-        cls = getattr(tfmeta, cli.METHODS[method][0])
+        cls = cli_methods[method].cls
         params = inspect.signature(cls.__init__).parameters
         for name in list(options) + list(schema.COMMON_METHOD_OPTIONS):
             assert name in params or name in base, (method, name)

@@ -371,16 +371,16 @@ def test_minibatch_inner_loops_use_the_documented_fixed_seed(tmp_path):
     meta = make("reptile", inner_batch_size=3)
     loaded = tf.saved_model.load(meta.export(str(tmp_path / "mb")))
     got = loaded.adapt(SX, SY)
-    params, nontrainable = meta._current_state()
-    want = meta._adapt_task(params, nontrainable, tf.constant(SX),
-                            tf.constant(SY), meta.eval_steps,
-                            tf.constant(tfexport.ADAPT_SEED, tf.int64))
+    params, nontrainable = meta.current_state()
+    task = {"support_x": tf.constant(SX), "support_y": tf.constant(SY)}
+    want = meta.adapt_task(params, nontrainable, task,
+                           tf.constant(tfexport.ADAPT_SEED, tf.int64),
+                           steps=meta.eval_steps)
     names = tfexport.adapted_weight_names(meta.learner)
     for key, value in zip(names, want.params):
         np.testing.assert_allclose(got[key].numpy(), value.numpy(), atol=1e-6)
-    other = meta._adapt_task(params, nontrainable, tf.constant(SX),
-                             tf.constant(SY), meta.eval_steps,
-                             tf.constant([1, 2], tf.int64))
+    other = meta.adapt_task(params, nontrainable, task,
+                            tf.constant([1, 2], tf.int64), steps=meta.eval_steps)
     assert not np.allclose(got[names[0]].numpy(), other.params[0].numpy())
     assert tfexport.read_metadata(str(tmp_path / "mb"))[
         "hyper_parameters"]["inner_batch_size"] == 3

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import tfmeta
 from conftest import mlp, task_batch
 from tfmeta import inner_loop, inner_optimizers
 
@@ -92,3 +93,74 @@ def test_minibatch_draws_are_uniform_and_vectorizable():
     np.testing.assert_array_equal(batched[0], batched[2])
     np.testing.assert_array_equal(batched[1], draw(seeds[1]).numpy())
     assert not np.array_equal(batched[0], batched[1])
+
+
+def test_stepper_from_python_follows_the_while_loop_path():
+    """The step-by-step form, driven from Python one update at a time (as an
+    environment would), gives the while loop's parameters, losses and hook
+    state (Leap's eq. 8 accumulator), with Adam state and minibatches."""
+    batch = task_batch(num_tasks=1, support=12, seed=4)
+    model = mlp([2, 5, 1])
+    params = [tf.convert_to_tensor(v) for v in model.trainable_variables]
+    objective = inner_loop.supervised(model, keras.losses.get("mse"))
+    adam = inner_optimizers.from_keras(keras.optimizers.Adam(0.05))
+    data = (batch["support_x"][0], batch["support_y"][0])
+    seed = tf.constant([3, 7], tf.int64)
+    hook = tfmeta.Leap(model).flat_hook()
+    steps = 5
+    want = inner_loop.optimize(objective, adam, params, [], data, steps,
+                               batch_size=4, seed=seed, hook=hook,
+                               hook_state=tfmeta.leap.flat_state(params))
+    stepper = inner_loop.Stepper(objective, adam, hook=hook)
+    draw = lambda i: inner_loop.sample(data, 4, seed, i)  # noqa: E731
+    state = stepper.start(params, [], draw(0), tfmeta.leap.flat_state(params))
+    for i in range(steps - 1):
+        theta_next = stepper.next_params(state)   # what the env would run
+        state = stepper.step(state, draw(i + 1))
+        for a, b in zip(theta_next, state.params):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    got = stepper.finish(state, draw(steps))
+    for a, b in zip(tf.nest.flatten((want.params, want.hook_state,
+                                     want.loss_before, want.loss_after)),
+                    tf.nest.flatten((got.params, got.hook_state,
+                                     got.loss_before, got.loss_after))):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
+    assert float(want.loss_after) < float(want.loss_before)
+
+
+def test_objective_over_a_nested_batch_gathers_the_same_rows():
+    """An objective on a nested batch (here weighted examples: a loss that is
+    not ``loss_fn(y, pred)``) adapts through the unchanged loop; every
+    minibatch gathers the same rows of every leaf."""
+    model = mlp([2, 4, 1])
+    rng = np.random.default_rng(0)
+    data = {"x": rng.normal(size=(10, 2)).astype("float32"),
+            "target": {"y": rng.normal(size=(10, 1)).astype("float32"),
+                       "w": np.arange(10, dtype="float32")[:, None]}}
+
+    def weighted(params, nontrainable, batch):
+        pred, nontrainable = model.stateless_call(params, nontrainable,
+                                                  batch["x"], training=True)
+        t = batch["target"]
+        return tf.reduce_mean(t["w"] * tf.square(pred - t["y"])), pred, \
+            nontrainable
+
+    seed = tf.constant([1, 2], tf.int64)
+    for step in range(3):
+        b = inner_loop.sample(data, 4, seed, step)
+        rows = b["target"]["w"].numpy()[:, 0].astype(int)
+        np.testing.assert_array_equal(b["x"].numpy(), data["x"][rows])
+        np.testing.assert_array_equal(b["target"]["y"].numpy(),
+                                      data["target"]["y"][rows])
+    params = [tf.convert_to_tensor(v) for v in model.trainable_variables]
+    sgd = inner_optimizers.from_keras(keras.optimizers.SGD(0.01))
+    result = inner_loop.optimize(weighted, sgd, params, [], data, 4,
+                                 batch_size=None)
+    theta = params
+    for _ in range(4):  # by hand: full-batch SGD on the weighted loss
+        with tf.GradientTape() as tape:
+            tape.watch(theta)
+            loss, _, _ = weighted(theta, [], data)
+        theta = [p - 0.01 * g for p, g in zip(theta, tape.gradient(loss, theta))]
+    for a, b in zip(result.params, theta):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)

@@ -58,25 +58,29 @@ except ImportError as err:  # pragma: no cover - depends on the install
         "tfmeta needs TensorFlow 2.21: pip install 'tfmeta[cpu]' on a machine "
         "without a GPU, or 'tfmeta[gpu]' for the CUDA build.") from err
 
-from tfmeta import export, inner_loop, inner_optimizers, layers, tasks  # noqa: F401
-from tfmeta.errors import NonFiniteLossError
-from tfmeta.export import ExportError, load
-from tfmeta.finetune import FineTune
+from tfmeta import (  # noqa: F401
+    checks, errors, export, inner_loop, inner_optimizers, layers, registry, tasks)
+from tfmeta.errors import ExportError, NonFiniteLossError
+from tfmeta.export import load
+from tfmeta.inner_loop import Adaptation
+from tfmeta.meta_learner import TASK_KEYS, MetaLearner, MetaStep
+from tfmeta.registry import register
+# Methods register themselves on import; this order is ``tfmeta list``'s.
 from tfmeta.leap import Leap
-from tfmeta.maml import FOMAML, MAML
-from tfmeta.meta_learner import TASK_KEYS, MetaLearner
 from tfmeta.reptile import Reptile
-from tfmeta.schedules import linear_annealing
+from tfmeta.maml import FOMAML, MAML
+from tfmeta.finetune import FineTune
 from tfmeta.scratch import Scratch
 from tfmeta import warpgrad  # noqa: E402
 from tfmeta.warpgrad import WarpGrad
+from tfmeta.schedules import linear_annealing
 from tfmeta import transfer  # noqa: E402
 from tfmeta.transfer import MetaTransfer
 
 __all__ = [
-    "ExportError", "FOMAML", "FineTune", "Leap", "MAML", "MetaLearner",
-    "MetaTransfer",
-    "NonFiniteLossError", "Reptile", "Scratch", "TASK_KEYS", "WarpGrad",
+    "Adaptation", "ExportError", "FOMAML", "FineTune", "Leap", "MAML",
+    "MetaLearner", "MetaStep", "MetaTransfer", "NonFiniteLossError",
+    "Reptile", "Scratch", "TASK_KEYS", "WarpGrad", "checks", "errors",
     "export", "inner_loop", "inner_optimizers", "layers", "linear_annealing",
-    "load", "tasks", "transfer", "warpgrad",
+    "load", "register", "registry", "tasks", "transfer", "warpgrad",
 ]

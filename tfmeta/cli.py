@@ -32,14 +32,12 @@ from tfmeta.errors import UsageError  # noqa: F401 - tfmeta.cli.UsageError
 
 EXIT_BAD_INPUT, EXIT_NON_FINITE, EXIT_INTERRUPTED = 2, 3, 130
 
-METHODS = {
-    "leap": ("Leap", "Leap: pull-forward gradient on the task's learning path"),
-    "reptile": ("Reptile", "Reptile: move the initialization towards adapted weights"),
-    "maml": ("MAML", "MAML: second-order gradient through the inner loop"),
-    "fomaml": ("FOMAML", "first-order MAML"),
-    "finetune": ("FineTune", "baseline: pretraining on the tasks, then fine-tuning"),
-    "scratch": ("Scratch", "baseline: no meta-training"),
-}
+
+def _methods():
+    """The methods ``tfmeta train`` takes (``tfmeta.registry``)."""
+    from tfmeta import registry
+    return registry.methods(cli_only=True)
+
 
 # Every option, its type and default: tfmeta/config.py (one schema for the
 # flags, config files and --method-option).
@@ -114,7 +112,6 @@ def resolve_config(file_options, cli_options):
     """Defaults < config file < explicit command-line options, typed and
     validated by the one schema (tfmeta/config.py)."""
     config = schema.resolve(file_options, cli_options)
-    assert set(METHODS) == set(schema.METHOD_NAMES)  # one list of methods
     return config
 
 
@@ -339,7 +336,7 @@ def build(config):
     import tfmeta
     family = FAMILIES[config["tasks"]](config)
     keras.utils.set_random_seed(config["seed"])
-    cls = getattr(tfmeta, METHODS[config["method"]][0])
+    cls = _methods()[config["method"]].cls
     inner = getattr(keras.optimizers, OPTIMIZERS[config["inner_optimizer"]])(
         config["inner_lr"])
     lr = config["meta_lr"]
@@ -677,9 +674,11 @@ def cmd_export(args):
 
 def cmd_list(args):
     """The methods and task families."""
+    from tfmeta import registry
     print("methods:")
-    for name, (_, text) in METHODS.items():
-        print(f"  {name:10s} {text}")
+    for name, method in registry.methods().items():
+        where = "" if method.cli else " (Python API only)"
+        print(f"  {name:10s} {method.description}{where}")
     print("task families:")
     for name, family in FAMILIES.items():
         print(f"  {name:10s} {family.description}")
@@ -724,7 +723,7 @@ def parser():
 
     t = sub.add_parser("train", help="meta-train (resumes an existing run)",
                        description=cmd_train.__doc__)
-    t.add_argument("method", nargs="?", help=f"one of {sorted(METHODS)}")
+    t.add_argument("method", nargs="?", help=f"one of {sorted(_methods())}")
     t.add_argument("--out", required=True, help="run directory")
     t.add_argument("--config", help="YAML or JSON file of options (the flags "
                    "below override it); keys are the flags' names with _, "

@@ -1,4 +1,8 @@
-"""Errors raised by tfmeta with messages that name the problem."""
+"""Errors raised by tfmeta with messages that name the problem.
+
+The library's error classes live here (one home); the modules that raise
+them re-export them under their old names.
+"""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -6,13 +10,23 @@ class NonFiniteLossError(FloatingPointError):
 
     Raised by ``fit`` after training has stopped. The meta-step that produced
     the non-finite value was not applied, so the model holds the weights of the
-    last finite meta-step. ``history`` is the Keras ``History`` of the run.
+    last finite meta-step (WarpGrad's offline mode restores the weights from
+    before the meta-step if any of its replay updates was not finite). ``history``
+    is the Keras ``History`` of the run.
     """
 
     def __init__(self, message, history=None, step=None):
         super().__init__(message)
         self.history = history
         self.step = step
+
+
+class ExportError(ValueError):
+    """An export directory is missing, incomplete or corrupt."""
+
+
+class OmniglotDataError(ValueError):
+    """An Omniglot archive is unreadable (truncated, corrupt or mis-laid)."""
 
 
 class UsageError(ValueError):

@@ -18,14 +18,16 @@ tfmeta, no Keras at load time) with the signatures
 * ``metadata``: no input -> ``metadata``, the JSON of ``assets/tfmeta.json``.
 
 Adaptation runs the same compiled inner loop as training
-(``tfmeta.inner_loop.adapt`` with the meta-learner's inner optimizer, task
-loss and ``inner_batch_size``). Its minibatch seed is fixed at ``(0, 0)``:
+(``tfmeta.inner_loop.adapt`` with the meta-learner's adaptation spec,
+``meta.adaptation()``: inner optimizer, mask, minibatch size, ``eval_steps``,
+learned step size; and its task loss). Its minibatch seed is fixed at ``(0, 0)``:
 with full-batch inner loops (``inner_batch_size=None``) the export agrees
 with ``meta.adapt``; with minibatches it draws other (fixed) minibatches than
-``meta.adapt``, whose seed advances on every call. WarpGrad: the warp
-parameters stay fixed (its ``task_mask``; FiLM task embeddings inside warp
-layers adapt), and a meta-learned task learning rate (``learn_task_lr``) is
-used at its value at export time (also in ``tfmeta.json`` as ``task_lr``).
+``meta.adapt``, whose seed advances on every call. Parameters the spec's
+``mask`` holds fixed stay fixed (WarpGrad's warp parameters; FiLM task
+embeddings inside warp layers adapt), and a meta-learned step size (the
+spec's ``step_size``: WarpGrad's ``learn_task_lr``) is used at its value at
+export time (also in ``tfmeta.json`` as ``task_lr``).
 
 ``assets/`` holds ``tfmeta.json`` (method, hyper-parameters, input and target
 specs, versions, SHA-256 of the weights), ``learner.keras`` (the learner's
@@ -46,17 +48,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfmeta import inner_loop
+from tfmeta import inner_loop, registry
+from tfmeta.errors import ExportError  # noqa: F401 - re-exported
 
 FORMAT_VERSION = 1
 METADATA_FILE = "tfmeta.json"
 LEARNER_FILE = "learner.keras"
 META_WEIGHTS_FILE = "meta.weights.h5"
 ADAPT_SEED = (0, 0)
-
-
-class ExportError(ValueError):
-    """An export directory is missing, incomplete or corrupt."""
 
 
 # ------------------------------------------------------------------ helpers
@@ -161,6 +160,7 @@ class _ExportModule(tf.Module):
     def __init__(self, meta, x_spec, y_spec, metadata_json):
         super().__init__(name="tfmeta_export")
         learner = meta.learner
+        spec = meta.adaptation()
         self.params = [tf.Variable(v.numpy(), trainable=False,
                                    name=_signature_names([v])[0])
                        for v in learner.trainable_variables]
@@ -170,21 +170,20 @@ class _ExportModule(tf.Module):
         names = adapted_weight_names(learner)
         self._param_names = names[:len(self.params)]
         self._nontrainable_names = names[len(self.params):]
-        update = meta.inner_update
-        task_lr = getattr(meta, "task_lr", None)
-        if task_lr is not None:
-            # WarpGrad's meta-learned task learning rate: its value now, in
+        update = spec.optimizer
+        if spec.step_size is not None:
+            # A meta-learned step size (WarpGrad's task_lr): its value now, in
             # a variable of this module (the meta-learner's is not saved).
-            self.task_lr = tf.Variable(keras.ops.convert_to_numpy(task_lr),
-                                       trainable=False, name="task_lr")
+            self.task_lr = tf.Variable(
+                keras.ops.convert_to_numpy(spec.step_size), trainable=False,
+                name="task_lr")
             update = update.with_learning_rate(lambda step: self.task_lr)
         # Untracked: only ``params``/``nontrainable`` are saved (tracking the
         # Keras learner would store its variables a second time).
         self._keras = _Untracked(learner=learner, loss_fn=meta.task_loss_fn,
-                                 update=update,
-                                 mask=getattr(meta, "task_mask", None))
-        self._batch_size = meta.inner_batch_size
-        self._eval_steps = int(meta.eval_steps)
+                                 update=update, mask=spec.mask)
+        self._batch_size = spec.batch_size
+        self._eval_steps = int(spec.eval_steps)
         self._compute_dtype = learner.compute_dtype
         self._x_spec, self._y_spec = x_spec, y_spec
         self.metadata_json = tf.Variable(metadata_json, trainable=False,
@@ -282,7 +281,7 @@ class _ExportModule(tf.Module):
             self._cast(support_x), support_y, steps,
             batch_size=self._batch_size,
             seed=tf.constant(ADAPT_SEED, tf.int64),
-            mask=self._keras.mask)  # WarpGrad: warp layers stay fixed
+            mask=self._keras.mask)  # e.g. WarpGrad: warp layers stay fixed
         return result
 
     def _adapt(self, support_x, support_y, steps):
@@ -306,6 +305,7 @@ def _metadata(meta, x_spec, y_spec):
     import tfmeta
 
     config = meta.get_config()
+    step_size = meta.adaptation().step_size
     hyper = {k: v for k, v in config.items() if k != "learner"}
     return {
         "format_version": FORMAT_VERSION,
@@ -323,8 +323,8 @@ def _metadata(meta, x_spec, y_spec):
         "target_spec": _spec_dict(y_spec),
         "adapt_seed": list(ADAPT_SEED),
         "weights_sha256": weights_fingerprint(meta.learner.variables),
-        "task_lr": (None if getattr(meta, "task_lr", None) is None
-                    else float(keras.ops.convert_to_numpy(meta.task_lr))),
+        "task_lr": (None if step_size is None
+                    else float(keras.ops.convert_to_numpy(step_size))),
         "versions": {"tfmeta": tfmeta.__version__, "tensorflow": tf.__version__,
                      "keras": keras.__version__},
         "files": [LEARNER_FILE, META_WEIGHTS_FILE],
@@ -348,9 +348,10 @@ def _compile_config(meta):
 
 
 def _check_exportable(meta, path, overwrite):
-    from tfmeta.meta_learner import MetaLearner
-
-    if not isinstance(meta, MetaLearner):
+    # A MetaLearner is what export needs: a Keras model with an adaptation
+    # spec (no import of meta_learner, which imports this module).
+    if not (isinstance(meta, keras.Model)
+            and callable(getattr(meta, "adaptation", None))):
         raise TypeError(f"export needs a tfmeta MetaLearner, got "
                         f"{type(meta).__name__}.")
     if meta.task_loss_fn is None:
@@ -475,7 +476,9 @@ def load(path, compile=True):
     """Rebuild the meta-learner of an export so meta-training can continue.
 
     The learner comes from ``assets/learner.keras``, the meta-learner's class
-    and hyper-parameters from ``assets/tfmeta.json``, its own weights (seed
+    (looked up in the method registry by the name ``tfmeta.json`` records:
+    a method of your own must be registered with ``tfmeta.register``) and
+    hyper-parameters from ``assets/tfmeta.json``, its own weights (seed
     state, FineTune heads) from ``assets/meta.weights.h5``. With
     ``compile=True`` it is compiled with the exported outer optimizer (fresh
     state: slot variables such as momentum are not exported) and task loss;
@@ -485,8 +488,6 @@ def load(path, compile=True):
     ``keras.saving.custom_object_scope``).
     """
     import warnings
-
-    import tfmeta
 
     path = os.fspath(path)
     if not os.path.isdir(path):
@@ -504,18 +505,12 @@ def load(path, compile=True):
         if not os.path.isfile(os.path.join(assets, name)):
             raise ExportError(f"{path!r} is not a complete export: "
                               f"assets/{name} is missing.")
-    cls = getattr(tfmeta, metadata["method"], None)
-    if cls is None and "." in metadata.get("class", ""):
-        import importlib
-
-        module, _, qualname = metadata["class"].rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module), qualname, None)
-        except ImportError:
-            cls = None
-    if not (isinstance(cls, type) and issubclass(cls, tfmeta.MetaLearner)):
-        raise ExportError(f"{path!r}: unknown tfmeta method "
-                          f"{metadata['method']!r}.")
+    cls = registry.by_class_name(metadata["method"])
+    if cls is None:
+        known = sorted(m.cls.__name__ for m in registry.methods().values())
+        raise ExportError(
+            f"{path!r}: unknown tfmeta method {metadata['method']!r}; a method "
+            f"loads by its registered class name (tfmeta.register): {known}.")
     try:
         learner = keras.saving.load_model(os.path.join(assets, LEARNER_FILE),
                                           compile=False)

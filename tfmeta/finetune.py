@@ -3,18 +3,22 @@
 import keras
 import tensorflow as tf
 
-from tfmeta.meta_learner import MetaLearner
+from tfmeta import registry
+from tfmeta.checks import positive_int
+from tfmeta.meta_learner import MetaLearner, MetaStep
 
 
+@registry.register("finetune", "baseline: pretraining on the tasks, then "
+                               "fine-tuning")
 class FineTune(MetaLearner):
     """Pretraining followed by fine-tuning (the papers' "Finetuning" column).
 
-    Each ``train_step`` is one supervised step of the outer optimizer on the
-    support data of the meta-batch. With ``num_heads=None`` all tasks share
-    the learner's output layer (pooled pretraining). With ``num_heads=H`` the
-    pretraining is multi-headed: the learner's last layer must be a ``Dense``
-    layer, task ``t`` (``task_id`` in the task batch, ``0 <= t < H``) gets its
-    own copy of it, and fine-tuning on a new task starts from the pretrained
+    Each meta-step (``meta_step``) is one supervised step of the outer
+    optimizer on the support data of the meta-batch. With ``num_heads=None``
+    all tasks share the learner's output layer (pooled pretraining). With
+    ``num_heads=H`` the pretraining is multi-headed: the learner's last layer
+    must be a ``Dense`` layer, task ``t`` (``task_id`` in the task batch,
+    ``0 <= t < H``) gets its own copy of it, and fine-tuning on a new task starts from the pretrained
     body with the learner's own (untrained) output layer.
     """
 
@@ -23,10 +27,7 @@ class FineTune(MetaLearner):
         self.num_heads = num_heads
         if num_heads is None:
             return
-        if isinstance(num_heads, bool) or not isinstance(num_heads, int) \
-                or num_heads < 1:
-            raise ValueError(
-                f"num_heads must be a positive integer or None, got {num_heads!r}.")
+        self.num_heads = num_heads = positive_int("num_heads", num_heads)
         head = learner.layers[-1]
         if not isinstance(head, keras.layers.Dense) or not getattr(
                 learner, "inputs", None):
@@ -72,16 +73,14 @@ class FineTune(MetaLearner):
         logits += tf.gather(self.head_biases, ids)[:, None, :]
         return self.head.activation(logits)
 
-    def train_step(self, data):
-        tasks = self._prepare(data)
+    def meta_step(self, tasks):
+        """One outer-optimizer step on the pooled (or multi-headed) support
+        loss of the meta-batch; metrics on the support split."""
         with tf.GradientTape() as tape:
             pred = self._pretraining_predictions(tasks)
             loss = tf.reduce_mean(self.task_loss_fn(tasks["support_y"], pred))
-        grads = tape.gradient(loss, self.meta_variables)
-        grads = [tf.zeros_like(v) if g is None else g
-                 for v, g in zip(self.meta_variables, grads)]
-        loss = self._apply_if_finite(grads, loss)
-        self.grad_norm_tracker.update_state(tf.linalg.global_norm(grads))
-        logs = {"loss": loss, "support_loss": loss}
-        return self._update_metrics(
-            logs, dict(tasks, query_y=tasks["support_y"]), pred)
+        grads = tape.gradient(loss, self.meta_variables,
+                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        loss = self.apply_if_finite(grads, loss)
+        return MetaStep({"loss": loss, "support_loss": loss}, pred,
+                        tasks["support_y"])

@@ -5,22 +5,81 @@ parameter tensors (``keras.Model.stateless_call``), so a whole task's training
 is one graph: no Python loop per step, XLA-compilable, and differentiable end
 to end (second-order MAML differentiates straight through it).
 
-Methods differ only in what they accumulate along the path: ``hook`` is called
-once per step ``i`` with ``(theta_i, theta_{i+1}, f(theta_i), f(theta_{i+1}),
-grad f(theta_i))`` and threads its own state, which is how Leap computes its
-pull-forward meta-gradient on the fly (Leap eq. 8). Losses are the ones the
-training process computes anyway: ``f(theta_i)`` is evaluated on minibatch
-``i``, so ``f(theta_{i+1})`` comes from minibatch ``i+1``; after the last
-update one forward pass gives ``f(theta_K)``.
+**The objective contract.** The loop adapts parameters on an *objective*
+
+    objective(params, nontrainable, batch) -> (loss, aux, nontrainable)
+
+a pure function of parameter tensors (in ``model.trainable_variables``
+order), non-trainable state (batch-norm statistics; returned updated) and one
+batch, a nested structure of tensors (``tf.nest``). ``loss`` is a scalar,
+``aux`` anything the caller wants back (predictions). ``supervised(model,
+loss_fn)`` is the supervised implementation, ``batch = (x, y)``; a loss over
+rollouts (RL) or support data of another shape than the query's
+(meta-transfer) is another objective, and the loop does not change.
+``data`` is either a nested structure whose leaves share a leading example
+axis (minibatch ``i`` gathers the same rows of every leaf, ``sample``), or a
+callable ``i -> batch``.
+
+**The hook.** Methods differ only in what they accumulate along the path:
+``hook`` is called once per step ``i`` with ``(theta_i, theta_{i+1},
+f(theta_i), f(theta_{i+1}), grad f(theta_i))`` and threads its own state,
+which is how Leap computes its pull-forward meta-gradient on the fly (Leap
+eq. 8). Losses are the ones the training process computes anyway:
+``f(theta_i)`` is evaluated on minibatch ``i``, so ``f(theta_{i+1})`` comes
+from minibatch ``i+1``; after the last update one forward pass gives
+``f(theta_K)``.
+
+**Step by step.** ``Stepper`` is the same loop one update at a time, for
+tasks whose next batch comes from outside the graph (an environment that
+rolls out ``theta_{i+1}``): ``start``, then ``step`` per update with the
+batch collected at ``stepper.next_params(state)``, then ``finish``. The
+``tf.while_loop`` form (``optimize``) is built from the same three calls, so
+both give the same path and hook state.
 """
 
 import collections
+import dataclasses
+from typing import Any, Optional
 
 import tensorflow as tf
 
 AdaptResult = collections.namedtuple(
     "AdaptResult", ["params", "nontrainable", "loss_before", "loss_after",
                     "hook_state"])
+
+#: The loop's state after update ``step`` (``params`` = theta_step, ``loss``
+#: and ``grads`` at theta_step on minibatch ``step``).
+LoopState = collections.namedtuple(
+    "LoopState", ["step", "params", "nontrainable", "opt_state", "loss",
+                  "grads", "hook_state", "loss_before"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Adaptation:
+    """How a meta-learner adapts a task: the one spec that ``fit``,
+    ``adapt``, ``evaluate``, ``evaluate_tasks`` and ``export`` read
+    (``MetaLearner.adaptation()``).
+
+    Attributes:
+      steps: updates per task during meta-training (``inner_steps``).
+      eval_steps: updates in ``adapt``/``evaluate``/``export`` by default.
+      optimizer: the ``InnerOptimizer`` (its learning rate may read a
+        variable: a learned step size).
+      mask: one bool per learner trainable variable, ``False`` = held fixed
+        while a task adapts (WarpGrad's warp layers, ANIL's body); ``None``
+        = all adapt.
+      batch_size: support minibatch size per update (``None``: full split).
+      step_size: the variable of a meta-learned scalar step size that
+        ``optimizer`` reads (WarpGrad ``learn_task_lr``), else ``None``;
+        ``export`` stores its value at export time.
+    """
+
+    steps: int
+    eval_steps: int
+    optimizer: Any
+    mask: Optional[list] = None
+    batch_size: Optional[int] = None
+    step_size: Any = None
 
 
 def task_loss(model, loss_fn, params, nontrainable, x, y, training=True):
@@ -38,23 +97,39 @@ def task_loss(model, loss_fn, params, nontrainable, x, y, training=True):
     return loss, pred, nontrainable
 
 
-def loss_and_grads(model, loss_fn, params, nontrainable, x, y, mask=None):
-    """Task loss at ``params`` on ``(x, y)`` and its gradient.
+def supervised(model, loss_fn, training=True):
+    """The supervised objective: ``batch = (x, y)``, ``aux`` = predictions
+    (``task_loss``)."""
+    def objective(params, nontrainable, batch):
+        x, y = batch
+        return task_loss(model, loss_fn, params, nontrainable, x, y,
+                         training=training)
+    return objective
+
+
+def value_and_grads(objective, params, nontrainable, batch, mask=None):
+    """``(loss, aux, grads, nontrainable)`` of ``objective`` at ``params``.
 
     With ``mask`` (one bool per parameter) only the masked-in parameters are
-    differentiated; the others get zero gradients.
+    differentiated; the others get zero gradients, as do parameters the loss
+    does not depend on.
     """
     mask = [True] * len(params) if mask is None else mask
     watched = [p for p, m in zip(params, mask) if m]
     with tf.GradientTape() as tape:
         tape.watch(watched)
-        loss, _, nontrainable = task_loss(
-            model, loss_fn, params, nontrainable, x, y)
-    it = iter(tape.gradient(loss, watched))
-    grads = []
-    for p, m in zip(params, mask):
-        g = next(it) if m else None
-        grads.append(tf.zeros_like(p) if g is None else g)
+        loss, aux, nontrainable = objective(params, nontrainable, batch)
+    it = iter(tape.gradient(loss, watched,
+                            unconnected_gradients=tf.UnconnectedGradients.ZERO))
+    grads = [next(it) if m else tf.zeros_like(p) for p, m in zip(params, mask)]
+    return loss, aux, grads, nontrainable
+
+
+def loss_and_grads(model, loss_fn, params, nontrainable, x, y, mask=None):
+    """Supervised task loss at ``params`` on ``(x, y)`` and its gradient
+    (``value_and_grads`` of ``supervised``): ``(loss, grads, nontrainable)``."""
+    loss, _, grads, nontrainable = value_and_grads(
+        supervised(model, loss_fn), params, nontrainable, (x, y), mask)
     return loss, grads, nontrainable
 
 
@@ -91,16 +166,28 @@ def _order(key, n):
                       axis=-1)
 
 
-def minibatch(x, y, batch_size, seed, step):
-    """Minibatch ``step`` of the support split, drawn without replacement.
+def _gather(data, index):
+    return tf.nest.map_structure(lambda t: tf.gather(t, index), data)
 
-    ``batch_size=None`` uses the whole split every step. Draws are stateless:
-    a function of ``(seed, step)`` only.
-    """
+
+def _num_examples(data):
+    return tf.nest.flatten(data)[0]
+
+
+def sample(data, batch_size, seed, step):
+    """Minibatch ``step`` of ``data`` (nested; the same rows of every leaf),
+    drawn without replacement. ``batch_size=None`` uses all of it every
+    step. Draws are stateless: a function of ``(seed, step)`` only."""
     if batch_size is None:
-        return x, y
-    index = _order(_step_keys(seed, step), tf.shape(x)[0])[:batch_size]
-    return tf.gather(x, index), tf.gather(y, index)
+        return data
+    first = _num_examples(data)
+    index = _order(_step_keys(seed, step), tf.shape(first)[0])[:batch_size]
+    return _gather(data, index)
+
+
+def minibatch(x, y, batch_size, seed, step):
+    """``sample((x, y), ...)``: minibatch ``step`` of a support split."""
+    return tuple(sample((x, y), batch_size, seed, step))
 
 
 # Precompute every step's minibatch indices before the loop when the
@@ -108,43 +195,127 @@ def minibatch(x, y, batch_size, seed, step):
 PRECOMPUTE_LIMIT = 1 << 22
 
 
-def minibatches(x, y, batch_size, seed, steps):
+def samplers(data, batch_size, seed, steps):
     """``batch(i)`` for ``i = 0 .. steps``: the same draws as
-    ``minibatch(x, y, batch_size, seed, i)``, with the work that does not
+    ``sample(data, batch_size, seed, i)``, with the work that does not
     depend on ``i``'s data hoisted out of the inner loop: the indices of all
-    draws are computed at once before the loop when the support size and
+    draws are computed at once before the loop when the example count and
     ``steps`` are static and small enough (``PRECOMPUTE_LIMIT``), otherwise
     the per-step keys. On the sine MLP this halves the ops of a task step
     (93 -> 43) and speeds it up ~1.2x (docs/performance.md)."""
     if batch_size is None:
-        return lambda i: (x, y)
-    n = x.shape[0]
+        return lambda i: data
+    first = _num_examples(data)
+    n = first.shape[0]
     k = tf.get_static_value(steps)
     draws = tf.range(steps + 1)
     if n is not None and k is not None and (int(k) + 1) * n <= PRECOMPUTE_LIMIT:
         index = _order(_step_keys(seed, draws), n)[:, :batch_size]
-        return lambda i: (tf.gather(x, index[i]), tf.gather(y, index[i]))
+        return lambda i: _gather(data, index[i])
     keys = _step_keys(seed, draws)
 
     def batch(i):
-        index = _order(keys[i], tf.shape(x)[0])[:batch_size]
-        return tf.gather(x, index), tf.gather(y, index)
+        return _gather(data, _order(keys[i], tf.shape(first)[0])[:batch_size])
 
     return batch
 
 
-def adapt(model, loss_fn, optimizer, params, nontrainable, x, y, steps,
-          batch_size=None, seed=None, hook=None, hook_state=(), mask=None):
-    """Run ``steps`` updates of ``optimizer`` on task data ``(x, y)``.
+def minibatches(x, y, batch_size, seed, steps):
+    """``samplers((x, y), ...)`` with tuples: the support split's draws."""
+    batch = samplers((x, y), batch_size, seed, steps)
+    return lambda i: tuple(batch(i))
+
+
+class Stepper:
+    """The inner loop one update at a time (the loop body of ``optimize``).
+
+    ``start`` evaluates ``f(theta_0)`` and its gradient on a batch; each
+    ``step`` applies update ``i`` and evaluates ``f(theta_{i+1})`` and its
+    gradient on the next batch, then calls the hook for segment ``i``;
+    ``finish`` applies the last update and evaluates ``f(theta_K)`` only
+    (no gradient). ``next_params`` is theta_{i+1} before it is evaluated,
+    for an environment that must act with it to produce the next batch.
+    All are pure functions of their arguments: call them in a
+    ``tf.while_loop``, a ``tf.function`` or eagerly from Python.
+    """
+
+    def __init__(self, objective, optimizer, mask=None, hook=None):
+        self.objective = objective
+        self.optimizer = optimizer
+        self.mask = None if mask is None else list(mask)
+        self.hook = hook or (lambda state, *args: state)
+
+    def _mask(self, params):
+        if self.mask is None:
+            return [True] * len(params)
+        if len(self.mask) != len(params):
+            raise ValueError(f"mask has {len(self.mask)} entries for "
+                             f"{len(params)} parameters.")
+        return self.mask
+
+    def start(self, params, nontrainable, batch, hook_state=()):
+        """The state at theta_0, before any update."""
+        params = list(params)
+        mask = self._mask(params)
+        loss, _, grads, nontrainable = value_and_grads(
+            self.objective, params, list(nontrainable), batch, mask)
+        opt_state = self.optimizer.init([p for p, m in zip(params, mask) if m])
+        return LoopState(tf.constant(0), params, nontrainable, opt_state,
+                         loss, grads, hook_state, loss)
+
+    def _update(self, step, state):
+        """The optimizer on the masked-in parameters; the rest pass through."""
+        mask = self._mask(state.params)
+        pick = lambda xs: [v for v, m in zip(xs, mask) if m]  # noqa: E731
+        new, opt_state = self.optimizer.update(
+            step, pick(state.grads), pick(state.params), state.opt_state)
+        it = iter(new)
+        return ([next(it) if m else t for t, m in zip(state.params, mask)],
+                opt_state)
+
+    def next_params(self, state):
+        """theta_{i+1}: the parameters update ``state.step`` moves to."""
+        return self._update(state.step, state)[0]
+
+    def step(self, state, batch, step=None):
+        """Update ``i = state.step`` (or ``step``); loss and gradient at
+        theta_{i+1} on ``batch``; the hook's segment ``i``."""
+        i = state.step if step is None else step
+        theta_next, opt_state = self._update(i, state)
+        loss_next, _, grads_next, nt = value_and_grads(
+            self.objective, theta_next, state.nontrainable, batch,
+            self._mask(theta_next))
+        hook_state = self.hook(state.hook_state, i, state.params, theta_next,
+                               state.loss, loss_next, state.grads)
+        return LoopState(i + 1, theta_next, nt, opt_state, loss_next,
+                         grads_next, hook_state, state.loss_before)
+
+    def finish(self, state, batch, step=None):
+        """The last update and ``f(theta_K)`` (a forward pass only)."""
+        i = state.step if step is None else step
+        theta_last, _ = self._update(i, state)
+        loss_last, _, nt = self.objective(theta_last, state.nontrainable, batch)
+        hook_state = self.hook(state.hook_state, i, state.params, theta_last,
+                               state.loss, loss_last, state.grads)
+        return AdaptResult(theta_last, nt, state.loss_before, loss_last,
+                           hook_state)
+
+
+def optimize(objective, optimizer, params, nontrainable, data, steps,
+             batch_size=None, seed=None, hook=None, hook_state=(), mask=None):
+    """Run ``steps`` updates of ``optimizer`` on ``objective`` in one
+    ``tf.while_loop``.
 
     Args:
-      model: a built Keras model (its variables are not touched).
-      loss_fn: ``loss_fn(y_true, y_pred)``, e.g. ``keras.losses.get("mse")``.
+      objective: ``objective(params, nontrainable, batch) -> (loss, aux,
+        nontrainable)`` (module docstring; ``supervised`` for ``(x, y)``).
       optimizer: a ``tfmeta.inner_optimizers.InnerOptimizer``.
-      params, nontrainable: lists of tensors in the order of
-        ``model.trainable_variables`` / ``model.non_trainable_variables``.
+      params, nontrainable: lists of tensors.
+      data: a nested structure of tensors with a leading example axis, from
+        which every update draws a minibatch (``sample``), or a callable
+        ``i -> batch`` for ``i = 0 .. steps``.
       steps: number of updates ``K >= 1`` (Python int or scalar tensor).
-      batch_size: minibatch size, or ``None`` for full-batch steps.
+      batch_size: minibatch size, or ``None`` for all of ``data`` each step.
       seed: int tensor of shape ``[2]`` for minibatch draws.
       hook: ``hook(state, i, theta_i, theta_next, loss_i, loss_next, grad_i)
         -> state``, called for every step.
@@ -157,51 +328,35 @@ def adapt(model, loss_fn, optimizer, params, nontrainable, x, y, steps,
     """
     if seed is None:
         seed = tf.constant([0, 0], tf.int64)
-    if hook is None:
-        hook = lambda state, *args: state  # noqa: E731
-    params = list(params)
-    mask = [True] * len(params) if mask is None else list(mask)
-    if len(mask) != len(params):
-        raise ValueError(f"mask has {len(mask)} entries for {len(params)} "
-                         "parameters.")
-    batch = minibatches(x, y, batch_size, seed, steps)
-    grad_at = lambda p, nt, i: loss_and_grads(  # noqa: E731
-        model, loss_fn, p, nt, *batch(i), mask=mask)
-
-    def update(i, grads, theta, opt_state):
-        """The optimizer on the masked-in parameters; the rest pass through."""
-        pick = lambda xs: [v for v, m in zip(xs, mask) if m]  # noqa: E731
-        new, opt_state = optimizer.update(i, pick(grads), pick(theta),
-                                          opt_state)
-        it = iter(new)
-        return [next(it) if m else t for t, m in zip(theta, mask)], opt_state
-
-    loss0, grads0, nontrainable = grad_at(params, list(nontrainable), 0)
-    opt_state = optimizer.init([p for p, m in zip(params, mask) if m])
-
-    def body(i, theta, nt, opt_state, loss, grads, state):
-        theta_next, opt_state = update(i, grads, theta, opt_state)
-        loss_next, grads_next, nt = grad_at(theta_next, nt, i + 1)
-        state = hook(state, i, theta, theta_next, loss, loss_next, grads)
-        return i + 1, theta_next, nt, opt_state, loss_next, grads_next, state
-
+    stepper = Stepper(objective, optimizer, mask, hook)
+    batch = data if callable(data) else samplers(data, batch_size, seed, steps)
+    state = stepper.start(params, nontrainable, batch(0), hook_state)
     # Steps 0 .. K-2 in the loop; the last one is peeled off below so that
     # f(theta_K) costs a forward pass only.
     # A static bound lets XLA differentiate through the loop (second-order
     # MAML under ``jit_compile=True`` needs fixed-size gradient accumulators).
+    # (``loss_before`` stays out of the loop: a loop variable costs ops.)
     k = tf.get_static_value(steps)
-    _, theta, nt, opt_state, loss, grads, state = tf.while_loop(
-        lambda i, *_: i < steps - 1, body,
-        (tf.constant(0), params, nontrainable, opt_state, loss0, grads0,
-         hook_state),
-        maximum_iterations=None if k is None else max(int(k) - 1, 0))
+    loss0 = state.loss_before
+    state = tf.while_loop(
+        lambda s: s.step < steps - 1,
+        lambda s: (stepper.step(s, batch(s.step + 1)),),
+        (state._replace(loss_before=()),),
+        maximum_iterations=None if k is None else max(int(k) - 1, 0))[0]
     # The loop ends at i = max(steps - 1, 0), computed from ``steps`` rather
     # than taken from the loop's output: with the loop's counter feeding the
     # last step, XLA recompiled a ``vectorize_tasks`` meta-step on every call
     # (1.3 s per sine meta-step instead of ~5 ms; docs/performance.md).
     i = tf.maximum(tf.cast(steps, tf.int32) - 1, 0)
-    theta_last, _ = update(i, grads, theta, opt_state)
-    loss_last, _, nt = task_loss(
-        model, loss_fn, theta_last, nt, *batch(i + 1), training=True)
-    state = hook(state, i, theta, theta_last, loss, loss_last, grads)
-    return AdaptResult(theta_last, nt, loss0, loss_last, state)
+    return stepper.finish(state._replace(loss_before=loss0), batch(i + 1),
+                          step=i)
+
+
+def adapt(model, loss_fn, optimizer, params, nontrainable, x, y, steps,
+          batch_size=None, seed=None, hook=None, hook_state=(), mask=None):
+    """``optimize`` on the supervised objective of ``model`` and ``loss_fn``
+    with support data ``(x, y)`` (``loss_fn(y_true, y_pred)``, e.g.
+    ``keras.losses.get("mse")``; ``model``'s variables are not touched)."""
+    return optimize(supervised(model, loss_fn), optimizer, params,
+                    nontrainable, (x, y), steps, batch_size=batch_size,
+                    seed=seed, hook=hook, hook_state=hook_state, mask=mask)

@@ -4,6 +4,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfmeta.checks import positive_int
+
 
 @keras.saving.register_keras_serializable(package="tfmeta")
 class BatchNormalization(keras.layers.BatchNormalization):
@@ -105,7 +107,6 @@ class WarpLayer(keras.layers.Layer):
     (``tfmeta.warpgrad.partition`` checks it).
     """
 
-    is_warp = True
     #: False for warps that modulate weights rather than activations (the
     #: Warp-RNN HyperNetwork): their output shape is not their input's.
     keeps_shape = True
@@ -212,25 +213,18 @@ class ConvWarp(WarpLayer):
                  activation=None, residual=False, kernel_initializer=None,
                  stacked=1, hidden_filters=None, film=False, **kwargs):
         super().__init__(**kwargs)
-        self.kernel_size = int(kernel_size)
+        self.kernel_size = positive_int("kernel_size", kernel_size)
         self.scaling = bool(scaling)
         self.batch_norm = bool(batch_norm)
         self.activation = keras.activations.get(activation)
         self.residual = bool(residual)
         self.kernel_initializer = kernel_initializer
-        if isinstance(stacked, bool) or int(stacked) != stacked or stacked < 1:
-            raise ValueError(f"stacked must be a positive integer, got "
-                             f"{stacked!r}.")
-        self.stacked = int(stacked)
+        self.stacked = positive_int("stacked", stacked)
         if self.scaling and self.stacked > 1:
             raise ValueError("ConvWarp: scaling=True has no convolution to "
                              "stack; use stacked=1.")
-        if hidden_filters is not None and (
-                isinstance(hidden_filters, bool) or int(hidden_filters) < 1):
-            raise ValueError(f"hidden_filters must be a positive integer, got "
-                             f"{hidden_filters!r}.")
-        self.hidden_filters = (None if hidden_filters is None
-                               else int(hidden_filters))
+        self.hidden_filters = positive_int("hidden_filters", hidden_filters,
+                                           allow_none=True)
         self.film = bool(film)
         if self.film and self.stacked < 2:
             raise ValueError(
@@ -375,16 +369,21 @@ class ResidualMLPWarp(WarpLayer):
     units after each non-linearity; appendix D: hidden size 30, tanh).
 
     ``output_initializer`` defaults to zeros, so an untrained warp is the
-    identity and WarpGrad starts from plain gradient descent.
+    identity and WarpGrad starts from plain gradient descent;
+    ``hidden_initializer`` (default Glorot uniform) initializes the hidden
+    kernels (a seeded initializer makes the warp reproducible without
+    seeding the process).
     """
 
     def __init__(self, hidden_units=100, num_layers=2, activation="tanh",
-                 output_initializer="zeros", **kwargs):
+                 output_initializer="zeros",
+                 hidden_initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)
-        self.hidden_units = int(hidden_units)
-        self.num_layers = int(num_layers)
+        self.hidden_units = positive_int("hidden_units", hidden_units)
+        self.num_layers = positive_int("num_layers", num_layers)
         self.activation = activation
         self.output_initializer = output_initializer
+        self.hidden_initializer = hidden_initializer
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -392,6 +391,7 @@ class ResidualMLPWarp(WarpLayer):
         for i in range(self.num_layers - 1):
             layer = keras.layers.Dense(self.hidden_units,
                                        activation=self.activation,
+                                       kernel_initializer=self._hidden_init(i),
                                        dtype=self.dtype_policy,
                                        name=f"hidden_{i}")
             layer.build(shape)
@@ -402,6 +402,16 @@ class ResidualMLPWarp(WarpLayer):
             dtype=self.dtype_policy, name="out")
         self.out.build(shape)
         self.built = True
+
+    def _hidden_init(self, i):
+        """Hidden layer ``i``'s kernel initializer: a seeded one gives each
+        layer its own seed (``seed + i``)."""
+        init = keras.initializers.get(self.hidden_initializer)
+        config = init.get_config()
+        if config.get("seed") is not None:
+            init = init.__class__.from_config(dict(config,
+                                                   seed=config["seed"] + i))
+        return init
 
     def call(self, inputs):
         h = inputs
@@ -417,7 +427,9 @@ class ResidualMLPWarp(WarpLayer):
         config.update(hidden_units=self.hidden_units,
                       num_layers=self.num_layers, activation=self.activation,
                       output_initializer=keras.initializers.serialize(
-                          keras.initializers.get(self.output_initializer)))
+                          keras.initializers.get(self.output_initializer)),
+                      hidden_initializer=keras.initializers.serialize(
+                          keras.initializers.get(self.hidden_initializer)))
         return config
 
 
@@ -449,14 +461,9 @@ class WarpRNNCell(keras.layers.Layer):
                  recurrent_initializer="orthogonal",
                  modulation_initializer="zeros", **kwargs):
         super().__init__(**kwargs)
-        if isinstance(units, bool) or int(units) != units or units < 1:
-            raise ValueError(f"units must be a positive integer, got "
-                             f"{units!r}.")
-        self.units = int(units)
-        self.meta_units = self.units if meta_units is None else int(meta_units)
-        if self.meta_units < 1:
-            raise ValueError(f"meta_units must be a positive integer, got "
-                             f"{meta_units!r}.")
+        self.units = positive_int("units", units)
+        self.meta_units = positive_int(
+            "meta_units", self.units if meta_units is None else meta_units)
         self.modulation_offset = float(modulation_offset)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.recurrent_initializer = keras.initializers.get(

@@ -7,8 +7,21 @@ callbacks, ``History``, TensorBoard and ``BackupAndRestore`` work as usual.
 Task batches are dicts (or 4-tuples in this order) with a leading meta-batch
 axis: ``support_x [B, N, ...]``, ``support_y [B, N, ...]``, ``query_x [B, M,
 ...]``, ``query_y [B, M, ...]``. Each task is adapted on its support split
-with the shared compiled inner loop (``tfmeta.inner_loop.adapt``) and judged
-on its query split. Subclasses implement ``task_meta_gradient``.
+with the shared compiled inner loop (``tfmeta.inner_loop``) and judged on its
+query split.
+
+**Extending.** A method is a subclass (docs/add_a_method.md). The template
+``train_step`` calls ``meta_step(tasks)``; its default runs
+``task_meta_gradient`` on every task (``over_tasks``) and applies the mean
+with ``apply_if_finite``, so most methods (Reptile, FOMAML, Leap) override
+``task_meta_gradient`` only, built from the public blocks ``current_state``,
+``adapt_task``, ``query_loss`` and ``adaptation()``. Methods with another
+kind of meta-step (FineTune, Scratch, WarpGrad's offline and continual
+modes) override ``meta_step`` and still apply through ``apply_if_finite``
+(override ``apply_meta_gradient`` to change how a finite meta-gradient is
+applied). What the inner loop optimizes is ``task_objective()`` on
+``support_data(task)``; the query side is ``query_loss``: override those
+for tasks that are not supervised ``(x, y)`` pairs.
 
 Batch normalization: during adaptation the learner runs in training mode
 (batch statistics) and its moving statistics are carried through the inner
@@ -18,6 +31,8 @@ statistics of the last support minibatch, as in Leap's reference code. The
 meta-learner's own moving statistics are never changed by meta-training.
 """
 
+import collections
+import contextlib
 import math
 import warnings
 
@@ -25,6 +40,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfmeta import export as export_lib
 from tfmeta import inner_loop, inner_optimizers
 from tfmeta import checks
 from tfmeta.checks import positive_int
@@ -59,6 +75,33 @@ def unpack_tasks(data):
     raise ValueError(
         "A task batch must be a dict with keys "
         f"{list(TASK_KEYS)} or a 4-tuple in that order; got {type(data)}.")
+
+
+#: What ``meta_step`` returns: the logs of the meta-step (scalars; ``loss``
+#: and ``support_loss`` at least, plus the keys of ``extra_metrics()``), the
+#: predictions the compiled metrics see and their targets (``None``: the
+#: query targets of the task batch).
+MetaStep = collections.namedtuple("MetaStep", ["logs", "predictions", "targets"],
+                                  defaults=(None,))
+
+
+@contextlib.contextmanager
+def graph_options(options):
+    """Grappler options (``tf.config.optimizer.set_experimental_options``)
+    while the block runs, restored after: graphs instantiated inside it are
+    optimized with them, the rest of the process keeps its own."""
+    if not options:
+        yield
+        return
+    before = tf.config.optimizer.get_experimental_options()
+    tf.config.optimizer.set_experimental_options(options)
+    try:
+        yield
+    finally:
+        # TensorFlow cannot unset an option: one that was unset goes back to
+        # Grappler's default, on (the options taken here are passes).
+        tf.config.optimizer.set_experimental_options(
+            {k: before.get(k, True) for k in options})
 
 
 def _flatten_tasks(t):
@@ -106,9 +149,15 @@ class MetaLearner(keras.Model):
         Without XLA it pays from ~10 tasks on, since each batched matmul has
         a fixed cost of tens of microseconds on CPU (docs/performance.md).
         Conv nets gain nothing (Conv2D with per-task filters is not
-        vectorized).
+        vectorized). Applies to every loop over tasks (``over_tasks``):
+        ``fit``, ``evaluate`` and ``evaluate_tasks``.
       seed: seed of the minibatch draws (a Keras ``SeedGenerator``, saved with
         the model's weights).
+
+    Subclasses may set, in their constructor, ``task_mask`` (one bool per
+    learner trainable variable, ``False`` = held fixed while a task adapts)
+    and ``task_lr`` (the variable of a meta-learned step size that their
+    ``inner_update`` reads); ``adaptation()`` reports them.
     """
 
     def __init__(self, learner, inner_optimizer=None, inner_steps=1,
@@ -139,6 +188,8 @@ class MetaLearner(keras.Model):
         self.support_loss_tracker = keras.metrics.Mean(name="support_loss")
         self.grad_norm_tracker = keras.metrics.Mean(name="grad_norm")
         self.task_loss_fn = None
+        self.task_mask = None
+        self.task_lr = None
         self._adapt_function = None
         self._evaluate_tasks_function = None
         self.built = True
@@ -205,6 +256,36 @@ class MetaLearner(keras.Model):
         """Why this configuration cannot be compiled with XLA, or ``None``."""
         return None
 
+    def graph_options(self):
+        """Grappler options for this method's ``fit``/``evaluate`` graphs
+        (``tf.config.optimizer`` names), set only while those run
+        (``graph_options`` in this module); default none."""
+        return {}
+
+    def make_train_function(self, force=False):
+        if self.train_function is not None and not force:
+            return self.train_function
+        super().make_train_function(force)
+        self.train_function = self._scoped(self.train_function)
+        return self.train_function
+
+    def make_test_function(self, force=False):
+        if self.test_function is not None and not force:
+            return self.test_function
+        super().make_test_function(force)
+        self.test_function = self._scoped(self.test_function)
+        return self.test_function
+
+    def _scoped(self, function):
+        options = self.graph_options()
+        if not options:
+            return function
+
+        def run(*args, **kwargs):
+            with graph_options(options):
+                return function(*args, **kwargs)
+        return run
+
     def fit(self, *args, callbacks=None, **kwargs):
         """Keras ``fit``; stops and raises ``NonFiniteLossError`` on NaN/inf.
 
@@ -229,14 +310,197 @@ class MetaLearner(keras.Model):
     def task_meta_gradient(self, params, nontrainable, task, seed):
         """Meta-gradient of one task: ``(grads, logs, query_predictions)``.
 
-        ``logs`` holds scalar tensors and must contain ``loss`` (query loss
-        after adaptation) and ``support_loss``.
+        The simple hook (Reptile, FOMAML, MAML, Leap): ``grads`` aligned with
+        ``meta_variables``; ``logs`` holds scalar tensors and must contain
+        ``loss`` (query loss after adaptation) and ``support_loss``. The
+        default ``meta_step`` averages it over the meta-batch.
         """
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} must override task_meta_gradient (or "
+            "meta_step); see docs/add_a_method.md.")
+
+    def meta_step(self, tasks):
+        """The per-method part of ``train_step``: one meta-step on a checked
+        task batch; returns a ``MetaStep``. Default: the mean of
+        ``task_meta_gradient`` over the tasks, applied by
+        ``apply_if_finite``."""
+        params, nontrainable = self.current_state()
+
+        def one(task, seed):
+            grads, logs, pred = self.task_meta_gradient(
+                params, nontrainable, task, seed)
+            return (list(grads), dict(logs)), pred
+
+        (grads, logs), preds = self.over_tasks(one, tasks)
+        logs["loss"] = self.apply_if_finite(grads, logs["loss"])
+        return MetaStep(logs, preds)
 
     def extra_metrics(self):
         """Method-specific ``{log name: tracker}``, filled from ``logs``."""
         return {}
+
+    def adaptation(self):
+        """The ``tfmeta.inner_loop.Adaptation`` spec of this meta-learner:
+        what ``adapt_task`` (so ``fit``, ``adapt``, ``evaluate``,
+        ``evaluate_tasks``) and ``export`` run."""
+        return inner_loop.Adaptation(
+            steps=self.inner_steps, eval_steps=self.eval_steps,
+            optimizer=self.inner_update,
+            mask=None if self.task_mask is None else list(self.task_mask),
+            batch_size=self.inner_batch_size, step_size=self.task_lr)
+
+    def task_objective(self):
+        """The inner loop's objective (``tfmeta.inner_loop``'s contract): the
+        supervised task loss of the learner, training mode, ``batch = (x,
+        y)``."""
+        return inner_loop.supervised(self.learner, self.task_loss_fn)
+
+    def support_data(self, task):
+        """The data a task adapts on, as the objective takes it: ``(support_x,
+        support_y)``. Any nested structure with a leading example axis works
+        (minibatches gather the same rows of every leaf), or a callable ``i
+        -> batch`` giving update ``i``'s batch itself (``inner_loop.optimize``;
+        ``inner_batch_size`` is then not used)."""
+        return task["support_x"], task["support_y"]
+
+    # --------------------------------------------------- building blocks
+    def current_state(self):
+        """``(params, nontrainable)``: the learner's variables as tensors,
+        in ``trainable_variables`` / ``non_trainable_variables`` order."""
+        params = [tf.convert_to_tensor(v) for v in self.learner.trainable_variables]
+        nontrainable = [tf.convert_to_tensor(v)
+                        for v in self.learner.non_trainable_variables]
+        return params, nontrainable
+
+    def task_seeds(self, num_tasks):
+        """``[num_tasks, 2]`` int64 seeds for the tasks of one meta-step
+        (advances the meta-learner's seed generator)."""
+        seed = tf.cast(self.seed_generator.next(), tf.int64)
+        # Philox by name: what TensorFlow's kernels pick anyway, while XLA's
+        # automatic choice may differ (the same seed, other draws).
+        return tf.random.experimental.stateless_split(seed, num_tasks,
+                                                      alg="philox")
+
+    def adapt_task(self, params, nontrainable, task, seed, steps=None,
+                   hook=None, hook_state=()):
+        """Adapts one task from ``params`` with the compiled inner loop
+        (``adaptation()``: optimizer, mask, minibatch size) on
+        ``support_data(task)``; ``steps`` defaults to ``inner_steps``.
+        Returns ``tfmeta.inner_loop.AdaptResult``; ``hook`` as in
+        ``tfmeta.inner_loop.optimize``."""
+        spec = self.adaptation()
+        return inner_loop.optimize(
+            self.task_objective(), spec.optimizer, params, nontrainable,
+            self.support_data(task), spec.steps if steps is None else steps,
+            batch_size=spec.batch_size, seed=seed, hook=hook,
+            hook_state=hook_state, mask=spec.mask)
+
+    def query_loss(self, params, nontrainable, task):
+        """``(loss, predictions)`` of ``params`` on the task's query split
+        (inference mode)."""
+        loss, pred, _ = inner_loop.task_loss(
+            self.learner, self.task_loss_fn, params, nontrainable,
+            task["query_x"], task["query_y"], training=False)
+        return loss, pred
+
+    def over_tasks(self, fn, tasks):
+        """The one loop over the tasks of a batch.
+
+        ``fn(task, seed) -> (mean_part, stacked_part)``, two nested
+        structures of tensors. Returns the mean of ``mean_part`` over the
+        tasks (gradients, logs) and ``stacked_part`` stacked along a new
+        leading task axis (predictions, per-task values). With
+        ``vectorize_tasks`` the tasks run as one ``tf.vectorized_map``;
+        otherwise in a ``tf.while_loop`` (``parallel_tasks`` at a time) with
+        no per-task Python state, so a meta-batch can be split over
+        ``tf.distribute`` replicas.
+        """
+        num_tasks = tf.shape(tasks["support_x"])[0]
+        seeds = self.task_seeds(num_tasks)
+        if self.vectorize_tasks:
+            means, stacked = tf.vectorized_map(
+                lambda args: fn(*args), (tasks, seeds))
+            return tf.nest.map_structure(
+                lambda t: tf.reduce_mean(t, axis=0), means), stacked
+        task_at = lambda i: {k: v[i] for k, v in tasks.items()}  # noqa: E731
+        # The first task runs outside the loop to fix the structure and the
+        # dtypes of the accumulators.
+        means0, stacked0 = fn(task_at(0), seeds[0])
+        if tasks["support_x"].shape[0] == 1:
+            # One task (serial Reptile, Algorithm 1): no task loop, whose
+            # control flow adds to every meta-step's fixed cost.
+            return means0, tf.nest.map_structure(lambda t: t[None], stacked0)
+        arrays = tf.nest.map_structure(
+            lambda t: tf.TensorArray(t.dtype, size=num_tasks,
+                                     element_shape=t.shape).write(0, t),
+            stacked0)
+
+        def body(i, sums, arrays):
+            means, stacked = fn(task_at(i), seeds[i])
+            sums = tf.nest.map_structure(tf.add, sums, means)
+            arrays = tf.nest.map_structure(lambda a, t: a.write(i, t),
+                                           arrays, stacked)
+            return i + 1, sums, arrays
+
+        _, sums, arrays = tf.while_loop(
+            lambda i, *_: i < num_tasks, body,
+            (tf.constant(1), means0, arrays),
+            parallel_iterations=self.parallel_tasks)
+        mean = lambda t: t / tf.cast(num_tasks, t.dtype)  # noqa: E731
+        return (tf.nest.map_structure(mean, sums),
+                tf.nest.map_structure(lambda a: a.stack(), arrays))
+
+    def apply_if_finite(self, grads, loss):
+        """The outer step (``apply_meta_gradient``), skipped when the loss or
+        a gradient is NaN/inf; logs the meta-gradient's norm (``grad_norm``).
+
+        Returns the loss to report: NaN for a skipped step, which makes
+        ``fit`` stop and raise ``NonFiniteLossError``.
+        """
+        grads = list(grads)
+        self.grad_norm_tracker.update_state(tf.linalg.global_norm(grads))
+        finite = tf.reduce_all(
+            [tf.math.is_finite(loss)]
+            + [tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+        # Under tf.distribute every replica holds the mean over its share of
+        # the meta-batch, and Keras sums gradients across replicas; all
+        # replicas must also agree on skipping, or the all-reduce would hang.
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync if context else 1
+        if replicas > 1:
+            grads = [g / replicas for g in grads]
+            failed = context.all_reduce(
+                "SUM", 1.0 - tf.cast(finite, tf.float32))
+            finite = failed < 0.5
+            # An optimizer update cannot sit in tf.cond across replicas: feed
+            # zeros instead. NaN never reaches the weights, but the skipped
+            # step still counts as an optimizer iteration.
+            self.apply_meta_gradient(
+                [tf.where(finite, g, tf.zeros_like(g)) for g in grads])
+        else:
+            def apply():
+                self.apply_meta_gradient(grads)
+                return tf.constant(True)
+
+            tf.cond(finite, apply, lambda: tf.constant(False))
+        return tf.where(finite, loss, tf.constant(float("nan"), loss.dtype))
+
+    def apply_meta_gradient(self, grads):
+        """Applies a finite meta-gradient: one outer-optimizer step on
+        ``meta_variables`` (exactly one ``optimizer.apply`` per call, so
+        Keras's ``iterations`` counts meta-steps)."""
+        self.optimizer.apply(grads, self.meta_variables)
+
+    def update_metrics(self, logs, targets, preds, extra=True):
+        """Updates the trackers from ``logs`` and the compiled metrics from
+        ``targets``/``preds`` (``[B, M, ...]``); returns the results."""
+        self.loss_tracker.update_state(logs["loss"])
+        self.support_loss_tracker.update_state(logs["support_loss"])
+        for key, tracker in self.extra_metrics().items() if extra else ():
+            tracker.update_state(logs[key])
+        results = self.compute_metrics(None, _flatten_tasks(targets),
+                                       _flatten_tasks(preds))
+        return {k: v for k, v in results.items()}
 
     # --------------------------------------------------- shared machinery
     def _require_compiled(self):
@@ -245,28 +509,11 @@ class MetaLearner(keras.Model):
                 f"{type(self).__name__} is not compiled: call "
                 "compile(optimizer=..., loss=...) first.")
 
-    def _adapt_task(self, params, nontrainable, x, y, steps, seed, hook=None,
-                    hook_state=()):
-        return inner_loop.adapt(
-            self.learner, self.task_loss_fn, self.inner_update, params,
-            nontrainable, x, y, steps, batch_size=self.inner_batch_size,
-            seed=seed, hook=hook, hook_state=hook_state)
-
-    def _query_loss(self, params, nontrainable, task):
-        """Query loss and predictions of adapted weights (inference mode)."""
-        loss, pred, _ = inner_loop.task_loss(
-            self.learner, self.task_loss_fn, params, nontrainable,
-            task["query_x"], task["query_y"], training=False)
-        return loss, pred
-
-    def _current_state(self):
-        params = [tf.convert_to_tensor(v) for v in self.learner.trainable_variables]
-        nontrainable = [tf.convert_to_tensor(v)
-                        for v in self.learner.non_trainable_variables]
-        return params, nontrainable
-
-    def _check_tasks(self, tasks):
-        """Static checks of a task batch against the learner (trace time)."""
+    def check_tasks(self, tasks):
+        """Static checks of a task batch against the learner (trace time):
+        the four splits' axes, and support and query examples against the
+        learner's inputs and outputs. Override for tasks that are not
+        supervised ``(x, y)`` pairs of the learner's shapes."""
         shapes = {k: tuple(tf.TensorShape(tasks[k].shape).as_list())
                   for k in TASK_KEYS}
         for k, s in shapes.items():
@@ -318,130 +565,49 @@ class MetaLearner(keras.Model):
                 "must match the outputs (or drop their last axis, as sparse "
                 "labels do).")
 
-    def _prepare(self, data):
+    def prepare_tasks(self, data):
+        """The checked task-batch dict of a dataset element (inside
+        ``train_step``/``test_step``)."""
         self._require_compiled()
         tasks = unpack_tasks(data)
-        self._check_tasks(tasks)
+        self.check_tasks(tasks)
         return tasks
 
-    def _task_seeds(self, num_tasks):
-        seed = tf.cast(self.seed_generator.next(), tf.int64)
-        # Philox by name: what TensorFlow's kernels pick anyway, while XLA's
-        # automatic choice may differ (the same seed, other draws).
-        return tf.random.experimental.stateless_split(seed, num_tasks,
-                                                      alg="philox")
-
-    def _over_tasks(self, fn, tasks):
-        """Run ``fn(task, seed) -> (grads, logs, pred)`` on every task.
-
-        Returns the mean gradient, mean logs and the stacked predictions. The
-        tasks run in a ``tf.while_loop`` (``parallel_tasks`` at a time) with
-        no per-task Python state, so a meta-batch can be split over
-        ``tf.distribute`` replicas.
-        """
-        num_tasks = tf.shape(tasks["support_x"])[0]
-        seeds = self._task_seeds(num_tasks)
-        if self.vectorize_tasks:
-            grads, logs, preds = tf.vectorized_map(
-                lambda args: fn(*args), (tasks, seeds))
-            mean = lambda t: tf.reduce_mean(t, axis=0)  # noqa: E731
-            return ([mean(g) for g in grads],
-                    {k: mean(v) for k, v in logs.items()}, preds)
-        task_at = lambda i: {k: v[i] for k, v in tasks.items()}  # noqa: E731
-        # The first task runs outside the loop to fix the structure and the
-        # dtypes of the accumulators.
-        grads0, logs0, pred0 = fn(task_at(0), seeds[0])
-        if tasks["support_x"].shape[0] == 1:
-            # One task (serial Reptile, Algorithm 1): no task loop, whose
-            # control flow adds to every meta-step's fixed cost.
-            return list(grads0), dict(logs0), pred0[None]
-        preds = tf.TensorArray(pred0.dtype, size=num_tasks,
-                               element_shape=pred0.shape).write(0, pred0)
-
-        def body(i, grads, logs, preds):
-            g, lg, pred = fn(task_at(i), seeds[i])
-            grads = [a + b for a, b in zip(grads, g)]
-            logs = {k: logs[k] + lg[k] for k in logs}
-            return i + 1, grads, logs, preds.write(i, pred)
-
-        _, grads, logs, preds = tf.while_loop(
-            lambda i, *_: i < num_tasks, body,
-            (tf.constant(1), list(grads0), dict(logs0), preds),
-            parallel_iterations=self.parallel_tasks)
-        mean = lambda t: t / tf.cast(num_tasks, t.dtype)  # noqa: E731
-        return ([mean(g) for g in grads], {k: mean(v) for k, v in logs.items()},
-                preds.stack())
-
-    def _update_metrics(self, logs, tasks, preds, extra=True):
-        self.loss_tracker.update_state(logs["loss"])
-        self.support_loss_tracker.update_state(logs["support_loss"])
-        for key, tracker in self.extra_metrics().items() if extra else ():
-            tracker.update_state(logs[key])
-        results = self.compute_metrics(None, _flatten_tasks(tasks["query_y"]),
-                                       _flatten_tasks(preds))
-        return {k: v for k, v in results.items()}
+    def task_batch(self, tasks):
+        """A task batch given outside ``fit`` (arrays or tensors) as a
+        checked dict of tensors with the four ``TASK_KEYS``."""
+        self._require_compiled()
+        tasks = {k: tf.convert_to_tensor(v)
+                 for k, v in unpack_tasks(tasks).items() if k in TASK_KEYS}
+        self.check_tasks(tasks)
+        return tasks
 
     def train_step(self, data):
-        """One meta-step: adapt every task, average, apply the outer step."""
-        tasks = self._prepare(data)
-        params, nontrainable = self._current_state()
-        grads, logs, preds = self._over_tasks(
-            lambda task, seed: self.task_meta_gradient(
-                params, nontrainable, task, seed), tasks)
-        logs["loss"] = self._apply_if_finite(grads, logs["loss"])
-        self.grad_norm_tracker.update_state(tf.linalg.global_norm(grads))
-        return self._update_metrics(logs, tasks, preds)
+        """One meta-step (the template): check the task batch, run the
+        method's ``meta_step``, update the metrics."""
+        tasks = self.prepare_tasks(data)
+        step = self.meta_step(tasks)
+        targets = tasks["query_y"] if step.targets is None else step.targets
+        return self.update_metrics(step.logs, targets, step.predictions)
 
-    def _apply_if_finite(self, grads, loss):
-        """Outer step, skipped when the loss or a gradient is NaN/inf.
-
-        Returns the loss to report: NaN for a skipped step, which makes
-        ``fit`` stop and raise ``NonFiniteLossError``.
-        """
-        finite = tf.reduce_all(
-            [tf.math.is_finite(loss)]
-            + [tf.reduce_all(tf.math.is_finite(g)) for g in grads])
-        # Under tf.distribute every replica holds the mean over its share of
-        # the meta-batch, and Keras sums gradients across replicas; all
-        # replicas must also agree on skipping, or the all-reduce would hang.
-        context = tf.distribute.get_replica_context()
-        replicas = context.num_replicas_in_sync if context else 1
-        if replicas > 1:
-            grads = [g / replicas for g in grads]
-            failed = context.all_reduce(
-                "SUM", 1.0 - tf.cast(finite, tf.float32))
-            finite = failed < 0.5
-
-        if replicas > 1:
-            # An optimizer update cannot sit in tf.cond across replicas: feed
-            # zeros instead. NaN never reaches the weights, but the skipped
-            # step still counts as an optimizer iteration.
-            self.optimizer.apply(
-                [tf.where(finite, g, tf.zeros_like(g)) for g in grads],
-                self.meta_variables)
-        else:
-            def apply():
-                self.optimizer.apply(grads, self.meta_variables)
-                return tf.constant(True)
-
-            tf.cond(finite, apply, lambda: tf.constant(False))
-        return tf.where(finite, loss, tf.constant(float("nan"), loss.dtype))
-
-    def _evaluate_task(self, params, nontrainable, task, seed):
-        result = self._adapt_task(params, nontrainable, task["support_x"],
-                                  task["support_y"], self.eval_steps, seed)
-        loss, pred = self._query_loss(result.params, result.nontrainable, task)
-        logs = {"loss": loss, "support_loss": result.loss_after}
-        return [tf.zeros([])], logs, pred
+    def evaluate_task(self, params, nontrainable, task, seed, steps=None):
+        """Adapts one task for ``steps`` (default ``eval_steps``): ``(logs,
+        query predictions)``, logs with the query ``loss`` after adaptation
+        and the ``support_loss``."""
+        steps = self.eval_steps if steps is None else steps
+        result = self.adapt_task(params, nontrainable, task, seed, steps=steps)
+        loss, pred = self.query_loss(result.params, result.nontrainable, task)
+        return {"loss": loss, "support_loss": result.loss_after}, pred
 
     def test_step(self, data):
         """Adapt each task for ``eval_steps``; metrics on the query split."""
-        tasks = self._prepare(data)
-        params, nontrainable = self._current_state()
-        _, logs, preds = self._over_tasks(
-            lambda task, seed: self._evaluate_task(
+        tasks = self.prepare_tasks(data)
+        params, nontrainable = self.current_state()
+        logs, preds = self.over_tasks(
+            lambda task, seed: self.evaluate_task(
                 params, nontrainable, task, seed), tasks)
-        results = self._update_metrics(logs, tasks, preds, extra=False)
+        results = self.update_metrics(logs, tasks["query_y"], preds,
+                                      extra=False)
         return {k: v for k, v in results.items()
                 if k not in self.extra_metrics() and k != "grad_norm"}
 
@@ -456,9 +622,7 @@ class MetaLearner(keras.Model):
         self._require_compiled()
         steps = positive_int("steps", steps if steps is not None
                               else self.eval_steps)
-        tasks = {k: tf.convert_to_tensor(v) for k, v in unpack_tasks(tasks).items()
-                 if k in TASK_KEYS}
-        self._check_tasks(tasks)
+        tasks = self.task_batch(tasks)
         checks.retrace_on_new_ranks(self, "_evaluate_tasks_function", tasks)
         if self._evaluate_tasks_function is None:
             self._evaluate_tasks_function = tf.function(
@@ -469,20 +633,16 @@ class MetaLearner(keras.Model):
             {"loss_before": before.numpy(), "loss_after": after.numpy()})
 
     def _evaluate_tasks_graph(self, tasks, steps):
-        params, nontrainable = self._current_state()
-        seeds = self._task_seeds(tf.shape(tasks["support_x"])[0])
+        params, nontrainable = self.current_state()
 
-        def one(args):
-            task, seed = args
-            before, _ = self._query_loss(params, nontrainable, task)
-            result = self._adapt_task(params, nontrainable, task["support_x"],
-                                      task["support_y"], steps, seed)
-            after, _ = self._query_loss(result.params, result.nontrainable, task)
-            return tf.cast(before, tf.float32), tf.cast(after, tf.float32)
+        def one(task, seed):
+            before, _ = self.query_loss(params, nontrainable, task)
+            logs, _ = self.evaluate_task(params, nontrainable, task, seed,
+                                         steps=steps)
+            return (), (tf.cast(before, tf.float32),
+                        tf.cast(logs["loss"], tf.float32))
 
-        return tf.map_fn(one, (tasks, seeds),
-                         fn_output_signature=(tf.float32, tf.float32),
-                         parallel_iterations=self.parallel_tasks)
+        return self.over_tasks(one, tasks)[1]
 
     # ------------------------------------------------------------ adapt()
     def adapt(self, support_x, support_y, steps=None):
@@ -522,8 +682,10 @@ class MetaLearner(keras.Model):
         return self._adapted_model(params, nontrainable)
 
     def _adapt_graph(self, x, y, steps, seed):
-        params, nontrainable = self._current_state()
-        result = self._adapt_task(params, nontrainable, x, y, steps, seed)
+        params, nontrainable = self.current_state()
+        result = self.adapt_task(params, nontrainable,
+                                 {"support_x": x, "support_y": y}, seed,
+                                 steps=steps)
         return result.params, result.nontrainable, result.loss_after
 
     def _adapted_model(self, params, nontrainable):
@@ -565,7 +727,5 @@ class MetaLearner(keras.Model):
 
     def export(self, path=None, overwrite=False, target_spec=None):
         """Write a SavedModel (see ``tfmeta.export.export``); returns its path."""
-        from tfmeta import export
-
-        return export.export(self, path, overwrite=overwrite,
-                             target_spec=target_spec)
+        return export_lib.export(self, path, overwrite=overwrite,
+                                 target_spec=target_spec)

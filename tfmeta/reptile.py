@@ -1,8 +1,11 @@
 """Reptile (Nichol et al., 2018), serial and batched."""
 
+from tfmeta import registry
 from tfmeta.meta_learner import MetaLearner
 
 
+@registry.register("reptile", "Reptile: move the initialization towards "
+                              "adapted weights")
 class Reptile(MetaLearner):
     """Reptile: the outer step is fed ``phi - W`` as the gradient.
 
@@ -15,8 +18,7 @@ class Reptile(MetaLearner):
     """
 
     def task_meta_gradient(self, params, nontrainable, task, seed):
-        result = self._adapt_task(params, nontrainable, task["support_x"],
-                                  task["support_y"], self.inner_steps, seed)
-        loss, pred = self._query_loss(result.params, result.nontrainable, task)
+        result = self.adapt_task(params, nontrainable, task, seed)
+        loss, pred = self.query_loss(result.params, result.nontrainable, task)
         grads = [p0 - pk for p0, pk in zip(params, result.params)]
         return grads, {"loss": loss, "support_loss": result.loss_after}, pred

@@ -49,6 +49,9 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
+from tfmeta.checks import positive_int
+from tfmeta.errors import OmniglotDataError  # noqa: F401 - re-exported
+
 ARCHIVES = ("images_background.zip", "images_evaluation.zip")
 IMAGE_SIZE = 28
 NUM_CLASSES = 20          # characters per task (appendix D)
@@ -67,8 +70,6 @@ _PNG = re.compile(r"^(images_background|images_evaluation)/([^/]+)/"
                   r"character(\d+)/\d+_(\d+)\.png$")
 
 
-class OmniglotDataError(ValueError):
-    """An Omniglot archive is unreadable (truncated, corrupt or mis-laid)."""
 
 
 def default_data_dirs(data_dir=None):
@@ -301,10 +302,7 @@ def augment(images, seed, **ranges):
 
 # ------------------------------------------------------------- task batches
 def _check_shots(ways, support_shots, query_shots, support_copies=1):
-    if isinstance(support_copies, bool) or not isinstance(support_copies, int) \
-            or support_copies < 1:
-        raise ValueError(
-            f"support_copies must be a positive integer, got {support_copies!r}.")
+    positive_int("support_copies", support_copies)
     if not (isinstance(ways, int) and 1 <= ways <= NUM_CLASSES):
         raise ValueError(f"ways must be an integer in [1, {NUM_CLASSES}], "
                          f"got {ways!r}.")
@@ -388,10 +386,7 @@ def dataset(split="train", num_tasks=None, meta_batch_size=20, seed=0,
         raise ValueError(f"support_batch must be an integer in [1, "
                          f"{ways * support_shots * support_copies}] or None, "
                          f"got {support_batch!r}.")
-    if isinstance(meta_batch_size, bool) or not isinstance(meta_batch_size, int) \
-            or meta_batch_size < 1:
-        raise ValueError(
-            f"meta_batch_size must be a positive integer, got {meta_batch_size!r}.")
+    positive_int("meta_batch_size", meta_batch_size)
     data = data or load(data_dir)
     pool = tf.constant(data.array(split, num_tasks))
     n = pool.shape[0]

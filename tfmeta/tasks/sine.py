@@ -10,6 +10,8 @@ import math
 
 import tensorflow as tf
 
+from tfmeta.checks import positive_int
+
 AMPLITUDE_RANGE = (0.1, 5.0)
 PHASE_RANGE = (0.0, math.pi)
 X_RANGE = (-5.0, 5.0)
@@ -42,8 +44,7 @@ def _check(meta_batch_size, support_size, query_size):
     for name, value in (("meta_batch_size", meta_batch_size),
                         ("support_size", support_size),
                         ("query_size", query_size)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        positive_int(name, value)
 
 
 def dataset(meta_batch_size=5, support_size=10, query_size=10, seed=0,
@@ -114,8 +115,7 @@ def sequence_dataset(meta_batch_size=8, support_size=16, query_size=16,
     Elements as ``dataset``'s (``support_x [B, S, length, 1]``,
     ``support_y [B, S, 1]``); element ``i`` depends on ``(seed, i)`` only."""
     _check(meta_batch_size, support_size, query_size)
-    if not isinstance(length, int) or length < 1:
-        raise ValueError(f"length must be a positive integer, got {length!r}.")
+    positive_int("length", length)
     if not isinstance(start, int) or start < 0:
         raise ValueError(f"start must be a non-negative integer, got {start!r}.")
     return tf.data.Dataset.counter(start).map(

@@ -102,13 +102,15 @@ class Surface(keras.layers.Layer):
 
 def learner(warp=True, hidden_units=30, seed=0):
     """The point learner; with ``warp`` the appendix-D warp ``Omega``
-    (identity at initialization) sits between the point and the surface."""
-    keras.utils.set_random_seed(seed)
+    (identity at initialization) sits between the point and the surface.
+    ``seed`` seeds the warp's initializer (the process's random generators
+    are left alone)."""
     inputs = keras.Input((9,))
     point = Point(name="point")(inputs[:, :2])
     if warp:
-        point = ResidualMLPWarp(hidden_units, num_layers=2, activation="tanh",
-                                name="warp")(point)
+        point = ResidualMLPWarp(
+            hidden_units, num_layers=2, activation="tanh", name="warp",
+            hidden_initializer=keras.initializers.GlorotUniform(seed=seed))(point)
     out = Surface(name="surface")(point, inputs[:, 2:])
     return keras.Model(inputs, out, name="warped_point" if warp else "point")
 

@@ -1,0 +1,56 @@
+"""The method registry: one place that names every meta-learning method.
+
+``tfmeta list``, the CLI's ``train METHOD`` and ``tfmeta.load`` (which
+rebuilds the class named in an export's ``tfmeta.json``) all look methods up
+here; nothing is imported by a name read from a file. A new method registers
+itself where it is defined::
+
+    @tfmeta.register("anil", "first-order ANIL: adapt the head only")
+    class ANIL(tfmeta.MetaLearner):
+        ...
+
+``cli=False`` keeps a method out of ``tfmeta train`` (it still shows in
+``tfmeta list``, marked, and loads), for methods that need a learner the
+CLI's task families do not build (WarpGrad's warp layers).
+"""
+
+import collections
+
+Method = collections.namedtuple("Method", ["name", "cls", "description", "cli"])
+
+_METHODS = {}
+
+
+def register(name, description, cli=True):
+    """Class decorator: registers a ``MetaLearner`` subclass under ``name``
+    (lower case, as the CLI takes it)."""
+    def decorate(cls):
+        known = _METHODS.get(name)
+        if known is not None and known.cls.__qualname__ != cls.__qualname__:
+            raise ValueError(f"method name {name!r} is taken by "
+                             f"{known.cls.__qualname__}.")
+        _METHODS[name] = Method(name, cls, description, bool(cli))
+        return cls
+    return decorate
+
+
+def methods(cli_only=False):
+    """``{name: Method}`` in registration order."""
+    return {k: m for k, m in _METHODS.items() if m.cli or not cli_only}
+
+
+def get(name):
+    """The class registered as ``name``; ``KeyError`` naming the choices."""
+    if name not in _METHODS:
+        raise KeyError(f"unknown method {name!r}; choose from "
+                       f"{sorted(_METHODS)}.")
+    return _METHODS[name].cls
+
+
+def by_class_name(class_name):
+    """The registered class whose ``__name__`` is ``class_name`` (as
+    ``tfmeta.json`` records it), or ``None``."""
+    for method in _METHODS.values():
+        if method.cls.__name__ == class_name:
+            return method.cls
+    return None
