@@ -80,7 +80,6 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import tfmeta  # noqa: E402
-from tfmeta.maml import avoid_grappler_add_ops_bug  # noqa: E402
 from tfmeta.tasks import fewshot  # noqa: E402
 from tfmeta.tasks import omniglot_fewshot as of  # noqa: E402
 
@@ -416,7 +415,6 @@ def steps_for(args, preset, method, setting):
 
 def main(argv=None):
     args, preset, cells = parse_args(argv)
-    avoid_grappler_add_ops_bug()   # the same graph options for every method
     data = of.load(args.data_dir)
     if args.time_steps:
         time_steps(data, cells)
