@@ -49,11 +49,13 @@ from tfmeta.errors import NonFiniteLossError
 TASK_KEYS = ("support_x", "support_y", "query_x", "query_y")
 
 
-def _shape_str(shape):
+def shape_str(shape):
+    """A shape for messages: ``(?, 28, 28)``."""
     return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
 
 
-def _compatible(a, b):
+def compatible_shapes(a, b):
+    """Same rank and equal sizes wherever both are known."""
     return len(a) == len(b) and all(
         x is None or y is None or x == y for x, y in zip(a, b))
 
@@ -104,7 +106,7 @@ def graph_options(options):
             {k: before.get(k, True) for k in options})
 
 
-def _flatten_tasks(t):
+def flatten_tasks(t):
     """``[B, N, ...] -> [B * N, ...]``, for symbolic and real tensors."""
     if isinstance(t, keras.KerasTensor):
         n = None if None in t.shape[:2] else t.shape[0] * t.shape[1]
@@ -112,7 +114,7 @@ def _flatten_tasks(t):
     return tf.reshape(t, tf.concat([[-1], tf.shape(t)[2:]], 0))
 
 
-class _StopOnNonFinite(keras.callbacks.Callback):
+class StopOnNonFinite(keras.callbacks.Callback):
     """Stops ``fit`` at the first meta-step whose loss is NaN or infinite."""
 
     def __init__(self):
@@ -207,21 +209,21 @@ class MetaLearner(keras.Model):
         ``tf.distribute`` strategy), predicts on its flattened query split.
         """
         if isinstance(inputs, dict) and "query_x" in inputs:
-            inputs = _flatten_tasks(inputs["query_x"])
+            inputs = flatten_tasks(inputs["query_x"])
         return self.learner(inputs, training=training)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         """Keras ``compute_metrics``; ``y`` defaults to a task batch's
         flattened query targets."""
         if y is None and isinstance(x, dict) and "query_y" in x:
-            y = _flatten_tasks(x["query_y"])
+            y = flatten_tasks(x["query_y"])
         return super().compute_metrics(x, y, y_pred, sample_weight)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
                      training=True):
         """Keras ``compute_loss`` (used by Keras to build its loss state)."""
         if y is None and isinstance(x, dict) and "query_y" in x:
-            y = _flatten_tasks(x["query_y"])
+            y = flatten_tasks(x["query_y"])
         return super().compute_loss(x, y, y_pred, sample_weight, training)
 
     def compile(self, optimizer="sgd", loss=None, metrics=None,
@@ -292,7 +294,7 @@ class MetaLearner(keras.Model):
         A meta-step whose loss or meta-gradient is not finite is not applied,
         so the weights stay those of the last finite meta-step.
         """
-        guard = _StopOnNonFinite()
+        guard = StopOnNonFinite()
         kwargs.setdefault("shuffle", False)  # task datasets draw their own order
         history = super().fit(
             *args, callbacks=list(callbacks or []) + [guard], **kwargs)
@@ -498,8 +500,8 @@ class MetaLearner(keras.Model):
         self.support_loss_tracker.update_state(logs["support_loss"])
         for key, tracker in self.extra_metrics().items() if extra else ():
             tracker.update_state(logs[key])
-        results = self.compute_metrics(None, _flatten_tasks(targets),
-                                       _flatten_tasks(preds))
+        results = self.compute_metrics(None, flatten_tasks(targets),
+                                       flatten_tasks(preds))
         return {k: v for k, v in results.items()}
 
     # --------------------------------------------------- shared machinery
@@ -519,19 +521,19 @@ class MetaLearner(keras.Model):
         for k, s in shapes.items():
             if len(s) < 2:
                 raise ValueError(
-                    f"{k} has shape {_shape_str(s)}; a task batch needs a "
+                    f"{k} has shape {shape_str(s)}; a task batch needs a "
                     "leading meta-batch axis and an example axis [B, N, ...].")
         metas = {s[0] for s in shapes.values() if s[0] is not None}
         if len(metas) > 1:
             raise ValueError(
                 "support and query splits disagree on the number of tasks: "
-                + ", ".join(f"{k} {_shape_str(s)}" for k, s in shapes.items()))
+                + ", ".join(f"{k} {shape_str(s)}" for k, s in shapes.items()))
         for split in ("support", "query"):
             xs, ys = shapes[f"{split}_x"], shapes[f"{split}_y"]
             if xs[1] == 0:
                 raise ValueError(f"the {split} split is empty ({split}_x has "
-                                 f"shape {_shape_str(xs)}).")
-            if not _compatible(xs[1:2], ys[1:2]):
+                                 f"shape {shape_str(xs)}).")
+            if not compatible_shapes(xs[1:2], ys[1:2]):
                 raise ValueError(
                     f"{split}_x has {xs[1]} examples per task but {split}_y "
                     f"has {ys[1]}.")
@@ -545,10 +547,10 @@ class MetaLearner(keras.Model):
         inputs = getattr(self.learner, "inputs", None)
         if inputs:
             expected = tuple(inputs[0].shape[1:])
-            if not _compatible(x_shape, expected):
+            if not compatible_shapes(x_shape, expected):
                 raise ValueError(
-                    f"{split}_x has per-example shape {_shape_str(x_shape)} but "
-                    f"the learner expects inputs of shape {_shape_str(expected)}.")
+                    f"{split}_x has per-example shape {shape_str(x_shape)} but "
+                    f"the learner expects inputs of shape {shape_str(expected)}.")
         try:
             out = self.learner.compute_output_spec(
                 keras.KerasTensor((None,) + tuple(x_shape)))
@@ -556,12 +558,12 @@ class MetaLearner(keras.Model):
         except Exception as err:  # noqa: BLE001 - reported with context
             raise ValueError(
                 f"the learner cannot take {split}_x examples of shape "
-                f"{_shape_str(x_shape)}: {err}") from err
-        if not (_compatible(y_shape, out_shape)
-                or _compatible(y_shape, out_shape[:-1])):
+                f"{shape_str(x_shape)}: {err}") from err
+        if not (compatible_shapes(y_shape, out_shape)
+                or compatible_shapes(y_shape, out_shape[:-1])):
             raise ValueError(
-                f"{split}_y has per-example shape {_shape_str(y_shape)} but the "
-                f"learner outputs {_shape_str(out_shape)} per example; targets "
+                f"{split}_y has per-example shape {shape_str(y_shape)} but the "
+                f"learner outputs {shape_str(out_shape)} per example; targets "
                 "must match the outputs (or drop their last axis, as sparse "
                 "labels do).")
 
@@ -657,11 +659,11 @@ class MetaLearner(keras.Model):
         y = tf.convert_to_tensor(support_y)
         if x.shape.rank is None or x.shape.rank < 1 or x.shape[0] == 0:
             raise ValueError(f"support_x must hold at least one example; got "
-                             f"shape {_shape_str(x.shape.as_list())}.")
+                             f"shape {shape_str(x.shape.as_list())}.")
         if y.shape.rank < 1 or x.shape[0] != y.shape[0]:
             raise ValueError(
                 f"support_x has {x.shape[0]} examples but support_y has shape "
-                f"{_shape_str(y.shape.as_list())}.")
+                f"{shape_str(y.shape.as_list())}.")
         self._check_example_shapes(
             tuple(x.shape[1:]), tuple(y.shape[1:]), "support")
         if x.dtype.is_floating:

@@ -11,47 +11,16 @@ the gradient encoders). Support and query may differ in shape:
 ``query_y [B, M, ...]``.
 """
 
-import math
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from tfmeta.errors import NonFiniteLossError
-from tfmeta.meta_learner import TASK_KEYS, unpack_tasks
+from tfmeta.meta_learner import (TASK_KEYS, StopOnNonFinite, compatible_shapes,
+                                 flatten_tasks, shape_str, unpack_tasks)
 from tfmeta.transfer import functional as F
 from tfmeta.transfer.decoder import Decoder
-
-
-def _shape_str(shape):
-    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
-
-
-def _compatible(a, b):
-    return len(a) == len(b) and all(
-        x is None or y is None or x == y for x, y in zip(a, b))
-
-
-def _flatten_tasks(t):
-    """``[B, M, ...] -> [B * M, ...]``."""
-    return tf.reshape(t, tf.concat([[-1], tf.shape(t)[2:]], 0))
-
-
-class _StopOnNonFinite(keras.callbacks.Callback):
-    """Stops ``fit`` at the first meta-step whose loss is NaN or infinite."""
-
-    def __init__(self):
-        super().__init__()
-        self.epoch, self.batch, self.value = 0, None, None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        value = (logs or {}).get("loss")
-        if value is not None and not math.isfinite(float(np.asarray(value))):
-            self.batch, self.value = batch, float(np.asarray(value))
-            self.model.stop_training = True
 
 
 class MetaTransfer(keras.Model):
@@ -208,7 +177,7 @@ class MetaTransfer(keras.Model):
     def fit(self, *args, callbacks=None, **kwargs):
         """Keras ``fit``; stops and raises ``NonFiniteLossError`` on NaN/inf
         (that meta-step is not applied)."""
-        guard = _StopOnNonFinite()
+        guard = StopOnNonFinite()
         kwargs.setdefault("shuffle", False)
         history = super().fit(
             *args, callbacks=list(callbacks or []) + [guard], **kwargs)
@@ -246,8 +215,8 @@ class MetaTransfer(keras.Model):
         """Mean query loss of a task batch and the predictions."""
         pred = self.predict_query(tasks["support_x"], tasks["support_y"],
                                   tasks["query_x"])
-        y = _flatten_tasks(tasks["query_y"])
-        losses = self.task_loss_fn(y, _flatten_tasks(pred))
+        y = flatten_tasks(tasks["query_y"])
+        losses = self.task_loss_fn(y, flatten_tasks(pred))
         return tf.reduce_mean(losses), pred
 
     def meta_gradient(self, tasks):
@@ -293,8 +262,8 @@ class MetaTransfer(keras.Model):
 
     def _update_metrics(self, loss, tasks, pred):
         self.loss_tracker.update_state(loss)
-        results = self.compute_metrics(None, _flatten_tasks(tasks["query_y"]),
-                                       _flatten_tasks(pred))
+        results = self.compute_metrics(None, flatten_tasks(tasks["query_y"]),
+                                       flatten_tasks(pred))
         return dict(results)
 
     def _apply_if_finite(self, grads, loss):
@@ -323,7 +292,7 @@ class MetaTransfer(keras.Model):
                      "query_y": 2}[key]
             if len(s) < least or (key.startswith("support") and len(s) > 3):
                 raise ValueError(
-                    f"{key} has shape {_shape_str(s)}; it must be [tasks, "
+                    f"{key} has shape {shape_str(s)}; it must be [tasks, "
                     "points, values]" + (" (rank 3)." if key.startswith(
                         "support") else ", or [tasks, points] for labels."
                         if key == "query_y" else "."))
@@ -331,19 +300,19 @@ class MetaTransfer(keras.Model):
         if len(metas) > 1:
             raise ValueError(
                 "support and query disagree on the number of tasks: "
-                + ", ".join(f"{k} {_shape_str(s)}" for k, s in shapes.items()))
+                + ", ".join(f"{k} {shape_str(s)}" for k, s in shapes.items()))
         for split in ("support", "query"):
             xs, ys = shapes.get(f"{split}_x"), shapes.get(f"{split}_y")
             if xs is not None and xs[1] == 0:
                 raise ValueError(f"the {split} is empty ({split}_x has shape "
-                                 f"{_shape_str(xs)}).")
+                                 f"{shape_str(xs)}).")
             if xs is not None and ys is not None \
-                    and not _compatible(xs[1:2], ys[1:2]):
+                    and not compatible_shapes(xs[1:2], ys[1:2]):
                 raise ValueError(f"{split}_x has {xs[1]} points per task but "
                                  f"{split}_y has {ys[1]}.")
         ds, es = self.encoder.support_dims
         got = (shapes["support_x"][2], shapes["support_y"][2])
-        if not _compatible(got, (ds, es)):
+        if not compatible_shapes(got, (ds, es)):
             raise ValueError(
                 f"support points have {got[0]} input and {got[1]} target "
                 f"values but the {self.encoder.name} was built for {ds} and "
@@ -351,13 +320,13 @@ class MetaTransfer(keras.Model):
         qx, qy = shapes.get("query_x"), shapes.get("query_y")
         if self.predicts_query:
             dq, eq = self.encoder.query_dims
-            if qx is not None and not _compatible(qx[2:], (dq,)):
+            if qx is not None and not compatible_shapes(qx[2:], (dq,)):
                 raise ValueError(f"query_x has per-point shape "
-                                 f"{_shape_str(qx[2:])} but the deep kernel "
+                                 f"{shape_str(qx[2:])} but the deep kernel "
                                  f"was built for ({dq},) (query_dims).")
-            if qy is not None and not _compatible(qy[2:], (eq,)):
+            if qy is not None and not compatible_shapes(qy[2:], (eq,)):
                 raise ValueError(f"query_y has per-point shape "
-                                 f"{_shape_str(qy[2:])} but the deep kernel "
+                                 f"{shape_str(qy[2:])} but the deep kernel "
                                  f"was built for ({eq},) (query_dims).")
             return
         if qx is not None:
@@ -368,25 +337,25 @@ class MetaTransfer(keras.Model):
         inputs = getattr(learner, "inputs", None)
         if inputs:
             expected = tuple(inputs[0].shape[1:])
-            if not _compatible(x_shape, expected):
+            if not compatible_shapes(x_shape, expected):
                 raise ValueError(
-                    f"query_x has per-point shape {_shape_str(x_shape)} but the "
+                    f"query_x has per-point shape {shape_str(x_shape)} but the "
                     f"query learner expects inputs of shape "
-                    f"{_shape_str(expected)}.")
+                    f"{shape_str(expected)}.")
         try:
             out = learner.compute_output_spec(
                 keras.KerasTensor((None,) + tuple(x_shape)))
         except Exception as err:  # noqa: BLE001 - reported with context
             raise ValueError(f"the query learner cannot take query_x points "
-                             f"of shape {_shape_str(x_shape)}: {err}") from err
+                             f"of shape {shape_str(x_shape)}: {err}") from err
         out_shape = tuple(out.shape[1:])
         if y_shape is not None and not (
-                _compatible(y_shape, out_shape)
-                or _compatible(y_shape, out_shape[:-1])
-                or _compatible(y_shape, out_shape[:-1] + (1,))):
+                compatible_shapes(y_shape, out_shape)
+                or compatible_shapes(y_shape, out_shape[:-1])
+                or compatible_shapes(y_shape, out_shape[:-1] + (1,))):
             raise ValueError(
-                f"query_y has per-point shape {_shape_str(y_shape)} but the "
-                f"query learner outputs {_shape_str(out_shape)} per point "
+                f"query_y has per-point shape {shape_str(y_shape)} but the "
+                f"query learner outputs {shape_str(out_shape)} per point "
                 "(targets must match, or be one label per point).")
 
     # ------------------------------------------------------------ use
