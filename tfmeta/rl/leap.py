@@ -1,0 +1,147 @@
+"""Leap across RL tasks (Leap section 4.3, appendix F): meta-learns the
+initialization of an A2C agent's shared encoder.
+
+An RL task (a game, a maze goal) is a callable ``task(seed) -> A2C`` that
+builds a fresh agent: its own environments, optimizer and, since the action
+count differs per game, fresh policy and value heads. ``RLLeap.meta_step``
+samples a meta-batch of tasks, copies the shared initialization into each
+agent's encoder (``A2C.encoder_mask``), trains it for ``updates`` A2C updates
+and accumulates eq. 8's pull-forward term of every update on the fly (the
+A2C ``train_step`` hook), with ``f`` the A2C loss of that update's rollout
+before and after it. The increment is ``tfmeta.leap.flat_increment``, the
+one supervised Leap uses, applied to the encoder's parameters only: the
+task manifold is the encoder's parameters with the loss. The meta-gradient
+is averaged over the meta-batch and applied by a Keras optimizer.
+
+This is a plain class with ``meta_step()`` (not a ``keras.Model`` with
+``fit``): an A2C update steps Python environments and checks its loss in
+eager mode between compiled updates, which ``fit``'s compiled train step
+cannot host.
+"""
+
+import functools
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfmeta import checks
+from tfmeta.leap import check_metric, flat_increment, flat_state, unflatten
+
+
+class RLLeap:
+    """Leap on the encoder of A2C agents.
+
+    Args:
+      encoder: the Keras model whose trainable variables are the shared
+        initialization (the meta-parameters); each task's agent has an
+        encoder (``A2C.encoder_mask``) with variables of the same shapes.
+      tasks: a list of callables ``task(seed) -> A2C`` (the pretraining
+        pool); each builds a fresh agent for one game.
+      meta_optimizer: a Keras optimizer for the outer step.
+      updates: A2C updates per task per meta-step (5 M steps / (32 x 5) in
+        the paper).
+      meta_batch_size: tasks per meta-step, drawn without replacement (16 of
+        27 games in the paper); defaults to all tasks.
+      metric: ``"energy"`` (p=2, the paper's choice for Atari) or
+        ``"length"``.
+      loss_in_manifold, stabilizer: as in ``tfmeta.leap.Leap``.
+      seed: draws the meta-batches and each agent's seed.
+    """
+
+    def __init__(self, encoder, tasks, meta_optimizer, *, updates,
+                 meta_batch_size=None, metric="energy", loss_in_manifold=True,
+                 stabilizer=True, seed=0):
+        if not isinstance(encoder, keras.Model) or not encoder.built:
+            raise ValueError("encoder must be a built Keras model.")
+        tasks = list(tasks)
+        if not tasks or not all(callable(t) for t in tasks):
+            raise ValueError(
+                "tasks must be a non-empty list of callables task(seed) -> "
+                "A2C.")
+        if not isinstance(meta_optimizer, keras.optimizers.Optimizer):
+            raise TypeError(
+                "meta_optimizer must be a Keras optimizer, got "
+                f"{type(meta_optimizer).__name__}.")
+        self.encoder, self.tasks = encoder, tasks
+        self.meta_optimizer = meta_optimizer
+        self.updates = checks.positive_int("updates", updates)
+        self.meta_batch_size = len(tasks) if meta_batch_size is None else \
+            checks.positive_int("meta_batch_size", meta_batch_size)
+        if self.meta_batch_size > len(tasks):
+            raise ValueError(
+                f"meta_batch_size {self.meta_batch_size} exceeds the "
+                f"{len(tasks)} tasks.")
+        self.options = {"metric": check_metric(metric),
+                        "loss_in_manifold": bool(loss_in_manifold),
+                        "stabilizer": bool(stabilizer)}
+        self.seed = int(seed)
+        self.meta_steps = 0
+        self.variables = list(encoder.trainable_variables)
+        # One hook object: each agent's compiled update traces it once.
+        self._hooks = {}
+
+    def _hook(self, mask):
+        key = tuple(mask)
+        if key not in self._hooks:
+            increment = functools.partial(flat_increment, **self.options)
+            pick = lambda xs: [x for x, m in zip(xs, mask) if m]  # noqa: E731
+
+            def hook(state, step, theta, theta_next, loss, loss_next, grads):
+                return increment(state, pick(theta), pick(theta_next), loss,
+                                 loss_next, pick(grads))
+            self._hooks[key] = hook
+        return self._hooks[key]
+
+    def initialize(self, a2c):
+        """Copies the shared initialization into ``a2c``'s encoder; returns
+        the encoder's mask over ``a2c.params``."""
+        mask = list(a2c.encoder_mask)
+        targets = [v for v, m in zip(a2c.params, mask) if m]
+        if [tuple(v.shape) for v in targets] != \
+                [tuple(v.shape) for v in self.variables]:
+            raise ValueError(
+                "the task's agent encoder variables "
+                f"{[tuple(v.shape) for v in targets]} do not match the "
+                f"shared encoder's {[tuple(v.shape) for v in self.variables]}"
+                "; build the agent with an encoder named 'encoder' of the "
+                "same architecture.")
+        for target, source in zip(targets, self.variables):
+            target.assign(source)
+        return mask
+
+    def task_meta_gradient(self, a2c):
+        """Trains ``a2c`` from the shared initialization for ``updates``
+        updates; returns ``(meta_gradient, logs)``, the meta-gradient as a
+        list shaped like the encoder's variables (eq. 8 summed over the
+        updates, constant factor p dropped as in ``Leap``)."""
+        mask = self.initialize(a2c)
+        state = flat_state([tf.convert_to_tensor(v) for v in self.variables])
+        logs, ((flat,), length) = a2c.train(
+            self.updates, hook=self._hook(mask), hook_state=state)
+        grads = unflatten(flat, self.variables)
+        return grads, dict(logs, path_length=float(length.numpy()),
+                           mean_return=a2c.mean_return())
+
+    def meta_step(self):
+        """One meta-step: a meta-batch of tasks, each trained from the
+        shared initialization, then the averaged meta-gradient applied.
+        Returns per-task logs (task index, final A2C loss, path length,
+        mean return of its last episodes)."""
+        rng = np.random.default_rng([self.seed, self.meta_steps])
+        batch = rng.choice(len(self.tasks), self.meta_batch_size,
+                           replace=False)
+        total, logs = None, []
+        for index in batch:
+            a2c = self.tasks[int(index)](int(rng.integers(2 ** 31)))
+            try:
+                grads, task_logs = self.task_meta_gradient(a2c)
+            finally:
+                a2c.envs.close()  # the agent is this task's, used once
+            total = grads if total is None else [
+                a + b for a, b in zip(total, grads)]
+            logs.append(dict(task_logs, task=int(index)))
+        self.meta_optimizer.apply_gradients(
+            [(g / len(batch), v) for g, v in zip(total, self.variables)])
+        self.meta_steps += 1
+        return logs
