@@ -164,11 +164,12 @@ def main(argv=None):
     tasks = [lambda seed, g=g: make_agent(g, cfg, seed) for g in pool]
     keras.utils.set_random_seed(args.seed)
     encoder = rl.nets.mnih_encoder((84, 84, 3))
-    leap = rl.RLLeap(encoder, tasks, keras.optimizers.SGD(cfg["meta_lr"]),
-                     updates=cfg["updates"], meta_batch_size=cfg["meta_batch"],
-                     metric="energy", seed=args.seed)
+    leap = rl.RLLeap(encoder, tasks, updates=cfg["updates"],
+                     meta_batch_size=cfg["meta_batch"], metric="energy",
+                     seed=args.seed)
+    leap.compile(keras.optimizers.SGD(cfg["meta_lr"]))
     history = []
-    for step in range(cfg["meta_steps"]):
+    for step in range(cfg["meta_steps"]):  # meta_step: per-game logs
         start = time.perf_counter()
         logs = leap.meta_step()
         seconds = time.perf_counter() - start

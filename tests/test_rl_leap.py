@@ -61,18 +61,25 @@ def eq8_numpy(path, p):
     return meta
 
 
-@pytest.mark.parametrize("metric,p", [("energy", 2), ("length", 1)])
-def test_rl_leap_moves_init_by_eq8_of_the_recorded_a2c_path(metric, p):
+@pytest.mark.parametrize("metric,p,via", [("energy", 2, "meta_step"),
+                                          ("length", 1, "fit")])
+def test_rl_leap_moves_init_by_eq8_of_the_recorded_a2c_path(metric, p, via):
     calls = []
     tasks = [maze_task(10.0, 4, calls), maze_task(-3.0, 7, calls)]
     keras.utils.set_random_seed(123)
     encoder = rl.nets.mlp_net((OBS,), 4, hidden=(6,)).get_layer("encoder")
-    leap = rl.RLLeap(encoder, tasks, keras.optimizers.SGD(META_LR),
-                     updates=UPDATES, metric=metric, seed=7)
+    leap = rl.RLLeap(encoder, tasks, updates=UPDATES, metric=metric, seed=7)
+    leap.compile(keras.optimizers.SGD(META_LR))
     init = [v.numpy() for v in encoder.trainable_variables]
-    logs = leap.meta_step()
-    assert sorted(log["task"] for log in logs) == [0, 1]
-    assert len(calls) == 2
+    if via == "meta_step":
+        logs = leap.meta_step()
+        assert sorted(log["task"] for log in logs) == [0, 1]
+    else:
+        history = leap.fit(steps_per_epoch=1, verbose=0).history
+        assert set(history) == {"loss", "path_length", "mean_return"}
+        assert np.isfinite(history["path_length"][0])
+    assert len(calls) == 2 and calls[0][:2] != calls[1][:2]
+    assert int(leap.optimizer.iterations.numpy()) == 1
 
     metas = []
     for reward, length, seed in calls:
@@ -92,16 +99,25 @@ def test_rl_leap_bad_input():
     calls = []
     task = maze_task(10.0, 4, calls)
     encoder = rl.nets.mlp_net((OBS,), 4, hidden=(6,)).get_layer("encoder")
-    sgd = keras.optimizers.SGD(0.1)
     with pytest.raises(ValueError, match="metric"):
-        rl.RLLeap(encoder, [task], sgd, updates=1, metric="area")
+        rl.RLLeap(encoder, [task], updates=1, metric="area")
     with pytest.raises(ValueError, match="meta_batch_size 2 exceeds"):
-        rl.RLLeap(encoder, [task], sgd, updates=1, meta_batch_size=2)
+        rl.RLLeap(encoder, [task], updates=1, meta_batch_size=2)
     with pytest.raises(ValueError, match="non-empty list"):
-        rl.RLLeap(encoder, [], sgd, updates=1)
+        rl.RLLeap(encoder, [], updates=1)
+    leap = rl.RLLeap(encoder, [task], updates=1)
+    with pytest.raises(RuntimeError, match="compile"):
+        leap.meta_step()
     with pytest.raises(TypeError, match="Keras optimizer"):
-        rl.RLLeap(encoder, [task], "sgd", updates=1)
+        leap.compile("sgd")
+    with pytest.raises(ValueError, match="runs eagerly"):
+        leap.compile(keras.optimizers.SGD(0.1), run_eagerly=False)
+    leap.compile(keras.optimizers.SGD(0.1))
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        leap.fit()
+    assert not calls  # nothing ran
     other = rl.nets.mlp_net((OBS,), 4, hidden=(5,)).get_layer("encoder")
-    leap = rl.RLLeap(other, [task], sgd, updates=1)
+    leap = rl.RLLeap(other, [task], updates=1)
+    leap.compile(keras.optimizers.SGD(0.1))
     with pytest.raises(ValueError, match="do not match the shared encoder"):
         leap.meta_step()

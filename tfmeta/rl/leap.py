@@ -11,12 +11,15 @@ A2C ``train_step`` hook), with ``f`` the A2C loss of that update's rollout
 before and after it. The increment is ``tfmeta.leap.flat_increment``, the
 one supervised Leap uses, applied to the encoder's parameters only: the
 task manifold is the encoder's parameters with the loss. The meta-gradient
-is averaged over the meta-batch and applied by a Keras optimizer.
+is averaged over the meta-batch and applied by the Keras optimizer given
+to ``compile``.
 
-This is a plain class with ``meta_step()`` (not a ``keras.Model`` with
-``fit``): an A2C update steps Python environments and checks its loss in
-eager mode between compiled updates, which ``fit``'s compiled train step
-cannot host.
+``RLLeap`` is a ``keras.Model`` whose ``train_step`` is one meta-step, so
+``fit`` with Keras callbacks (checkpoints of the encoder, TensorBoard,
+early stopping) drives meta-training. The A2C updates inside a meta-step are
+compiled; the meta-step itself runs eagerly (``compile`` sets
+``run_eagerly=True``): it steps Python environments and builds a new agent
+per task, which no traced train step can host.
 """
 
 import functools
@@ -29,8 +32,17 @@ from tfmeta import checks
 from tfmeta.leap import check_metric, flat_increment, flat_state, unflatten
 
 
-class RLLeap:
-    """Leap on the encoder of A2C agents.
+class RLLeap(keras.Model):
+    """Leap on the encoder of A2C agents (a ``keras.Model``).
+
+        leap = RLLeap(encoder, tasks, updates=100, meta_batch_size=2)
+        leap.compile(keras.optimizers.SGD(0.1))   # the outer step
+        leap.fit(epochs=2, steps_per_epoch=50)    # 100 meta-steps
+
+    ``fit`` logs the mean over the epoch's tasks of the A2C loss of their
+    last update (``loss``), the path energy or length (``path_length``) and
+    the mean return of their finished episodes (``mean_return``, tasks
+    without one left out).
 
     Args:
       encoder: the Keras model whose trainable variables are the shared
@@ -38,7 +50,6 @@ class RLLeap:
         encoder (``A2C.encoder_mask``) with variables of the same shapes.
       tasks: a list of callables ``task(seed) -> A2C`` (the pretraining
         pool); each builds a fresh agent for one game.
-      meta_optimizer: a Keras optimizer for the outer step.
       updates: A2C updates per task per meta-step (5 M steps / (32 x 5) in
         the paper).
       meta_batch_size: tasks per meta-step, drawn without replacement (16 of
@@ -46,12 +57,14 @@ class RLLeap:
       metric: ``"energy"`` (p=2, the paper's choice for Atari) or
         ``"length"``.
       loss_in_manifold, stabilizer: as in ``tfmeta.leap.Leap``.
-      seed: draws the meta-batches and each agent's seed.
+      seed: draws the meta-batches and each agent's seed, keyed by the
+        meta-step (the optimizer's ``iterations``, saved with it).
     """
 
-    def __init__(self, encoder, tasks, meta_optimizer, *, updates,
-                 meta_batch_size=None, metric="energy", loss_in_manifold=True,
-                 stabilizer=True, seed=0):
+    def __init__(self, encoder, tasks, *, updates, meta_batch_size=None,
+                 metric="energy", loss_in_manifold=True, stabilizer=True,
+                 seed=0, **kwargs):
+        super().__init__(**kwargs)
         if not isinstance(encoder, keras.Model) or not encoder.built:
             raise ValueError("encoder must be a built Keras model.")
         tasks = list(tasks)
@@ -59,12 +72,7 @@ class RLLeap:
             raise ValueError(
                 "tasks must be a non-empty list of callables task(seed) -> "
                 "A2C.")
-        if not isinstance(meta_optimizer, keras.optimizers.Optimizer):
-            raise TypeError(
-                "meta_optimizer must be a Keras optimizer, got "
-                f"{type(meta_optimizer).__name__}.")
         self.encoder, self.tasks = encoder, tasks
-        self.meta_optimizer = meta_optimizer
         self.updates = checks.positive_int("updates", updates)
         self.meta_batch_size = len(tasks) if meta_batch_size is None else \
             checks.positive_int("meta_batch_size", meta_batch_size)
@@ -76,10 +84,38 @@ class RLLeap:
                         "loss_in_manifold": bool(loss_in_manifold),
                         "stabilizer": bool(stabilizer)}
         self.seed = int(seed)
-        self.meta_steps = 0
-        self.variables = list(encoder.trainable_variables)
         # One hook object: each agent's compiled update traces it once.
         self._hooks = {}
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in
+                         ("loss", "path_length", "mean_return")}
+        self.built = True
+
+    def call(self, observations):
+        """The shared encoder's features."""
+        return self.encoder(observations)
+
+    def compile(self, optimizer, **kwargs):
+        """``optimizer``: the Keras optimizer of the outer step. The
+        meta-step runs eagerly (see the module docstring)."""
+        if not isinstance(optimizer, keras.optimizers.Optimizer):
+            raise TypeError(
+                "RLLeap.compile needs a Keras optimizer, got "
+                f"{type(optimizer).__name__}.")
+        if kwargs.get("run_eagerly") is False or kwargs.get("jit_compile"):
+            raise ValueError(
+                "RLLeap's meta-step steps Python environments: it runs "
+                "eagerly (run_eagerly=False and jit_compile are refused).")
+        kwargs.update(run_eagerly=True, jit_compile=False)
+        super().compile(optimizer=optimizer, **kwargs)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    @property
+    def meta_variables(self):
+        """The shared initialization: the encoder's trainable variables."""
+        return list(self.encoder.trainable_variables)
 
     def _hook(self, mask):
         key = tuple(mask)
@@ -98,15 +134,14 @@ class RLLeap:
         the encoder's mask over ``a2c.params``."""
         mask = list(a2c.encoder_mask)
         targets = [v for v, m in zip(a2c.params, mask) if m]
-        if [tuple(v.shape) for v in targets] != \
-                [tuple(v.shape) for v in self.variables]:
+        have = [tuple(v.shape) for v in targets]
+        want = [tuple(v.shape) for v in self.meta_variables]
+        if have != want:
             raise ValueError(
-                "the task's agent encoder variables "
-                f"{[tuple(v.shape) for v in targets]} do not match the "
-                f"shared encoder's {[tuple(v.shape) for v in self.variables]}"
-                "; build the agent with an encoder named 'encoder' of the "
+                f"the task's agent encoder variables {have} do not match "
+                f"the shared encoder's {want}; build the agent with an encoder named 'encoder' of the "
                 "same architecture.")
-        for target, source in zip(targets, self.variables):
+        for target, source in zip(targets, self.meta_variables):
             target.assign(source)
         return mask
 
@@ -116,10 +151,10 @@ class RLLeap:
         list shaped like the encoder's variables (eq. 8 summed over the
         updates, constant factor p dropped as in ``Leap``)."""
         mask = self.initialize(a2c)
-        state = flat_state([tf.convert_to_tensor(v) for v in self.variables])
+        state = flat_state([tf.convert_to_tensor(v) for v in self.meta_variables])
         logs, ((flat,), length) = a2c.train(
             self.updates, hook=self._hook(mask), hook_state=state)
-        grads = unflatten(flat, self.variables)
+        grads = unflatten(flat, self.meta_variables)
         return grads, dict(logs, path_length=float(length.numpy()),
                            mean_return=a2c.mean_return())
 
@@ -128,7 +163,11 @@ class RLLeap:
         shared initialization, then the averaged meta-gradient applied.
         Returns per-task logs (task index, final A2C loss, path length,
         mean return of its last episodes)."""
-        rng = np.random.default_rng([self.seed, self.meta_steps])
+        if getattr(self, "optimizer", None) is None:
+            raise RuntimeError(
+                "RLLeap needs compile(optimizer) before meta_step or fit.")
+        step = int(self.optimizer.iterations.numpy())
+        rng = np.random.default_rng([self.seed, step])
         batch = rng.choice(len(self.tasks), self.meta_batch_size,
                            replace=False)
         total, logs = None, []
@@ -141,7 +180,27 @@ class RLLeap:
             total = grads if total is None else [
                 a + b for a, b in zip(total, grads)]
             logs.append(dict(task_logs, task=int(index)))
-        self.meta_optimizer.apply_gradients(
-            [(g / len(batch), v) for g, v in zip(total, self.variables)])
-        self.meta_steps += 1
+        self.optimizer.apply_gradients(
+            [(g / len(batch), v) for g, v in zip(total, self.meta_variables)])
         return logs
+
+    def train_step(self, data):
+        """One meta-step (``data`` is ignored: the tasks are the data)."""
+        for log in self.meta_step():
+            self.trackers["loss"].update_state(log["loss"])
+            self.trackers["path_length"].update_state(log["path_length"])
+            if np.isfinite(log["mean_return"]):
+                self.trackers["mean_return"].update_state(log["mean_return"])
+        return {name: t.result() for name, t in self.trackers.items()}
+
+    def fit(self, x=None, **kwargs):
+        """``keras.Model.fit``; without ``x``, ``steps_per_epoch``
+        meta-steps per epoch (required)."""
+        if x is None:
+            if not kwargs.get("steps_per_epoch"):
+                raise ValueError(
+                    "RLLeap.fit without data needs steps_per_epoch (the "
+                    "meta-steps per epoch).")
+            x = tf.data.Dataset.from_tensors(0).repeat()
+            kwargs.setdefault("shuffle", False)
+        return super().fit(x, **kwargs)
