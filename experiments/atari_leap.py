@@ -1,0 +1,209 @@
+"""Leap across Atari games (Leap section 4.3, appendix F, Table 6): a
+skeleton.
+
+Meta-trains the Mnih conv encoder of an A2C agent with ``tfmeta.rl.RLLeap``
+(energy metric, loss in the manifold, stabilizer; each game's agent gets
+fresh policy and value heads sized to its action set), then trains an agent
+on each evaluation game from the Leap encoder and from a random one and
+writes their scores, normalized with Table 6's baseline mean and deviation.
+Writes ``results.json`` (the settings, per-meta-step logs, timings, the
+evaluation, the predicted cost of every preset) and ``encoder.weights.h5``
+(the meta-learned encoder) to ``--out``.
+
+Presets (``--preset``; the numbers can be overridden):
+
+* ``tiny``: 2 pool games, 4 environments, 10 A2C updates per game, 2
+  meta-steps, one evaluation game (Breakout, held out) for 10 updates with
+  episodes cut at 200 emulator frames: a check that everything runs (a
+  couple of minutes on 2 CPU cores). Its scores mean nothing.
+* ``small``: 4 pool games, meta-batches of 2, 32 environments, 150 updates
+  (24 000 agent steps) per game, 3 meta-steps, Table 6's nine games for
+  100 updates each from both initializations: sized for under an hour on
+  2 CPU cores from the measured cost of a 32-environment agent with the path
+  hook (``results.json``, docs/rl.md). Not run yet; at this budget the
+  scores are far from the paper's.
+* ``paper``: the pool (every game with at most 10 actions but Breakout and
+  SpaceInvaders), meta-batches of 16, 32 environments, 5 M agent steps
+  (31 250 updates) per game, 100 meta-steps. Not run; the paper's budget on
+  one process (the multi-worker ``tf.distribute`` form is left to do).
+
+    python experiments/atari_leap.py --preset tiny --out runs/atari_leap_tiny
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as tfmeta does
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from tfmeta import rl  # noqa: E402
+
+# Table 6: action-space size, baseline mean and standard deviation, in pool.
+TABLE6 = {
+    "AirRaid": (6, 2538, 624, True),
+    "UpNDown": (6, 52417, 2797, True),
+    "WizardOfWor": (10, 2531, 182, True),
+    "Breakout": (4, 338, 13, False),
+    "SpaceInvaders": (6, 1065, 103, False),
+    "Asteroids": (14, 1760, 139, False),
+    "Alien": (18, 1280, 182, False),
+    "Gravitar": (18, 329, 15, False),
+    "RoadRunner": (18, 29593, 2890, False),
+}
+HELD_OUT = ("Breakout", "SpaceInvaders")
+MAX_POOL_ACTIONS = 10
+
+PRESETS = {
+    "tiny": dict(pool=["AirRaid", "UpNDown"], meta_batch=2, meta_steps=2,
+                 envs=4, updates=10, eval_games=["Breakout"],
+                 eval_updates=10, max_episode_frames=200, meta_lr=0.1),
+    "small": dict(pool=["AirRaid", "UpNDown", "WizardOfWor", "Pong"],
+                  meta_batch=2, meta_steps=3, envs=32, updates=150,
+                  eval_games=list(TABLE6), eval_updates=100,
+                  max_episode_frames=None, meta_lr=0.1),
+    "paper": dict(pool="all", meta_batch=16, meta_steps=100, envs=32,
+                  updates=5_000_000 // (32 * 5), eval_games=list(TABLE6),
+                  eval_updates=5_000_000 // (32 * 5),
+                  max_episode_frames=None, meta_lr=0.1),
+}
+
+
+def pretraining_pool():
+    """Every ALE game with at most 10 actions, Breakout and SpaceInvaders
+    held out (27 in the paper's ALE version, 45 in ale-py 0.12.1)."""
+    return [g for g in rl.atari_games() if g not in HELD_OUT
+            and rl.action_count(g) <= MAX_POOL_ACTIONS]
+
+
+def make_agent(game, cfg, seed, leap_hook=False):
+    """An A2C agent for ``game`` with Leap appendix F's defaults and fresh
+    heads sized to the game's action set."""
+    kwargs = {}
+    if cfg["max_episode_frames"]:
+        kwargs["max_episode_steps"] = cfg["max_episode_frames"]
+    envs = rl.make_atari_vector(game, cfg["envs"], seed=seed, **kwargs)
+    keras.utils.set_random_seed(seed)
+    model = rl.nets.atari_net(envs.single_observation_space.shape,
+                              rl.action_count(game))
+    return rl.A2C(model, envs, seed=seed)
+
+
+def normalized(game, score):
+    _, mean, std, _ = TABLE6[game]
+    return (score - mean) / std
+
+
+def evaluate(game, cfg, encoder, seed):
+    """Trains an agent on ``game`` for ``eval_updates`` updates from
+    ``encoder``'s weights (``None``: random); its mean return."""
+    a2c = make_agent(game, cfg, seed)
+    if encoder is not None:
+        targets = [v for v, m in zip(a2c.params, a2c.encoder_mask) if m]
+        for v, w in zip(targets, encoder.trainable_variables):
+            v.assign(w)
+    a2c.train(cfg["eval_updates"])
+    a2c.envs.close()
+    return a2c.mean_return(100), len(a2c.episodes)
+
+
+def agent_cost(game, envs, updates=3):
+    """Measured cost of one agent with the Leap path hook at ``envs``
+    environments: ``(setup, per_update)`` seconds, setup = building the
+    environments and the model plus the first (traced) update."""
+    cfg = dict(envs=envs, max_episode_frames=None)
+    hook = lambda s, i, *r: s + r[3]  # noqa: E731  (needs loss_next)
+    start = time.perf_counter()
+    a2c = make_agent(game, cfg, 0)
+    a2c.train(1, hook=hook, hook_state=0.0)
+    setup = time.perf_counter() - start
+    start = time.perf_counter()
+    a2c.train(updates, hook=hook, hook_state=0.0)
+    per_update = (time.perf_counter() - start) / updates
+    a2c.envs.close()
+    return setup, per_update
+
+
+def predicted_hours(cfg, per_update, setup):
+    meta = cfg["meta_steps"] * cfg["meta_batch"] * (
+        cfg["updates"] * per_update + setup)
+    evaluation = 2 * len(cfg["eval_games"]) * (
+        cfg["eval_updates"] * per_update + setup)
+    return (meta + evaluation) / 3600
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    parser.add_argument("--out", default=None,
+                        help="output directory (default runs/atari_leap_<preset>)")
+    parser.add_argument("--seed", type=int, default=0)
+    for key in ("meta_steps", "meta_batch", "envs", "updates", "eval_updates"):
+        parser.add_argument("--" + key.replace("_", "-"), type=int)
+    args = parser.parse_args(argv)
+    cfg = dict(PRESETS[args.preset])
+    for key in ("meta_steps", "meta_batch", "envs", "updates", "eval_updates"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
+    out = pathlib.Path(args.out or f"runs/atari_leap_{args.preset}")
+    if out.exists() and any(out.iterdir()):
+        sys.exit(f"{out} exists and is not empty: give another --out "
+                 "(this script never overwrites files it did not write).")
+    out.mkdir(parents=True, exist_ok=True)
+    pool = pretraining_pool() if cfg["pool"] == "all" else cfg["pool"]
+    for game in pool + cfg["eval_games"]:
+        rl.game_id(game)  # an unknown game fails before any training
+
+    tasks = [lambda seed, g=g: make_agent(g, cfg, seed) for g in pool]
+    keras.utils.set_random_seed(args.seed)
+    encoder = rl.nets.mnih_encoder((84, 84, 3))
+    leap = rl.RLLeap(encoder, tasks, updates=cfg["updates"],
+                     meta_batch_size=cfg["meta_batch"], metric="energy",
+                     seed=args.seed)
+    leap.compile(keras.optimizers.SGD(cfg["meta_lr"]))
+    history = []
+    for step in range(cfg["meta_steps"]):  # meta_step: per-game logs
+        start = time.perf_counter()
+        logs = leap.meta_step()
+        seconds = time.perf_counter() - start
+        row = {"meta_step": step, "seconds": seconds, "tasks": [
+            {"game": pool[log["task"]], "loss": float(log["loss"]),
+             "path_length": log["path_length"],
+             "mean_return": log["mean_return"]} for log in logs]}
+        history.append(row)
+        print(json.dumps(row), flush=True)
+    encoder.save_weights(out / "encoder.weights.h5")
+
+    evaluation = {}
+    for game in cfg["eval_games"]:
+        for name, init in (("leap", encoder), ("random", None)):
+            score, episodes = evaluate(game, cfg, init, args.seed + 1)
+            evaluation.setdefault(game, {})[name] = {
+                "mean_return": score, "episodes": episodes,
+                "normalized": normalized(game, score)}
+        print(game, json.dumps(evaluation[game]), flush=True)
+
+    # Cost model: a 32-environment agent's measured setup and update.
+    setup, per_update = agent_cost(pool[0], 32)
+    predictions = {name: predicted_hours(p, per_update, setup)
+                   for name, p in PRESETS.items() if p["envs"] == 32}
+    results = {"preset": args.preset, "settings": cfg, "pool": pool,
+               "history": history, "evaluation": evaluation,
+               "seconds_per_update_32_envs_with_hook": per_update,
+               "setup_seconds_per_agent": setup,
+               "predicted_hours_one_process": predictions}
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    print(json.dumps({k: results[k] for k in (
+        "seconds_per_update_32_envs_with_hook", "setup_seconds_per_agent",
+        "predicted_hours_one_process")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
