@@ -102,3 +102,22 @@ def test_fit_lowers_the_query_loss_and_export_uses_alpha(tmp_path):
     assert type(again) is tfmeta.MetaSGD
     for a, b in zip(again.task_lr, alphas):
         np.testing.assert_array_equal(a.numpy(), b)
+
+
+@pytest.mark.slow  # ~8 s: vectorizing the differentiated inner loop
+def test_vectorized_tasks_give_the_same_step():
+    """The rates are read inside ``tf.vectorized_map`` as in the loop."""
+    batch = task_batch(num_tasks=3, seed=1)
+    out = []
+    for vectorize in (False, True):
+        meta = tfmeta.MetaSGD(mlp([2, 5, 1]), inner_steps=2,
+                              vectorize_tasks=vectorize,
+                              inner_optimizer=keras.optimizers.SGD(0.1))
+        meta.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
+        before = _values(meta.meta_variables)
+        meta.fit(as_dataset(batch), epochs=1, steps_per_epoch=1, verbose=0)
+        out.append([b - a for b, a in zip(before,
+                                          _values(meta.meta_variables))])
+    assert np.abs(out[0][-1]).max() > 1e-6  # alpha's step is not zero
+    for a, b in zip(*out):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
