@@ -145,6 +145,26 @@ def as_dataset(batch):
     return tf.data.Dataset.from_tensors(batch)
 
 
+def query_loss_after_adaptation(meta, batch):
+    """The meta-objective at the current weights, as a compiled function
+    (mean over tasks of the query loss after ``adapt_task``; full-batch
+    steps, so the seed does not matter)."""
+    tasks = {k: tf.constant(v) for k, v in batch.items()}
+
+    @tf.function
+    def objective():
+        params, nontrainable = meta.current_state()
+        losses = []
+        for i in range(batch["support_x"].shape[0]):
+            task = {k: v[i] for k, v in tasks.items()}
+            result = meta.adapt_task(params, nontrainable, task,
+                                     tf.constant([0, 0], tf.int64))
+            losses.append(meta.query_loss(result.params, result.nontrainable,
+                                          task)[0])
+        return tf.add_n(losses) / len(losses)
+    return lambda: float(objective())
+
+
 def weights(model):
     return [v.numpy() for v in model.learner.trainable_variables]
 

@@ -74,7 +74,7 @@ def test_a_method_in_one_file_anil(tmp_path):
     registry."""
     source = (ROOT / "docs" / "examples" / "anil.py").read_text()
     assert source.strip() in (ROOT / "docs" / "add_a_method.md").read_text()
-    ANIL = _anil_module().ANIL
+    ANIL = _anil_module().FirstOrderANIL
     assert "tfmeta._" not in source and "._" not in source.replace("__", "")
     train = task_batch(num_tasks=4, support=10, query=10, seed=1)
     meta = ANIL(mlp([2, 16, 16, 1], seed=3), inner_steps=5,

@@ -71,6 +71,8 @@ from tfmeta.reptile import Reptile
 from tfmeta.maml import FOMAML, MAML
 from tfmeta.finetune import FineTune
 from tfmeta.scratch import Scratch
+from tfmeta.anil import ANIL
+from tfmeta.meta_sgd import MetaSGD
 from tfmeta import warpgrad  # noqa: E402
 from tfmeta.warpgrad import WarpGrad
 from tfmeta.schedules import linear_annealing
@@ -78,8 +80,8 @@ from tfmeta import transfer  # noqa: E402
 from tfmeta.transfer import MetaTransfer
 
 __all__ = [
-    "Adaptation", "ExportError", "FOMAML", "FineTune", "Leap", "MAML",
-    "MetaLearner", "MetaStep", "MetaTransfer", "NonFiniteLossError",
+    "ANIL", "Adaptation", "ExportError", "FOMAML", "FineTune", "Leap", "MAML",
+    "MetaLearner", "MetaSGD", "MetaStep", "MetaTransfer", "NonFiniteLossError",
     "Reptile", "Scratch", "TASK_KEYS", "WarpGrad", "checks", "errors",
     "export", "inner_loop", "inner_optimizers", "layers", "linear_annealing",
     "load", "register", "registry", "tasks", "transfer", "warpgrad",

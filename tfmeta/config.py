@@ -152,7 +152,8 @@ class Option:
         return self.kind.parse(self.name, value)
 
 
-METHOD_NAMES = ("leap", "reptile", "maml", "fomaml", "finetune", "scratch")
+METHOD_NAMES = ("leap", "reptile", "maml", "fomaml", "finetune", "scratch",
+                "anil", "metasgd")
 TASK_FAMILIES = ("sine", "omniglot")
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop"}
 
@@ -209,6 +210,8 @@ METHOD_OPTIONS = {
     "reptile": {}, "maml": {}, "fomaml": {},
     "finetune": {"num_heads": Optional(Int())},
     "scratch": {},
+    "anil": {"head": Optional(Int()), "first_order": Bool()},
+    "metasgd": {},
 }
 
 

@@ -26,8 +26,9 @@ with ``meta.adapt``; with minibatches it draws other (fixed) minibatches than
 ``meta.adapt``, whose seed advances on every call. Parameters the spec's
 ``mask`` holds fixed stay fixed (WarpGrad's warp parameters; FiLM task
 embeddings inside warp layers adapt), and a meta-learned step size (the
-spec's ``step_size``: WarpGrad's ``learn_task_lr``) is used at its value at
-export time (also in ``tfmeta.json`` as ``task_lr``).
+spec's ``step_size``: WarpGrad's ``learn_task_lr``, Meta-SGD's per-parameter
+rates) is used at its value at export time (also in ``tfmeta.json`` as
+``task_lr``; per-parameter rates as each variable's mean rate).
 
 ``assets/`` holds ``tfmeta.json`` (method, hyper-parameters, input and target
 specs, versions, SHA-256 of the weights), ``learner.keras`` (the learner's
@@ -171,7 +172,16 @@ class _ExportModule(tf.Module):
         self._param_names = names[:len(self.params)]
         self._nontrainable_names = names[len(self.params):]
         update = spec.optimizer
-        if spec.step_size is not None:
+        if isinstance(spec.step_size, (list, tuple)):
+            # Per-parameter learned rates (Meta-SGD): their values now, in
+            # variables of this module, read by the inner SGD as a list.
+            self.task_lr = [
+                tf.Variable(keras.ops.convert_to_numpy(a), trainable=False,
+                            name=f"task_lr_{i}")
+                for i, a in enumerate(spec.step_size)]
+            update = update.with_learning_rate(
+                lambda step: list(self.task_lr))
+        elif spec.step_size is not None:
             # A meta-learned step size (WarpGrad's task_lr): its value now, in
             # a variable of this module (the meta-learner's is not saved).
             self.task_lr = tf.Variable(
@@ -323,12 +333,23 @@ def _metadata(meta, x_spec, y_spec):
         "target_spec": _spec_dict(y_spec),
         "adapt_seed": list(ADAPT_SEED),
         "weights_sha256": weights_fingerprint(meta.learner.variables),
-        "task_lr": (None if step_size is None
-                    else float(keras.ops.convert_to_numpy(step_size))),
+        "task_lr": _step_size_json(step_size),
         "versions": {"tfmeta": tfmeta.__version__, "tensorflow": tf.__version__,
                      "keras": keras.__version__},
         "files": [LEARNER_FILE, META_WEIGHTS_FILE],
     }
+
+
+def _step_size_json(step_size):
+    """``task_lr`` in ``tfmeta.json``: ``None``, the learned scalar step
+    size, or for per-parameter rates (Meta-SGD) the mean rate of each
+    variable (the rates themselves are in the SavedModel and
+    ``meta.weights.h5``)."""
+    if step_size is None:
+        return None
+    if isinstance(step_size, (list, tuple)):
+        return [float(keras.ops.convert_to_numpy(a).mean()) for a in step_size]
+    return float(keras.ops.convert_to_numpy(step_size))
 
 
 def _compile_config(meta):

@@ -43,9 +43,26 @@ class InnerOptimizer:
             return tf.cast(self.learning_rate(step), dtype)
         return tf.constant(self.learning_rate, dtype)
 
+    def rates(self, step, params):
+        """One learning rate per parameter at inner step ``step``: the
+        scalar rate repeated, or, when the learning rate is a callable that
+        returns a list (Meta-SGD's per-parameter rates, each shaped like its
+        parameter), that list."""
+        if callable(self.learning_rate):
+            lr = self.learning_rate(step)
+            if isinstance(lr, (list, tuple)):
+                if len(lr) != len(params):
+                    raise ValueError(
+                        f"{len(lr)} per-parameter learning rates for "
+                        f"{len(params)} parameters.")
+                return [tf.cast(a, p.dtype) for a, p in zip(lr, params)]
+        lr = self.lr(step, params[0].dtype)
+        return [lr] * len(params)
+
     def with_learning_rate(self, learning_rate):
         """A copy with another learning rate: a float or a callable of the
-        step (e.g. ``lambda step: variable``, a meta-learned step size)."""
+        step (e.g. ``lambda step: variable``, a meta-learned step size; for
+        ``SGD`` it may return one rate per parameter, see ``rates``)."""
         new = copy.copy(self)
         new.learning_rate = learning_rate
         return new
@@ -71,14 +88,14 @@ class SGD(InnerOptimizer):
         return ([tf.zeros_like(p) for p in params],)
 
     def update(self, step, grads, params, state):
-        lr = self.lr(step, params[0].dtype)
+        lrs = self.rates(step, params)  # scalar, or per parameter (Meta-SGD)
         if self.momentum == 0.0:
-            return [p - lr * g for p, g in zip(params, grads)], ()
+            return [p - lr * g for p, lr, g in zip(params, lrs, grads)], ()
         m = self.momentum
-        velocities = [m * v - lr * g for v, g in zip(state[0], grads)]
+        velocities = [m * v - lr * g for v, lr, g in zip(state[0], lrs, grads)]
         if self.nesterov:
             new = [p + m * v - lr * g
-                   for p, v, g in zip(params, velocities, grads)]
+                   for p, v, lr, g in zip(params, velocities, lrs, grads)]
         else:
             new = [p + v for p, v in zip(params, velocities)]
         return new, (velocities,)

@@ -8,8 +8,9 @@ import tfmeta
 from tfmeta.checks import positive_int
 
 
-@tfmeta.register("anil", "first-order ANIL: adapt the head only")
-class ANIL(tfmeta.MetaLearner):
+@tfmeta.register("anil_example", "first-order ANIL: adapt the head only",
+                 cli=False)  # the library's own is tfmeta.ANIL ("anil")
+class FirstOrderANIL(tfmeta.MetaLearner):
     """First-order ANIL. ``head_variables``: how many of the learner's last
     trainable variables are the head (2: a Dense kernel and bias)."""
 
