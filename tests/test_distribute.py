@@ -57,6 +57,14 @@ SCRIPT = textwrap.dedent("""
         except Exception as err:  # reported per case
             failed += 1
             print("MISMATCH:", name, type(err).__name__, str(err)[:800])
+    try:  # fewer tasks than replicas: a message, not a slicing error
+        step(tfmeta.Reptile, mirrored, 1, None)
+        failed += 1
+        print("MISMATCH: 1 task on 2 replicas ran")
+    except tf.errors.InvalidArgumentError as err:
+        if "at least one task per replica (2)" not in str(err):
+            failed += 1
+            print("MISMATCH: 1 task on 2 replicas:", str(err)[:800])
     if not failed:
         print("distributed meta-steps match")
 """)

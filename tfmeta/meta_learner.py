@@ -457,6 +457,14 @@ class MetaLearner(keras.Model):
         ``tf.distribute`` replicas.
         """
         num_tasks = tf.shape(tasks["support_x"])[0]
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.control_dependencies([tf.debugging.assert_positive(
+                num_tasks, message=(
+                    "a task batch holds no tasks" + (
+                        f" on a replica: the meta-batch must hold at least "
+                        f"one task per replica ({replicas})"
+                        if replicas > 1 else "")))]):
+            tasks = tf.nest.map_structure(tf.identity, tasks)
         seeds = self.task_seeds(num_tasks)
         if self.vectorize_tasks:
             means, stacked = tf.vectorized_map(
