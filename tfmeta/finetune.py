@@ -81,6 +81,7 @@ class FineTune(MetaLearner):
             loss = tf.reduce_mean(self.task_loss_fn(tasks["support_y"], pred))
         grads = tape.gradient(loss, self.meta_variables,
                               unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        loss = self.apply_if_finite(grads, loss)
+        loss = self.apply_if_finite(grads, loss,
+                                    tf.shape(tasks["support_x"])[0])
         return MetaStep({"loss": loss, "support_loss": loss}, pred,
                         tasks["support_y"])

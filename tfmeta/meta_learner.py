@@ -288,6 +288,20 @@ class MetaLearner(keras.Model):
                 return function(*args, **kwargs)
         return run
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras (3.15) takes the shapes of the first distributed batch by
+        # averaging it over the replicas, which fails when they hold
+        # different numbers of tasks (3 tasks on 2 replicas); the first
+        # replica's share has the same structure and per-task shapes.
+        if iterator is not None and self._distribute_strategy is not None:
+            for _, _, it in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda v: self._distribute_strategy
+                    .experimental_local_results(v)[0], next(it))
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator, data_batch)
+
     def fit(self, *args, callbacks=None, **kwargs):
         """Keras ``fit``; stops and raises ``NonFiniteLossError`` on NaN/inf.
 
@@ -334,7 +348,8 @@ class MetaLearner(keras.Model):
             return (list(grads), dict(logs)), pred
 
         (grads, logs), preds = self.over_tasks(one, tasks)
-        logs["loss"] = self.apply_if_finite(grads, logs["loss"])
+        logs["loss"] = self.apply_if_finite(
+            grads, logs["loss"], tf.shape(tasks["support_x"])[0])
         return MetaStep(logs, preds)
 
     def extra_metrics(self):
@@ -376,12 +391,38 @@ class MetaLearner(keras.Model):
 
     def task_seeds(self, num_tasks):
         """``[num_tasks, 2]`` int64 seeds for the tasks of one meta-step
-        (advances the meta-learner's seed generator)."""
+        (advances the meta-learner's seed generator).
+
+        Under ``tf.distribute`` with several replicas, ``num_tasks`` is this
+        replica's share of the meta-batch and each task gets the seed of its
+        global index (replica shares in replica order, as ``tf.distribute``
+        splits a batch), so the draws equal one device's."""
         seed = tf.cast(self.seed_generator.next(), tf.int64)
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync if context else 1
+        offset, total = 0, num_tasks
+        if replicas > 1:
+            counts = context.all_reduce("SUM", tf.one_hot(
+                context.replica_id_in_sync_group, replicas,
+                dtype=tf.int32) * tf.cast(num_tasks, tf.int32))
+            offset = tf.reduce_sum(
+                counts[:context.replica_id_in_sync_group])
+            total = tf.reduce_sum(counts)
         # Philox by name: what TensorFlow's kernels pick anyway, while XLA's
         # automatic choice may differ (the same seed, other draws).
-        return tf.random.experimental.stateless_split(seed, num_tasks,
-                                                      alg="philox")
+        seeds = tf.random.experimental.stateless_split(seed, total,
+                                                       alg="philox")
+        return seeds if replicas == 1 else seeds[offset:offset + num_tasks]
+
+    def _replica_share(self, num_tasks):
+        """``(context, share)``: this replica's fraction of the meta-batch's
+        tasks (``num_tasks`` of the global count), or ``(None, 1)`` on one
+        replica."""
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return None, 1.0
+        num_tasks = tf.cast(num_tasks, tf.float32)
+        return context, num_tasks / context.all_reduce("SUM", num_tasks)
 
     def adapt_task(self, params, nontrainable, task, seed, steps=None,
                    hook=None, hook_state=()):
@@ -418,6 +459,14 @@ class MetaLearner(keras.Model):
         ``tf.distribute`` replicas.
         """
         num_tasks = tf.shape(tasks["support_x"])[0]
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.control_dependencies([tf.debugging.assert_positive(
+                num_tasks, message=(
+                    "a task batch holds no tasks" + (
+                        f" on a replica: the meta-batch must hold at least "
+                        f"one task per replica ({replicas})"
+                        if replicas > 1 else "")))]):
+            tasks = tf.nest.map_structure(tf.identity, tasks)
         seeds = self.task_seeds(num_tasks)
         if self.vectorize_tasks:
             means, stacked = tf.vectorized_map(
@@ -452,25 +501,34 @@ class MetaLearner(keras.Model):
         return (tf.nest.map_structure(mean, sums),
                 tf.nest.map_structure(lambda a: a.stack(), arrays))
 
-    def apply_if_finite(self, grads, loss):
+    def apply_if_finite(self, grads, loss, num_tasks=None):
         """The outer step (``apply_meta_gradient``), skipped when the loss or
         a gradient is NaN/inf; logs the meta-gradient's norm (``grad_norm``).
+
+        ``grads`` and ``loss`` are means over the meta-batch's ``num_tasks``
+        tasks. Under ``tf.distribute`` they are this replica's means over
+        its share, weighted by ``num_tasks`` over the global task count
+        (``None``: equal shares), so uneven shares give one device's mean.
 
         Returns the loss to report: NaN for a skipped step, which makes
         ``fit`` stop and raise ``NonFiniteLossError``.
         """
         grads = list(grads)
-        self.grad_norm_tracker.update_state(tf.linalg.global_norm(grads))
         finite = tf.reduce_all(
             [tf.math.is_finite(loss)]
             + [tf.reduce_all(tf.math.is_finite(g)) for g in grads])
-        # Under tf.distribute every replica holds the mean over its share of
-        # the meta-batch, and Keras sums gradients across replicas; all
-        # replicas must also agree on skipping, or the all-reduce would hang.
+        # (grad_norm: under several replicas, the mean of the replicas' own
+        # norms; the exact one would cost a second all-reduce of the weights.)
+        self.grad_norm_tracker.update_state(tf.linalg.global_norm(grads))
+        # Under tf.distribute Keras sums the gradients across replicas, so
+        # each contributes its share of the mean; all replicas must also
+        # agree on skipping, or the all-reduce would hang.
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync if context else 1
         if replicas > 1:
-            grads = [g / replicas for g in grads]
+            share = (1.0 / replicas if num_tasks is None
+                     else self._replica_share(num_tasks)[1])
+            grads = [g * tf.cast(share, g.dtype) for g in grads]
             failed = context.all_reduce(
                 "SUM", 1.0 - tf.cast(finite, tf.float32))
             finite = failed < 0.5
@@ -495,11 +553,23 @@ class MetaLearner(keras.Model):
 
     def update_metrics(self, logs, targets, preds, extra=True):
         """Updates the trackers from ``logs`` and the compiled metrics from
-        ``targets``/``preds`` (``[B, M, ...]``); returns the results."""
-        self.loss_tracker.update_state(logs["loss"])
-        self.support_loss_tracker.update_state(logs["support_loss"])
-        for key, tracker in self.extra_metrics().items() if extra else ():
-            tracker.update_state(logs[key])
+        ``targets``/``preds`` (``[B, M, ...]``); returns the results.
+
+        ``logs`` are means over the ``B`` tasks; under ``tf.distribute``,
+        over this replica's share: they are then averaged over all tasks of
+        all replicas (one all-reduce of the scalars), so that the logs equal
+        one device's also when replicas hold different numbers of tasks."""
+        trackers = {"loss": self.loss_tracker,
+                    "support_loss": self.support_loss_tracker}
+        if extra:
+            trackers.update(self.extra_metrics())
+        values = {k: logs[k] for k in trackers}
+        context, share = self._replica_share(tf.shape(targets)[0])
+        if context is not None:
+            values = context.all_reduce("SUM", {
+                k: v * tf.cast(share, v.dtype) for k, v in values.items()})
+        for key, tracker in trackers.items():
+            tracker.update_state(values[key])
         results = self.compute_metrics(None, flatten_tasks(targets),
                                        flatten_tasks(preds))
         return {k: v for k, v in results.items()}
