@@ -14,6 +14,7 @@ run finishes with the same weights as an uninterrupted one (see
 """
 
 import argparse
+import contextlib
 import csv
 import fcntl
 import json
@@ -625,23 +626,31 @@ def _load_run(path):
     return run, config, meta, family, step
 
 
-def cmd_evaluate(args):
-    """Evaluate a run's latest checkpoint on held-out tasks."""
-    test_tasks = (None if args.test_tasks is None else
-                  schema.OPTIONS["test_tasks"].parse(args.test_tasks))
-    run = RunDir(args.run)
+@contextlib.contextmanager
+def _locked_run(path):
+    """An existing run directory, held by this process while the block runs
+    (the run-folder lock: a command that trains it meanwhile is refused)."""
+    run = RunDir(path)
     if not run.path.is_dir():
         raise UsageError(f"{run.path} is not a tfmeta run directory (it does "
                          "not exist).")
     run.lock()
     try:
+        yield run
+    finally:
+        run.unlock()
+
+
+def cmd_evaluate(args):
+    """Evaluate a run's latest checkpoint on held-out tasks."""
+    test_tasks = (None if args.test_tasks is None else
+                  schema.OPTIONS["test_tasks"].parse(args.test_tasks))
+    with _locked_run(args.run) as run:
         _, config, meta, family, step = _load_run(args.run)
         if test_tasks is not None:
             config["test_tasks"] = test_tasks
         results = _evaluate(meta, family, config, step)
         _atomic_write(run.path / "evaluation.json", json.dumps(results, indent=2))
-    finally:
-        run.unlock()
     print(json.dumps(results, indent=2))
     return 0
 
@@ -650,13 +659,8 @@ def cmd_export(args):
     """Export a run's latest checkpoint as a SavedModel."""
     if args.path is not None and not args.path.strip():
         raise UsageError("--path is empty; give the export directory.")
-    run = RunDir(args.run)
-    if not run.path.is_dir():
-        raise UsageError(f"{run.path} is not a tfmeta run directory (it does "
-                         "not exist).")
     from tfmeta import export
-    run.lock()
-    try:
+    with _locked_run(args.run):
         _, config, meta, family, step = _load_run(args.run)
         try:
             path = export.export(meta, args.path, overwrite=args.overwrite)
@@ -666,8 +670,6 @@ def cmd_export(args):
         except OSError as err:
             raise UsageError(f"cannot write the export to {args.path}: "
                              f"{err.strerror or err}.") from err
-    finally:
-        run.unlock()
     print(f"exported {config['method']} (meta-step {step}) to {path}")
     return 0
 

@@ -83,13 +83,6 @@ def tasks(num_tasks, support_size=10, query_size=100, sigma=0.0, seed=0):
 
 def query_mlp(hidden=(40, 40), activation="relu", seed=None):
     """A query learner ``g_psi`` for the sine query: 1-40-40-1 MLP."""
-    import keras
+    from tfmeta.tasks import sine
 
-    init = lambda i: keras.initializers.GlorotUniform(  # noqa: E731
-        None if seed is None else seed + i)
-    layers = [keras.Input((1,))]
-    layers += [keras.layers.Dense(h, activation=activation,
-                                  kernel_initializer=init(i))
-               for i, h in enumerate(hidden)]
-    layers.append(keras.layers.Dense(1, kernel_initializer=init(len(hidden))))
-    return keras.Sequential(layers, name="sine_query_mlp")
+    return sine.mlp(hidden, activation, seed, name="sine_query_mlp")

@@ -139,8 +139,9 @@ def curve(amplitude, phase, x):
     return amplitude * tf.sin(x + phase)
 
 
-def mlp(hidden=(64, 64), activation="tanh", seed=None):
-    """The 1-64-64-1 regression network of the Reptile/MAML sine experiments."""
+def mlp(hidden=(64, 64), activation="tanh", seed=None, name="sine_mlp"):
+    """The 1-64-64-1 regression network of the Reptile/MAML sine experiments
+    (``hidden`` widths, Glorot-uniform initializers seeded ``seed + i``)."""
     import keras
 
     initializer = lambda i: keras.initializers.GlorotUniform(  # noqa: E731
@@ -150,4 +151,4 @@ def mlp(hidden=(64, 64), activation="tanh", seed=None):
                                   kernel_initializer=initializer(i))
                for i, h in enumerate(hidden)]
     layers.append(keras.layers.Dense(1, kernel_initializer=initializer(len(hidden))))
-    return keras.Sequential(layers, name="sine_mlp")
+    return keras.Sequential(layers, name=name)
