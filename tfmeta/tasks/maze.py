@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmeta.checks import positive_int
+from tfmeta.tasks import numpy_tasks
 
 ACTIONS = ((0, 1), (0, -1), (-1, 0), (1, 0))   # right, left, up, down
 ACTION_NAMES = ("right", "left", "up", "down")
@@ -204,22 +205,13 @@ def dataset(meta_batch_size=10, width=6, support_size=None, query_size=None,
     depends on ``(seed, i)`` only (``start`` as in ``sine.dataset``)."""
     width, support_size, query_size = _check(meta_batch_size, width,
                                              support_size, query_size)
-    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-        raise ValueError(f"start must be a non-negative integer, got {start!r}.")
     shapes = ([meta_batch_size, support_size, 2],
               [meta_batch_size, support_size, 1],
               [meta_batch_size, query_size, 2], [meta_batch_size, query_size, 1],
               [meta_batch_size, 2, width])
 
-    def load(i):
-        out = tf.numpy_function(
-            lambda j: _task_batch(j, meta_batch_size, width, support_size,
-                                  query_size, seed), [i],
-            [tf.float32, tf.float32, tf.float32, tf.int32, tf.float32])
-        for t, s in zip(out, shapes):
-            t.set_shape(s)
-        return dict(zip(KEYS, out))
-
-    return tf.data.Dataset.counter(start).map(
-        load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
-    ).prefetch(tf.data.AUTOTUNE)
+    return numpy_tasks.dataset(
+        lambda j: _task_batch(j, meta_batch_size, width, support_size,
+                              query_size, seed),
+        KEYS, [tf.float32, tf.float32, tf.float32, tf.int32, tf.float32],
+        shapes, start)

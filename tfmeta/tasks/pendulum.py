@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmeta.checks import positive_int
+from tfmeta.tasks import numpy_tasks
 
 LENGTH_RANGE = (0.3, 0.9)
 GRAVITY_RANGE = (5.0, 15.0)
@@ -226,8 +227,6 @@ def dataset(meta_batch_size=10, support_size=50, query_size=50, sigma=0.0,
     fresh tasks every batch."""
     _check(meta_batch_size, support_size, query_size, sigma)
     positive_int("pool_size", pool_size, allow_none=True)
-    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-        raise ValueError(f"start must be a non-negative integer, got {start!r}.")
     m = 1 if parameters else query_size
     shapes = ([meta_batch_size, support_size, SUPPORT_DIMS[0]],
               [meta_batch_size, support_size, SUPPORT_DIMS[1]],
@@ -235,18 +234,10 @@ def dataset(meta_batch_size=10, support_size=50, query_size=50, sigma=0.0,
               [meta_batch_size, m, TASK_DIM if parameters else QUERY_DIMS[1]],
               [meta_batch_size], [meta_batch_size])
 
-    def load(i):
-        out = tf.numpy_function(
-            lambda j: _task_batch(j, meta_batch_size, support_size, query_size,
-                                  float(sigma), seed, parameters, pool_size),
-            [i], [tf.float32] * 6)
-        for t, s in zip(out, shapes):
-            t.set_shape(s)
-        return dict(zip(KEYS, out))
-
-    return tf.data.Dataset.counter(start).map(
-        load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
-    ).prefetch(tf.data.AUTOTUNE)
+    return numpy_tasks.dataset(
+        lambda j: _task_batch(j, meta_batch_size, support_size, query_size,
+                              float(sigma), seed, parameters, pool_size),
+        KEYS, [tf.float32] * 6, shapes, start)
 
 
 def current_state_mse(batch):
