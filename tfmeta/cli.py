@@ -186,8 +186,14 @@ class RunDir:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            f.seek(0)
-            holder = f.read().strip()
+            # The holder writes its pid right after taking the lock: between
+            # the two the file is empty, so read again for a moment.
+            for _ in range(50):
+                f.seek(0)
+                holder = f.read().strip()
+                if holder:
+                    break
+                time.sleep(0.02)
             f.close()
             raise UsageError(
                 f"{self.path} is in use by another tfmeta process"
