@@ -1,6 +1,7 @@
 """The ``tfmeta`` command line: train, evaluate, export and list.
 
     tfmeta train leap --tasks sine --steps 1000 --out runs/leap-sine
+    tfmeta train transfer --encoder linear --tasks cos-sin --out runs/cs
     tfmeta train --config runs.yaml --out runs/x     # options from YAML/JSON
     tfmeta evaluate runs/leap-sine
     tfmeta list
@@ -100,7 +101,36 @@ class OmniglotFamily:
                                    data=self.data)
 
 
-FAMILIES = {"sine": SineFamily, "omniglot": OmniglotFamily}
+class CosSinFamily:
+    """cos -> sin meta-transfer (gradient-based transfer paper, Table 1):
+    support ``A cos(x + b)`` with noise ``sigma``, query ``A sin(x + b)``."""
+
+    name = "cos-sin"
+    description = "meta-transfer: support A cos(x+b), query A sin(x+b)"
+    loss, metrics = "mse", ()
+    task_dim, support_dims = 2, (1, 1)
+    support_size, query_size, test_query_size = 10, 10, 100
+
+    def __init__(self, config):
+        self.sigma = config["sigma"]
+
+    def learner(self, seed):
+        from tfmeta.tasks import cos_sin
+        return cos_sin.query_mlp(seed=seed)
+
+    def dataset(self, meta_batch, seed, start):
+        from tfmeta.tasks import cos_sin
+        return cos_sin.dataset(meta_batch, self.support_size, self.query_size,
+                               sigma=self.sigma, seed=seed, start=start)
+
+    def test_tasks(self, num, seed):
+        from tfmeta.tasks import cos_sin
+        return cos_sin.tasks(num, self.support_size, self.test_query_size,
+                             sigma=self.sigma, seed=seed)
+
+
+FAMILIES = {"sine": SineFamily, "omniglot": OmniglotFamily,
+            "cos-sin": CosSinFamily}
 
 
 # ------------------------------------------------------------------ config
@@ -344,12 +374,11 @@ def build(config):
     family = FAMILIES[config["tasks"]](config)
     keras.utils.set_random_seed(config["seed"])
     cls = _methods()[config["method"]].cls
+    if config["method"] == "transfer":
+        return _build_transfer(config, family, cls), family
     inner = getattr(keras.optimizers, OPTIMIZERS[config["inner_optimizer"]])(
         config["inner_lr"])
-    lr = config["meta_lr"]
-    if config["anneal"]:
-        lr = tfmeta.linear_annealing(lr, config["steps"])
-    outer = getattr(keras.optimizers, OPTIMIZERS[config["meta_optimizer"]])(lr)
+    outer = _outer_optimizer(config)
     try:
         meta = cls(family.learner(config["seed"]), inner_optimizer=inner,
                    inner_steps=config["inner_steps"],
@@ -362,6 +391,36 @@ def build(config):
                          f"{config['method_options']}: {err}") from err
     meta.compile(optimizer=outer, loss=family.loss, metrics=list(family.metrics))
     return meta, family
+
+
+def _outer_optimizer(config):
+    import keras
+
+    import tfmeta
+    lr = config["meta_lr"]
+    if config["anneal"]:
+        lr = tfmeta.linear_annealing(lr, config["steps"])
+    return getattr(keras.optimizers, OPTIMIZERS[config["meta_optimizer"]])(lr)
+
+
+def _build_transfer(config, family, cls):
+    """``MetaTransfer`` for a meta-transfer family (``--encoder``, ``--k``)."""
+    encoder = config["encoder"]
+    deep_kernel = encoder == "deep_kernel"
+    k = None if deep_kernel else (config["k"] or family.task_dim)
+    learner = None if deep_kernel else family.learner(config["seed"])
+    query_dims = None
+    if deep_kernel:
+        query_dims = (1, 1)  # cos-sin: one input, one target per point
+    try:
+        meta = cls(encoder, query_learner=learner, k=k,
+                   support_dims=family.support_dims, query_dims=query_dims,
+                   seed=config["seed"], **config["method_options"])
+    except (TypeError, ValueError) as err:
+        raise UsageError(f"bad options for transfer ({encoder} encoder) "
+                         f"{config['method_options']}: {err}") from err
+    meta.compile(optimizer=_outer_optimizer(config), loss=family.loss)
+    return meta
 
 
 def _restore(meta, run):
@@ -452,6 +511,16 @@ def _last_logged_step(logdir):
 def _evaluate(meta, family, config, step):
     tasks, data = _test_data(family, config)
     results = meta.evaluate(data, verbose=0, return_dict=True)
+    if config["method"] == "transfer":
+        import numpy as np
+        pred = meta.transfer(tasks["support_x"], tasks["support_y"],
+                             tasks["query_x"])
+        per_task = np.mean((pred - tasks["query_y"]) ** 2, axis=(1, 2))
+        return {"step": step, "method": "transfer", "tasks": config["tasks"],
+                "encoder": config["encoder"], "sigma": config["sigma"],
+                **{f"test_{k}": float(v) for k, v in results.items()},
+                "test_query_mse_mean": float(per_task.mean()),
+                "test_query_mse_std": float(per_task.std())}
     per_task = meta.evaluate_tasks(tasks)
     return {
         "step": step,
@@ -518,7 +587,8 @@ def cmd_train(args):
     if config["deterministic"]:
         import tensorflow as tf
         tf.config.experimental.enable_op_determinism()
-    support = _support_size(family, config)
+    support = None if config["method"] == "transfer" else \
+        _support_size(family, config)
     if config["inner_batch_size"] and support \
             and config["inner_batch_size"] > support:
         raise UsageError(

@@ -93,6 +93,22 @@ class PositiveNumber(Kind):
         return float(number)
 
 
+class NonNegativeNumber(Kind):
+    what, metavar = "a number >= 0", "X"
+
+    def parse(self, name, value):
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                self.fail(name, value)
+        if isinstance(number, bool) or not isinstance(number, (int, float)) \
+                or not math.isfinite(number) or number < 0:
+            self.fail(name, number)
+        return float(number)
+
+
 class Choice(Kind):
     def __init__(self, choices, label=None):
         self.choices, self.label = sorted(choices), label
@@ -153,8 +169,17 @@ class Option:
 
 
 METHOD_NAMES = ("leap", "reptile", "maml", "fomaml", "finetune", "scratch",
-                "anil", "metasgd")
-TASK_FAMILIES = ("sine", "omniglot")
+                "anil", "metasgd", "transfer")
+TASK_FAMILIES = ("sine", "omniglot", "cos-sin")
+# Meta-transfer (``transfer``) runs on its own families, whose support and
+# query differ (tfmeta.transfer); the other methods on the rest.
+TRANSFER_FAMILIES = ("cos-sin",)
+# tfmeta.transfer.ENCODERS (tested to agree; no TensorFlow import here).
+ENCODER_NAMES = ("context", "nonlinear", "linear", "mean", "max",
+                 "transformer", "deep_kernel")
+# Options of the methods with an inner loop, which ``transfer`` has not.
+INNER_LOOP_OPTIONS = ("inner_steps", "eval_steps", "inner_lr",
+                      "inner_optimizer", "inner_batch_size", "vectorize_tasks")
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop"}
 
 OPTIONS = {o.name: o for o in [
@@ -188,6 +213,13 @@ OPTIONS = {o.name: o for o in [
            "deterministic TensorFlow ops (--no-deterministic is faster)"),
     Option("vectorize_tasks", Bool(), False,
            "batch the tasks of a meta-step (fast for small nets)"),
+    Option("encoder", Optional(Choice(ENCODER_NAMES, "encoder")), None,
+           "transfer only: the support encoder"),
+    Option("k", Optional(Int()), None,
+           "transfer only: the code size (default: the family's task "
+           "dimension, 2 for cos-sin)"),
+    Option("sigma", NonNegativeNumber(), 0.0,
+           "cos-sin only: standard deviation of the support noise"),
 ]}
 
 DEFAULTS = {name: option.default for name, option in OPTIONS.items()}
@@ -199,6 +231,9 @@ FAMILY_DEFAULTS = {
     "omniglot": {"inner_lr": 0.1, "inner_steps": 100, "eval_steps": 100,
                  "inner_batch_size": 20, "meta_lr": 0.1, "meta_batch": 20,
                  "test_tasks": 10},
+    # experiments/transfer_cos_sin.py's small preset (docs/transfer.md).
+    "cos-sin": {"meta_optimizer": "adam", "meta_lr": 0.001, "meta_batch": 10,
+                "test_tasks": 200},
 }
 
 # Constructor arguments of each method that a config may set (the others
@@ -212,7 +247,11 @@ METHOD_OPTIONS = {
     "scratch": {},
     "anil": {"head": Optional(Int()), "first_order": Bool()},
     "metasgd": {},
+    "transfer": {"encoder_steps": Int(), "encoder_lr": PositiveNumber(),
+                 "first_order": Bool(), "decoder_hidden": Int()},
 }
+# Methods without MetaLearner's common options (no task loop to parallelize).
+NO_COMMON_OPTIONS = ("transfer",)
 
 
 def method_options_help():
@@ -222,14 +261,15 @@ def method_options_help():
         if options:
             parts.append(method + ": " + ", ".join(
                 f"{k}={kind.metavar}" for k, kind in options.items()))
-    parts.append("any method: " + ", ".join(
+    parts.append("any method but transfer: " + ", ".join(
         f"{k}={kind.metavar}" for k, kind in COMMON_METHOD_OPTIONS.items()))
     return "method argument KEY=VALUE (repeatable); " + "; ".join(parts)
 
 
 def parse_method_options(method, options):
     """``options`` typed by ``method``'s schema; unknown keys refused."""
-    schema = dict(COMMON_METHOD_OPTIONS, **METHOD_OPTIONS[method])
+    schema = dict({} if method in NO_COMMON_OPTIONS else COMMON_METHOD_OPTIONS,
+                  **METHOD_OPTIONS[method])
     out = {}
     for key, value in options.items():
         if key not in schema:
@@ -292,6 +332,11 @@ def resolve(file_options, cli_options):
             given = OPTIONS["method_options"].parse(layer["method_options"])
             config["method_options"].update(
                 parse_method_options(config["method"], given))
+    # "Given": set to other than the family's default (a stored config.json
+    # holds every option, most at their defaults).
+    base = {**DEFAULTS, **FAMILY_DEFAULTS[family]}
+    _check_method_and_family(config, {k for layer in typed for k, v in
+                                      layer.items() if v != base[k]})
     steps, every = config["steps"], config["checkpoint_every"]
     if every is None:
         every = max(d for d in range(1, min(100, steps) + 1) if steps % d == 0)
@@ -300,6 +345,42 @@ def resolve(file_options, cli_options):
                          f"checkpoint_every ({every}).")
     config["checkpoint_every"] = every
     return config
+
+
+def _check_method_and_family(config, given):
+    """Meta-transfer and its families go together; options of one kind of
+    method given to the other are refused, not ignored."""
+    method, family = config["method"], config["tasks"]
+    transfer = method == "transfer"
+    if transfer != (family in TRANSFER_FAMILIES):
+        if transfer:
+            raise UsageError(
+                f"transfer needs a meta-transfer task family (support and "
+                f"query from different families): {list(TRANSFER_FAMILIES)}, "
+                f"not {family!r}.")
+        raise UsageError(
+            f"{family} tasks are meta-transfer tasks (support and query from "
+            f"different families): train them with the transfer method, not "
+            f"{method}.")
+    if transfer:
+        if config["encoder"] is None:
+            raise UsageError(f"transfer needs --encoder (one of "
+                             f"{list(ENCODER_NAMES)}).")
+        if config["encoder"] == "deep_kernel" and config["k"] is not None:
+            raise UsageError("the deep_kernel encoder has no latent code: k "
+                             f"does not apply (got k={config['k']}).")
+        wrong = sorted(given & set(INNER_LOOP_OPTIONS))
+        if wrong:
+            raise UsageError(f"{', '.join(wrong)} do(es) not apply to transfer "
+                             "(meta-transfer has no inner loop).")
+    else:
+        wrong = sorted(given & {"encoder", "k"})
+        if wrong:
+            raise UsageError(f"{', '.join(wrong)} apply to the transfer method "
+                             f"only, not to {method}.")
+    if "sigma" in given and family != "cos-sin":
+        raise UsageError(f"sigma (support noise) applies to cos-sin tasks "
+                         f"only, not to {family}.")
 
 
 def default_text(name):

@@ -30,6 +30,14 @@ spec's ``step_size``: WarpGrad's ``learn_task_lr``, Meta-SGD's per-parameter
 rates) is used at its value at export time (also in ``tfmeta.json`` as
 ``task_lr``; per-parameter rates as each variable's mean rate).
 
+A ``MetaTransfer`` (``tfmeta.transfer``) exports instead the signature
+``transfer`` (also ``serving_default``): ``support_x [B, N, ds]``,
+``support_y [B, N, es]``, ``query_x [B, M, ...]`` -> ``predictions``
+``[B, M, ...]`` of the query learners its encoder and decoder give the
+supports (as ``meta.transfer``), and ``metadata``; ``assets/`` holds
+``tfmeta.json``, the query learner as ``learner.keras`` (none for
+``deep_kernel``) and ``meta.weights.h5``.
+
 ``assets/`` holds ``tfmeta.json`` (method, hyper-parameters, input and target
 specs, versions, SHA-256 of the weights), ``learner.keras`` (the learner's
 Keras config and weights) and ``meta.weights.h5`` (the meta-learner's own
@@ -428,6 +436,8 @@ def export(meta, path=None, overwrite=False, target_spec=None):
         learner's outputs) is wrong.
     """
     path = os.path.abspath(path or os.path.join("saved_models", meta.name))
+    if is_transfer(meta):
+        return _export_transfer(meta, path, overwrite)
     _check_exportable(meta, path, overwrite)
     x_spec = input_spec(meta.learner)
     if target_spec is None:
@@ -459,6 +469,164 @@ def export(meta, path=None, overwrite=False, target_spec=None):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+# ------------------------------------------------------- meta-transfer
+def is_transfer(meta):
+    """Whether ``meta`` is a meta-transfer model (``tfmeta.MetaTransfer``):
+    a Keras model with an encoder and ``predict_query``."""
+    return isinstance(meta, keras.Model) and hasattr(meta, "encoder") \
+        and callable(getattr(meta, "predict_query", None))
+
+
+def transfer_specs(meta):
+    """``tf.TensorSpec``s of ``support_x``, ``support_y`` and ``query_x``
+    (task and point axes ``None``; float32, cast to the model's compute
+    dtype in the graph)."""
+    ds, es = meta.encoder.support_dims
+    if meta.predicts_query:
+        query = (meta.encoder.query_dims[0],)
+    else:
+        query = tuple(input_spec(meta.query_learner).shape[1:])
+    return tuple(tf.TensorSpec((None, None) + tuple(shape), tf.float32,
+                               name=name)
+                 for name, shape in (("support_x", (ds,)),
+                                     ("support_y", (es,)),
+                                     ("query_x", query)))
+
+
+def _transfer_metadata(meta, specs):
+    import tfmeta
+
+    try:
+        hyper = meta.get_config()
+    except NotImplementedError:
+        hyper = None   # built from layers: serves, but load() cannot rebuild
+    files = [META_WEIGHTS_FILE] + ([] if meta.predicts_query
+                                   else [LEARNER_FILE])
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": "transfer",
+        "method": type(meta).__name__,
+        "class": f"{type(meta).__module__}.{type(meta).__qualname__}",
+        "encoder": meta.encoder.name,
+        "hyper_parameters": _json_safe(hyper),
+        "compile": _json_safe(_compile_config(meta)),
+        "signature_inputs": {s.name: _spec_dict(s) for s in specs},
+        "weights_sha256": weights_fingerprint(meta.meta_variables),
+        "versions": {"tfmeta": tfmeta.__version__, "tensorflow": tf.__version__,
+                     "keras": keras.__version__},
+        "files": files,
+    }
+
+
+def _export_transfer(meta, path, overwrite):
+    """``export`` of a ``MetaTransfer``: the ``transfer`` signature through
+    Keras' ``ExportArchive`` (which tracks the encoder's and decoder's
+    variables), then the assets; written aside and swapped in."""
+    if meta.task_loss_fn is None:
+        raise RuntimeError("MetaTransfer is not compiled: export records the "
+                           "query loss; call compile(optimizer=..., loss=...) "
+                           "first.")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise FileExistsError(f"export path {path!r} is a file, not a directory.")
+    if os.path.isdir(path) and os.listdir(path):
+        if not overwrite:
+            raise FileExistsError(
+                f"export path {path!r} exists and is not empty; pass "
+                "overwrite=True to replace a previous tfmeta export there "
+                "(nothing was written).")
+        check_replaceable(path)
+    specs = transfer_specs(meta)
+    metadata = _transfer_metadata(meta, specs)
+    text = json.dumps(metadata, indent=2, sort_keys=True)
+    dtype = meta.compute_dtype
+
+    def transfer(support_x, support_y, query_x):
+        # Signatures called with wrong shapes do not check them themselves.
+        support_x, support_y, query_x = (
+            tf.ensure_shape(t, spec.shape, name=spec.name)
+            for t, spec in zip((support_x, support_y, query_x), specs))
+        shape = tf.shape
+        checks = [
+            tf.debugging.assert_positive(
+                shape(support_x)[1], message="the support is empty"),
+            tf.debugging.assert_equal(
+                shape(support_x)[:2], shape(support_y)[:2],
+                message="support_x and support_y differ in their number of "
+                        "tasks or points"),
+            tf.debugging.assert_equal(
+                shape(support_x)[0], shape(query_x)[0],
+                message="support and query differ in their number of tasks")]
+        with tf.control_dependencies(checks):   # identity: cast may be a no-op
+            support_x, support_y, query_x = (
+                tf.identity(tf.cast(t, dtype))
+                for t in (support_x, support_y, query_x))
+        return {"predictions": meta.predict_query(support_x, support_y,
+                                                  query_x)}
+
+    archive = keras.export.ExportArchive()
+    archive.track(meta)
+    archive.add_endpoint("transfer", transfer, input_signature=list(specs))
+    archive.add_endpoint("metadata", lambda: {"metadata": tf.constant(text)},
+                         input_signature=[])
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+    try:
+        out = os.path.join(tmp, "export")
+        archive.write_out(out, verbose=False)
+        assets = os.path.join(out, "assets")
+        os.makedirs(assets, exist_ok=True)
+        with open(os.path.join(assets, METADATA_FILE), "w") as f:
+            f.write(text + "\n")
+        meta.save_weights(os.path.join(assets, META_WEIGHTS_FILE))
+        if not meta.predicts_query:
+            meta.query_learner.save(os.path.join(assets, LEARNER_FILE))
+        _swap_in(out, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def _load_transfer(path, metadata, compile):
+    """``load`` of a ``MetaTransfer`` export."""
+    assets = os.path.join(path, "assets")
+    if metadata.get("hyper_parameters") is None:
+        raise ExportError(
+            f"{path!r} holds a MetaTransfer built from encoder/decoder layers "
+            "(no constructor config): serve it with tf.saved_model.load, or "
+            "rebuild the model yourself and load_weights(assets/"
+            f"{META_WEIGHTS_FILE}).")
+    for name in metadata.get("files", [META_WEIGHTS_FILE]):
+        if not os.path.isfile(os.path.join(assets, name)):
+            raise ExportError(f"{path!r} is not a complete export: "
+                              f"assets/{name} is missing.")
+    cls = registry.by_class_name(metadata["method"])
+    learner = None
+    if LEARNER_FILE in metadata.get("files", []):
+        try:
+            learner = keras.saving.load_model(
+                os.path.join(assets, LEARNER_FILE), compile=False)
+        except Exception as err:  # noqa: BLE001 - re-raised with the file
+            raise ExportError(f"assets/{LEARNER_FILE} of {path!r} cannot be "
+                              f"loaded (corrupt?): {err}") from err
+    meta = cls.from_config(dict(metadata["hyper_parameters"], learner=learner))
+    loss = metadata.get("compile", {}).get("loss")
+    if compile and loss:
+        optimizer = metadata["compile"].get("optimizer")
+        meta.compile(optimizer=(keras.saving.deserialize_keras_object(optimizer)
+                                if optimizer else "adam"),
+                     loss=keras.saving.deserialize_keras_object(loss))
+    try:
+        meta.load_weights(os.path.join(assets, META_WEIGHTS_FILE))
+    except Exception as err:  # noqa: BLE001 - re-raised with the file named
+        raise ExportError(f"assets/{META_WEIGHTS_FILE} of {path!r} cannot be "
+                          f"loaded (corrupt?): {err}") from err
+    if weights_fingerprint(meta.meta_variables) != metadata["weights_sha256"]:
+        raise ExportError(f"the weights loaded from {path!r} do not match the "
+                          "export's SHA-256 fingerprint: the export is corrupt.")
+    return meta
 
 
 def _swap_in(new, path):
@@ -521,6 +689,8 @@ def load(path, compile=True):
         if key not in metadata:
             raise ExportError(f"{os.path.join(path, 'assets', METADATA_FILE)} "
                               f"is corrupt: it has no {key!r} entry.")
+    if metadata.get("kind") == "transfer":
+        return _load_transfer(path, metadata, compile)
     assets = os.path.join(path, "assets")
     for name in (LEARNER_FILE, META_WEIGHTS_FILE):
         if not os.path.isfile(os.path.join(assets, name)):

@@ -17,12 +17,15 @@ import numpy as np
 import tensorflow as tf
 
 from tfmeta.errors import NonFiniteLossError
+from tfmeta.registry import register
 from tfmeta.meta_learner import (TASK_KEYS, StopOnNonFinite, compatible_shapes,
                                  flatten_tasks, shape_str, unpack_tasks)
 from tfmeta.transfer import functional as F
 from tfmeta.transfer.decoder import Decoder
 
 
+@register("transfer", "gradient-based meta-transfer: support and query from "
+          "different families (cos -> sin)")
 class MetaTransfer(keras.Model):
     """Meta-transfer: ``psi = decoder(encoder(support))``, loss of ``g_psi``
     on the query.
@@ -50,6 +53,11 @@ class MetaTransfer(keras.Model):
         ``hidden``, ``activation``).
 
     ``compile(optimizer, loss)``: ``loss`` is the query learner's loss.
+
+    ``get_config()`` / ``from_config(config)`` (used by ``tfmeta.export`` and
+    ``tfmeta.load``) hold the constructor's arguments when the encoder was
+    given by name and the decoder is the default; ``from_config`` takes the
+    query learner as ``config["learner"]``.
     """
 
     def __init__(self, encoder, decoder=None, query_learner=None, *, k=None,
@@ -59,6 +67,15 @@ class MetaTransfer(keras.Model):
                  **encoder_options):
         super().__init__(name=name)
         from tfmeta.transfer import make_encoder
+
+        self._constructor = None
+        if isinstance(encoder, str) and decoder is None:
+            self._constructor = dict(
+                encoder=encoder, k=k, support_dims=_plain(support_dims),
+                query_dims=_plain(query_dims), encoder_steps=encoder_steps,
+                encoder_lr=encoder_lr, first_order=first_order,
+                support_loss=support_loss, decoder_hidden=decoder_hidden,
+                seed=seed, name=name, **_plain(encoder_options))
 
         gradient_options = {"steps": encoder_steps, "lr": encoder_lr,
                             "first_order": first_order,
@@ -146,6 +163,24 @@ class MetaTransfer(keras.Model):
         self.built = True
 
     # ----------------------------------------------------------- Keras API
+    def get_config(self):
+        """The constructor's arguments (without the query learner); only
+        for an encoder given by name with the default decoder."""
+        if self._constructor is None:
+            raise NotImplementedError(
+                "this MetaTransfer was built from encoder/decoder layers: "
+                "only one made with encoder=<name> and the default decoder "
+                "has a config (rebuild it yourself, then load_weights).")
+        return dict(self._constructor)
+
+    @classmethod
+    def from_config(cls, config):
+        """``MetaTransfer(**config)`` with ``config["learner"]`` (the query
+        learner, ``None`` for ``deep_kernel``) as ``query_learner``."""
+        config = dict(config)
+        learner = config.pop("learner", None)
+        return cls(query_learner=learner, **config)
+
     @property
     def meta_variables(self):
         """What meta-training updates: the encoder's and decoder's weights
@@ -408,3 +443,12 @@ class MetaTransfer(keras.Model):
             var.assign(src)
         return model
 
+
+
+def _plain(value):
+    """Tuples as lists, recursively (a config that survives JSON)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
