@@ -28,7 +28,6 @@ Presets (``--preset``; every number can be overridden):
 """
 
 import argparse
-import csv
 import os
 import pathlib
 import sys
@@ -44,6 +43,10 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import tfmeta  # noqa: E402
 from tfmeta.tasks import cos_sin  # noqa: E402
 from tfmeta.transfer import ENCODERS, GRADIENT_ENCODERS  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import transfer_report as report  # noqa: E402
+from transfer_report import stats  # noqa: E402
 
 SMALL_STEPS = 1500
 
@@ -149,41 +152,23 @@ def figure_curves(meta, sigma, seed):
     return grid[0, :, 0], truth, pred.mean(0), pred.std(0), task
 
 
-def stats(rows, encoder, sigma):
-    values = [r["query_mse"] for r in rows
-              if r["encoder"] == encoder and r["sigma"] == sigma]
-    return (np.mean(values), np.std(values), len(values)) if values else None
-
-
 def claims(rows, config):
     """The issue's checks, stated either way."""
     lines = []
     sigmas = sorted({r["sigma"] for r in rows})
-    mean = lambda e, s: stats(rows, e, s)[0] if stats(rows, e, s) else None  # noqa: E731
     for s in [s for s in sigmas if s >= 1.5]:
-        for g in GRADIENT_ENCODERS:
-            for base in ("max", "transformer"):
-                a, b = mean(g, s), mean(base, s)
-                if a is None or b is None:
-                    continue
-                ok = a < b
-                lines.append(f"- sigma {s:g}: {g} {a:.3f} {'<' if ok else '>='} "
-                             f"{base} {b:.3f}: {'holds' if ok else 'DOES NOT hold'}")
+        lines += report.below(rows, s, GRADIENT_ENCODERS, ("max", "transformer"))
     if 0.0 in sigmas:
         for e in config["encoders"]:
-            a = mean(e, 0.0)
-            if a is not None:
-                lines.append(f"- sigma 0: {e} {a:.3f} "
-                             f"{'< 1.0: holds' if a < 1.0 else '>= 1.0: DOES NOT hold'}")
+            st = stats(rows, e, 0.0)
+            if st is not None:
+                lines.append(f"- sigma 0: {e} {st[0]:.3f} " + (
+                    "< 1.0: holds" if st[0] < 1.0 else ">= 1.0: DOES NOT hold"))
     return lines
 
 
 def write_results(rows, config, out, curves):
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    sigmas = sorted({r["sigma"] for r in rows})
+    report.write_csv(rows, out / "results.csv")
     seeds = sorted({r["seed"] for r in rows})
     lines = [
         f"# Cos -> sin meta-transfer (preset `{config['preset']}`)", "",
@@ -191,27 +176,13 @@ def write_results(rows, config, out, curves):
         f"{SUPPORT} noisy cosine points, query 100 sine points), mean ± std "
         f"over seeds {seeds}; {config['meta_steps']} meta-steps of "
         f"{config['meta_batch']} tasks, Adam {config['lr']:g}, k = {K}. "
-        "The paper's Table 1 in brackets.", "",
-        "| encoder | " + " | ".join(f"sigma {s:g}" for s in sigmas) + " |",
-        "|---|" + "---|" * len(sigmas)]
-    for e in config["encoders"]:
-        cells = []
-        for s in sigmas:
-            st = stats(rows, e, s)
-            cell = "" if st is None else f"{st[0]:.2f} ± {st[1]:.2f}"
-            if s in PAPER_SIGMAS and e in PAPER:
-                m, sd = PAPER[e][PAPER_SIGMAS.index(s)]
-                cell += f" [{m:.2f} ± {sd:.2f}]"
-            cells.append(cell)
-        lines.append(f"| {e} | " + " | ".join(cells) + " |")
+        "The paper's Table 1 in brackets.", ""]
+    lines += report.table(rows, config["encoders"], PAPER, PAPER_SIGMAS)
     lines += ["", "Cost: seconds of `fit` per meta-step in milliseconds "
               "(median over runs; includes tracing, ~2-3 s a run, and the "
               "input pipeline; benchmarks/transfer_cost.py times the "
-              "compiled step alone):", "",
-              "| encoder | ms / meta-step |", "|---|---|"]
-    for e in config["encoders"]:
-        ms = [r["ms_per_meta_step"] for r in rows if r["encoder"] == e]
-        lines.append(f"| {e} | {np.median(ms):.1f} |")
+              "compiled step alone):", ""]
+    lines += report.cost_table(rows, config["encoders"])
     lines += ["", "## The issue's checks", ""] + claims(rows, config)
     total = sum(r["train_seconds"] for r in rows)
     lines += ["", f"Total training time {total:.0f} s."]
@@ -225,21 +196,7 @@ def plot(rows, config, out, curves):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sigmas = sorted({r["sigma"] for r in rows})
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for i, e in enumerate(config["encoders"]):
-        pts = [(s, stats(rows, e, s)) for s in sigmas if stats(rows, e, s)]
-        ax.errorbar([p[0] for p in pts], [p[1][0] for p in pts],
-                    yerr=[p[1][1] for p in pts], marker="o", capsize=3,
-                    label=e, ls="-" if e in GRADIENT_ENCODERS else "--")
-    ax.set_xlabel("support noise sigma")
-    ax.set_ylabel("query MSE")
-    ax.set_yscale("log")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "mse_vs_sigma.png", dpi=110)
-    plt.close(fig)
-
+    report.plot_vs_sigma(rows, config["encoders"], out / "mse_vs_sigma.png")
     shown = sorted(curves)
     if not shown:
         return

@@ -245,3 +245,113 @@ def current_state_mse(batch):
     predicting the current state (Table 4's last row)."""
     dims = batch["query_y"].shape[-1]
     return float(np.mean((batch["query_x"][..., :dims] - batch["query_y"]) ** 2))
+
+
+# ------------------------------------------------- a fixed, simulated set
+def simulate(num_tasks, points=200, seed=0):
+    """A fixed data set of ``num_tasks`` tasks, simulated once (the paper
+    trains on a fixed set of tasks; simulating every batch anew costs
+    ~0.15 ms a point in Python): for each task ``(L, g)``, ``points``
+    single-pendulum points (``single_x [T, P, 5]``, clean ``single_y
+    [T, P, 4]``) and as many double-pendulum points (``double_x [T, P, 7]``,
+    ``double_y [T, P, 6]``), with ``length`` and ``gravity`` ``[T]``.
+    ``sampled_dataset`` draws task batches from it."""
+    positive_int("num_tasks", num_tasks)
+    positive_int("points", points)
+    _require_mujoco()
+    rng = np.random.default_rng([seed, 6])
+    lengths, gravities = _task_parameters(rng, num_tasks, seed, None)
+    out = {k: [] for k in ("single_x", "single_y", "double_x", "double_y")}
+    for length, gravity in zip(lengths, gravities):
+        for kind in ("single", "double"):
+            x, y = _points(rng, points, Pendulum(kind, length, gravity))
+            out[f"{kind}_x"].append(x)
+            out[f"{kind}_y"].append(y)
+    out = {k: np.stack(v) for k, v in out.items()}
+    out["length"] = lengths.astype(np.float32)
+    out["gravity"] = gravities.astype(np.float32)
+    return out
+
+
+def sampled_dataset(data, meta_batch_size=10, support_size=50, query_size=50,
+                    sigma=0.0, seed=0, parameters=False, start=0):
+    """An endless ``tf.data.Dataset`` of task batches drawn from ``data``
+    (``simulate``'s arrays), all in the graph: tasks uniformly with
+    replacement, each task's support and query points without replacement
+    from its simulated points, support noise ``N(0, sigma^2)`` on the
+    support targets; element ``i`` depends on ``(seed, i)`` only.
+    ``parameters=True``: the query is the task's ``(L, g)`` (Figure 3)."""
+    positive_int("meta_batch_size", meta_batch_size)
+    available = data["single_x"].shape[1]
+    for name, size in (("support_size", support_size),
+                       ("query_size", query_size)):
+        if positive_int(name, size) > available:
+            raise ValueError(f"{name} ({size}) is larger than the {available} "
+                             "points simulated per task.")
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) \
+            or not np.isfinite(sigma) or sigma < 0:
+        raise ValueError(f"sigma must be a non-negative number, got {sigma!r}.")
+    arrays = {k: tf.constant(v) for k, v in data.items()}
+    num_tasks = data["single_x"].shape[0]
+
+    def points(key, tasks, size, rng_seed):
+        scores = tf.random.stateless_uniform(
+            [meta_batch_size, available], rng_seed)
+        idx = tf.argsort(scores, axis=1)[:, :size]
+        return tf.gather(tf.gather(arrays[key], tasks), idx, batch_dims=1)
+
+    def batch(i):
+        base = tf.stack([tf.constant(seed, tf.int64), i])
+        seeds = tf.random.experimental.stateless_split(base, 5)
+        tasks = tf.random.stateless_uniform(
+            [meta_batch_size], seeds[0], 0, num_tasks, tf.int32)
+        support = tf.random.stateless_uniform(
+            [meta_batch_size, available], seeds[1])
+        idx = tf.argsort(support, axis=1)[:, :support_size]
+        sx = tf.gather(tf.gather(arrays["single_x"], tasks), idx, batch_dims=1)
+        sy = tf.gather(tf.gather(arrays["single_y"], tasks), idx, batch_dims=1)
+        sy += float(sigma) * tf.random.stateless_normal(tf.shape(sy), seeds[2])
+        length = tf.gather(arrays["length"], tasks)
+        gravity = tf.gather(arrays["gravity"], tasks)
+        if parameters:
+            qx = tf.zeros([meta_batch_size, 1, 1])
+            qy = tf.stack([length, gravity], -1)[:, None, :]
+        else:   # the same seed: the same points for inputs and targets
+            qx = points("double_x", tasks, query_size, seeds[3])
+            qy = points("double_y", tasks, query_size, seeds[3])
+        return {"support_x": sx, "support_y": sy, "query_x": qx,
+                "query_y": qy, "length": length, "gravity": gravity}
+
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise ValueError(f"start must be a non-negative integer, got {start!r}.")
+    return tf.data.Dataset.counter(start).map(
+        batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+    ).prefetch(tf.data.AUTOTUNE)
+
+
+def fixed_batch(data, support_size=50, query_size=100, sigma=0.0, seed=0,
+                parameters=False):
+    """Every task of ``data`` (``simulate``) in order, as one NumPy batch:
+    its first ``support_size`` single-pendulum points (targets with noise
+    ``N(0, sigma^2)`` drawn from ``seed``) and its last ``query_size``
+    double-pendulum points (or ``(L, g)`` with ``parameters=True``): a
+    held-out test set."""
+    available = data["single_x"].shape[1]
+    if support_size > available or query_size > available:
+        raise ValueError(f"support_size ({support_size}) and query_size "
+                         f"({query_size}) must be at most the {available} "
+                         "points simulated per task.")
+    rng = np.random.default_rng([seed, 7])
+    sy = data["single_y"][:, :support_size]
+    out = {"support_x": data["single_x"][:, :support_size],
+           "support_y": (sy + sigma * rng.normal(size=sy.shape)).astype(
+               np.float32),
+           "length": data["length"], "gravity": data["gravity"]}
+    if parameters:
+        out["query_x"] = np.zeros((len(sy), 1, 1), np.float32)
+        out["query_y"] = np.stack([data["length"], data["gravity"]],
+                                  -1)[:, None, :]
+    else:
+        out["query_x"] = data["double_x"][:, -query_size:]
+        out["query_y"] = data["double_y"][:, -query_size:]
+    return out

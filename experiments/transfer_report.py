@@ -1,0 +1,97 @@
+"""Tables, CSV and figures shared by the meta-transfer experiments
+(``transfer_cos_sin.py``, ``transfer_pendulum.py``): one row per run
+(``encoder``, ``sigma``, ``seed``, ``query_mse``, timings)."""
+
+import csv
+
+import numpy as np
+
+from tfmeta.transfer import GRADIENT_ENCODERS
+
+
+def stats(rows, encoder, sigma, key="query_mse"):
+    """``(mean, std, n)`` of ``key`` over the runs of ``encoder`` at
+    ``sigma`` (``None`` if there are none)."""
+    values = [r[key] for r in rows
+              if r["encoder"] == encoder and r["sigma"] == sigma]
+    return (np.mean(values), np.std(values), len(values)) if values else None
+
+
+def write_csv(rows, path):
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def table(rows, encoders, paper=None, paper_sigmas=(), key="query_mse"):
+    """Markdown lines: an encoder per row, a sigma per column, ``mean ±
+    std`` over seeds, the paper's value in brackets where it has one."""
+    sigmas = sorted({r["sigma"] for r in rows})
+    lines = ["| encoder | " + " | ".join(f"sigma {s:g}" for s in sigmas) + " |",
+             "|---|" + "---|" * len(sigmas)]
+    for e in encoders:
+        cells = []
+        for s in sigmas:
+            st = stats(rows, e, s, key)
+            cell = "" if st is None else f"{st[0]:.2f} ± {st[1]:.2f}"
+            if paper and e in paper and s in paper_sigmas:
+                m, sd = paper[e][list(paper_sigmas).index(s)]
+                cell += f" [{m:.2f} ± {sd:.2f}]"
+            cells.append(cell)
+        lines.append(f"| {e} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def cost_table(rows, encoders):
+    lines = ["| encoder | ms / meta-step |", "|---|---|"]
+    for e in encoders:
+        ms = [r["ms_per_meta_step"] for r in rows if r["encoder"] == e]
+        if ms:
+            lines.append(f"| {e} | {np.median(ms):.1f} |")
+    return lines
+
+
+def below(rows, sigma, encoders, baselines, key="query_mse"):
+    """Claim lines: at ``sigma``, each of ``encoders`` has a lower mean
+    than each of ``baselines`` (a name, or ``(label, value)``)."""
+    lines = []
+    for g in encoders:
+        a = stats(rows, g, sigma, key)
+        for base in baselines:
+            if isinstance(base, tuple):
+                label, b = base
+            else:
+                st = stats(rows, base, sigma, key)
+                label, b = base, (None if st is None else st[0])
+            if a is None or b is None:
+                continue
+            ok = a[0] < b
+            lines.append(f"- sigma {sigma:g}: {g} {a[0]:.3f} "
+                         f"{'<' if ok else '>='} {label} {b:.3f}: "
+                         f"{'holds' if ok else 'DOES NOT hold'}")
+    return lines
+
+
+def plot_vs_sigma(rows, encoders, path, key="query_mse", ylabel="query MSE"):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sigmas = sorted({r["sigma"] for r in rows})
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for e in encoders:
+        pts = [(s, stats(rows, e, s, key)) for s in sigmas
+               if stats(rows, e, s, key)]
+        if not pts:
+            continue
+        ax.errorbar([p[0] for p in pts], [p[1][0] for p in pts],
+                    yerr=[p[1][1] for p in pts], marker="o", capsize=3,
+                    label=e, ls="-" if e in GRADIENT_ENCODERS else "--")
+    ax.set_xlabel("support noise sigma")
+    ax.set_ylabel(ylabel)
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
