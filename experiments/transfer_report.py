@@ -9,11 +9,11 @@ import numpy as np
 from tfmeta.transfer import GRADIENT_ENCODERS
 
 
-def stats(rows, encoder, sigma, key="query_mse"):
-    """``(mean, std, n)`` of ``key`` over the runs of ``encoder`` at
-    ``sigma`` (``None`` if there are none)."""
+def stats(rows, encoder, sigma, key="query_mse", column="sigma"):
+    """``(mean, std, n)`` of ``key`` over the runs of ``encoder`` whose
+    ``column`` is ``sigma`` (``None`` if there are none)."""
     values = [r[key] for r in rows
-              if r["encoder"] == encoder and r["sigma"] == sigma]
+              if r["encoder"] == encoder and r[column] == sigma]
     return (np.mean(values), np.std(values), len(values)) if values else None
 
 
@@ -24,20 +24,23 @@ def write_csv(rows, path):
         writer.writerows(rows)
 
 
-def table(rows, encoders, paper=None, paper_sigmas=(), key="query_mse"):
-    """Markdown lines: an encoder per row, a sigma per column, ``mean ±
-    std`` over seeds, the paper's value in brackets where it has one."""
-    sigmas = sorted({r["sigma"] for r in rows})
-    lines = ["| encoder | " + " | ".join(f"sigma {s:g}" for s in sigmas) + " |",
-             "|---|" + "---|" * len(sigmas)]
+def table(rows, encoders, paper=None, paper_sigmas=(), key="query_mse",
+          column="sigma", digits=2):
+    """Markdown lines: an encoder per row, a value of ``column`` (sigma)
+    per column, ``mean ± std`` over seeds, the paper's value in brackets
+    where it has one."""
+    sigmas = sorted({r[column] for r in rows})
+    lines = ["| encoder | " + " | ".join(f"{column} {s:g}" for s in sigmas)
+             + " |", "|---|" + "---|" * len(sigmas)]
     for e in encoders:
         cells = []
         for s in sigmas:
-            st = stats(rows, e, s, key)
-            cell = "" if st is None else f"{st[0]:.2f} ± {st[1]:.2f}"
+            st = stats(rows, e, s, key, column)
+            cell = "" if st is None else \
+                f"{st[0]:.{digits}f} ± {st[1]:.{digits}f}"
             if paper and e in paper and s in paper_sigmas:
                 m, sd = paper[e][list(paper_sigmas).index(s)]
-                cell += f" [{m:.2f} ± {sd:.2f}]"
+                cell += f" [{m:.{digits}f} ± {sd:.{digits}f}]"
             cells.append(cell)
         lines.append(f"| {e} | " + " | ".join(cells) + " |")
     return lines

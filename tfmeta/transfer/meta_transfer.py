@@ -359,10 +359,12 @@ class MetaTransfer(keras.Model):
                 raise ValueError(f"query_x has per-point shape "
                                  f"{shape_str(qx[2:])} but the deep kernel "
                                  f"was built for ({dq},) (query_dims).")
-            if qy is not None and not compatible_shapes(qy[2:], (eq,)):
+            if qy is not None and not any(compatible_shapes(qy[2:], s)
+                                          for s in ((eq,), (), (1,))):
                 raise ValueError(f"query_y has per-point shape "
                                  f"{shape_str(qy[2:])} but the deep kernel "
-                                 f"was built for ({eq},) (query_dims).")
+                                 f"was built for ({eq},) (query_dims; or one "
+                                 "label per point).")
             return
         if qx is not None:
             self._check_query_learner(qx[2:], None if qy is None else qy[2:])

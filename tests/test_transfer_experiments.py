@@ -1,6 +1,6 @@
-"""Pendulum meta-transfer (Table 4, Figure 3): the simulated fixed task set,
-its in-graph sampler and the experiment at a tiny budget; skipped where the
-``mujoco`` extra is not installed."""
+"""Meta-transfer experiments at a tiny budget: the pendulum (Table 4,
+Figure 3; its simulated fixed task set and in-graph sampler; skipped where
+the ``mujoco`` extra is not installed) and the maze (Table 3)."""
 
 import pathlib
 import sys
@@ -16,9 +16,18 @@ try:
     HAVE_MUJOCO = True
 except ImportError:
     HAVE_MUJOCO = False
-pytestmark = pytest.mark.skipif(not HAVE_MUJOCO, reason="mujoco extra not "
-                                "installed (pip install 'tfmeta[mujoco]')")
+requires_mujoco = pytest.mark.skipif(
+    not HAVE_MUJOCO, reason="mujoco extra not installed (pip install "
+                            "'tfmeta[mujoco]')")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def experiment(name):
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.pop(0)
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +35,7 @@ def data():
     return pendulum.simulate(6, 30, seed=0)
 
 
+@requires_mujoco
 def test_simulated_tasks_are_the_simulators_dynamics(data):
     assert data["single_x"].shape == (6, 30, 5)
     assert data["double_y"].shape == (6, 30, 6)
@@ -39,6 +49,7 @@ def test_simulated_tasks_are_the_simulators_dynamics(data):
             data[f"{kind}_y"][i], rtol=1e-4, atol=1e-4)
 
 
+@requires_mujoco
 def test_sampled_batches_pair_points_add_noise_and_repeat(data):
     clean = next(iter(pendulum.sampled_dataset(data, 4, 10, 12, seed=5)))
     noisy = next(iter(pendulum.sampled_dataset(data, 4, 10, 12, sigma=2.0,
@@ -71,13 +82,9 @@ def test_sampled_batches_pair_points_add_noise_and_repeat(data):
         pendulum.sampled_dataset(data, 4, 10, 12, sigma=-1.0)
 
 
-def test_experiment_runs_at_a_tiny_budget(tmp_path):
-    sys.path.insert(0, str(ROOT / "experiments"))
-    try:
-        import transfer_pendulum
-    finally:
-        sys.path.pop(0)
-    rows = transfer_pendulum.main([
+@requires_mujoco
+def test_pendulum_experiment_runs_at_a_tiny_budget(tmp_path):
+    rows = experiment("transfer_pendulum").main([
         "--preset", "tiny", "--out", str(tmp_path), "--encoders",
         "linear,mean", "--meta-steps", "3", "--sigmas", "3",
         "--parameter-sigmas", "0"])
@@ -91,3 +98,43 @@ def test_experiment_runs_at_a_tiny_budget(tmp_path):
     for name in ("results.csv", "table4_mse_vs_sigma.png",
                  "figure3_parameters.png"):
         assert (tmp_path / name).exists(), name
+
+
+def test_maze_experiment_runs_at_a_tiny_budget(tmp_path):
+    transfer_maze = experiment("transfer_maze")
+    rows = transfer_maze.main(["--preset", "tiny", "--out", str(tmp_path),
+                               "--encoders", "linear,deep_kernel",
+                               "--meta-steps", "3"])
+    assert [r["encoder"] for r in rows] == ["linear", "deep_kernel"]
+    assert all(-1.0 <= r["reward"] <= 0.0 for r in rows)
+    text = (tmp_path / "results.md").read_text()
+    assert "[-0.036 ± 0.029]" not in text            # width 12 not run
+    assert "| linear | " in text and "[0.000 ± 0.000]" in text
+    assert (tmp_path / "table3_reward.png").exists()
+
+
+def test_maze_reward_is_zero_for_the_optimal_policy_and_minus_one_stuck():
+    """The experiment's scoring: a policy table that is the DFS policy
+    reaches the goal (reward 0); one that never moves scores -1."""
+    from tfmeta.tasks import maze
+
+    transfer_maze = experiment("transfer_maze")
+    test = maze.tasks(5, 6, seed=3)
+
+    class Oracle:
+        def transfer(self, support_x, support_y, query_x):
+            out = []
+            for grid, cells in zip(test["grid"], query_x):
+                policy = maze.optimal_policy(grid)
+                actions = [policy[int(r), int(c)] for r, c in cells]
+                out.append(np.eye(4)[np.maximum(actions, 0)])
+            return np.array(out)
+
+    class Stuck:
+        def transfer(self, support_x, support_y, query_x):
+            logits = np.zeros(query_x.shape[:2] + (4,))
+            logits[..., 2] = 1.0          # always "up": off the top row
+            return logits
+
+    np.testing.assert_array_equal(transfer_maze.rewards(Oracle(), test), 0.0)
+    np.testing.assert_array_equal(transfer_maze.rewards(Stuck(), test), -1.0)
