@@ -474,7 +474,11 @@ def export(meta, path=None, overwrite=False, target_spec=None):
 # ------------------------------------------------------- meta-transfer
 def is_transfer(meta):
     """Whether ``meta`` is a meta-transfer model (``tfmeta.MetaTransfer``):
-    a Keras model with an encoder and ``predict_query``."""
+    a Keras model with an encoder and ``predict_query``.
+
+    Args:
+      meta: any object.
+    """
     return isinstance(meta, keras.Model) and hasattr(meta, "encoder") \
         and callable(getattr(meta, "predict_query", None))
 
@@ -482,7 +486,11 @@ def is_transfer(meta):
 def transfer_specs(meta):
     """``tf.TensorSpec``s of ``support_x``, ``support_y`` and ``query_x``
     (task and point axes ``None``; float32, cast to the model's compute
-    dtype in the graph)."""
+    dtype in the graph).
+
+    Args:
+      meta: a ``tfmeta.MetaTransfer``.
+    """
     ds, es = meta.encoder.support_dims
     if meta.predicts_query:
         query = (meta.encoder.query_dims[0],)

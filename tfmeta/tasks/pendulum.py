@@ -255,7 +255,14 @@ def simulate(num_tasks, points=200, seed=0):
     single-pendulum points (``single_x [T, P, 5]``, clean ``single_y
     [T, P, 4]``) and as many double-pendulum points (``double_x [T, P, 7]``,
     ``double_y [T, P, 6]``), with ``length`` and ``gravity`` ``[T]``.
-    ``sampled_dataset`` draws task batches from it."""
+    ``sampled_dataset`` draws task batches from it.
+
+    Args:
+      num_tasks: tasks ``(L, g)`` to simulate (``L ~ U[0.3, 0.9]`` m,
+        ``g ~ U[5, 15]`` m/s^2).
+      points: points per task and pendulum (default 200).
+      seed: seed of the task parameters, states and actions (default 0).
+    """
     positive_int("num_tasks", num_tasks)
     positive_int("points", points)
     _require_mujoco()
@@ -280,7 +287,21 @@ def sampled_dataset(data, meta_batch_size=10, support_size=50, query_size=50,
     replacement, each task's support and query points without replacement
     from its simulated points, support noise ``N(0, sigma^2)`` on the
     support targets; element ``i`` depends on ``(seed, i)`` only.
-    ``parameters=True``: the query is the task's ``(L, g)`` (Figure 3)."""
+    ``parameters=True``: the query is the task's ``(L, g)`` (Figure 3).
+
+    Args:
+      data: ``simulate``'s dict of arrays.
+      meta_batch_size: tasks per batch (default 10).
+      support_size: single-pendulum points per task (default 50), at most
+        the simulated ``points``.
+      query_size: double-pendulum points per task (default 50), at most
+        the simulated ``points``.
+      sigma: standard deviation of the support targets' noise (default 0).
+      seed: seed of the draws (default 0).
+      parameters: the query is ``(L, g)`` (``query_x`` one zero input,
+        ``query_y [B, 1, 2]``) instead of the double pendulum.
+      start: index of the first element (default 0; for resuming).
+    """
     positive_int("meta_batch_size", meta_batch_size)
     available = data["single_x"].shape[1]
     for name, size in (("support_size", support_size),
@@ -335,7 +356,18 @@ def fixed_batch(data, support_size=50, query_size=100, sigma=0.0, seed=0,
     its first ``support_size`` single-pendulum points (targets with noise
     ``N(0, sigma^2)`` drawn from ``seed``) and its last ``query_size``
     double-pendulum points (or ``(L, g)`` with ``parameters=True``): a
-    held-out test set."""
+    held-out test set.
+
+    Args:
+      data: ``simulate``'s dict of arrays.
+      support_size: support points per task (default 50).
+      query_size: query points per task (default 100); support and query
+        come from different simulated points when their sum is at most the
+        simulated ``points``.
+      sigma: standard deviation of the support targets' noise (default 0).
+      seed: seed of that noise (default 0).
+      parameters: the query is ``(L, g)`` instead of the double pendulum.
+    """
     available = data["single_x"].shape[1]
     if support_size > available or query_size > available:
         raise ValueError(f"support_size ({support_size}) and query_size "
