@@ -46,20 +46,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from tfmeta import rl  # noqa: E402
 
-# Table 6: action-space size, baseline mean and standard deviation, in pool.
-TABLE6 = {
-    "AirRaid": (6, 2538, 624, True),
-    "UpNDown": (6, 52417, 2797, True),
-    "WizardOfWor": (10, 2531, 182, True),
-    "Breakout": (4, 338, 13, False),
-    "SpaceInvaders": (6, 1065, 103, False),
-    "Asteroids": (14, 1760, 139, False),
-    "Alien": (18, 1280, 182, False),
-    "Gravitar": (18, 329, 15, False),
-    "RoadRunner": (18, 29593, 2890, False),
-}
-HELD_OUT = ("Breakout", "SpaceInvaders")
-MAX_POOL_ACTIONS = 10
+TABLE6, HELD_OUT = rl.atari.TABLE6, rl.atari.HELD_OUT
 
 PRESETS = {
     "tiny": dict(pool=["AirRaid", "UpNDown"], meta_batch=2, meta_steps=2,
@@ -76,42 +63,16 @@ PRESETS = {
 }
 
 
-def pretraining_pool():
-    """Every ALE game with at most 10 actions, Breakout and SpaceInvaders
-    held out (27 in the paper's ALE version, 45 in ale-py 0.12.1)."""
-    return [g for g in rl.atari_games() if g not in HELD_OUT
-            and rl.action_count(g) <= MAX_POOL_ACTIONS]
-
-
-def make_agent(game, cfg, seed, leap_hook=False):
-    """An A2C agent for ``game`` with Leap appendix F's defaults and fresh
-    heads sized to the game's action set."""
-    kwargs = {}
-    if cfg["max_episode_frames"]:
-        kwargs["max_episode_steps"] = cfg["max_episode_frames"]
-    envs = rl.make_atari_vector(game, cfg["envs"], seed=seed, **kwargs)
-    keras.utils.set_random_seed(seed)
-    model = rl.nets.atari_net(envs.single_observation_space.shape,
-                              rl.action_count(game))
-    return rl.A2C(model, envs, seed=seed)
-
-
-def normalized(game, score):
-    _, mean, std, _ = TABLE6[game]
-    return (score - mean) / std
+def make_agent(game, cfg, seed):
+    """An A2C agent for ``game`` (``tfmeta.rl.atari.agent``) as ``cfg``
+    sizes it."""
+    return rl.atari.agent(game, cfg["envs"], seed, cfg["max_episode_frames"])
 
 
 def evaluate(game, cfg, encoder, seed):
-    """Trains an agent on ``game`` for ``eval_updates`` updates from
-    ``encoder``'s weights (``None``: random); its mean return."""
-    a2c = make_agent(game, cfg, seed)
-    if encoder is not None:
-        targets = [v for v, m in zip(a2c.params, a2c.encoder_mask) if m]
-        for v, w in zip(targets, encoder.trainable_variables):
-            v.assign(w)
-    a2c.train(cfg["eval_updates"])
-    a2c.envs.close()
-    return a2c.mean_return(100), len(a2c.episodes)
+    return rl.atari.evaluate(game, encoder, updates=cfg["eval_updates"],
+                             envs=cfg["envs"], seed=seed,
+                             max_episode_steps=cfg["max_episode_frames"])
 
 
 def agent_cost(game, envs, updates=3):
@@ -157,7 +118,7 @@ def main(argv=None):
         sys.exit(f"{out} exists and is not empty: give another --out "
                  "(this script never overwrites files it did not write).")
     out.mkdir(parents=True, exist_ok=True)
-    pool = pretraining_pool() if cfg["pool"] == "all" else cfg["pool"]
+    pool = rl.atari.pretraining_pool() if cfg["pool"] == "all" else cfg["pool"]
     for game in pool + cfg["eval_games"]:
         rl.game_id(game)  # an unknown game fails before any training
 
@@ -187,7 +148,7 @@ def main(argv=None):
             score, episodes = evaluate(game, cfg, init, args.seed + 1)
             evaluation.setdefault(game, {})[name] = {
                 "mean_return": score, "episodes": episodes,
-                "normalized": normalized(game, score)}
+                "normalized": rl.atari.normalized_score(game, score)}
         print(game, json.dumps(evaluation[game]), flush=True)
 
     # Cost model: a 32-environment agent's measured setup and update.

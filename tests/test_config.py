@@ -140,7 +140,7 @@ def test_help_is_generated_from_the_schema():
         if option.flag:
             assert option.flag in text, name
             assert option.help.split()[0] in text, name
-    assert "--no-anneal" in text and "(default 1000)" in text
+    assert "--no-anneal" in text and "(default 1000; atari: 3)" in text
     assert "stabilizer={true,false}" in text and "omniglot: 100" in text
 
 

@@ -172,15 +172,15 @@ def test_a_model_built_from_layers_serves_but_load_says_how_to_rebuild(tmp_path)
     ({"method": "transfer", "tasks": "cos-sin"}, "transfer needs --encoder"),
     ({"method": "transfer", "tasks": "sine", "encoder": "linear"},
      "transfer needs a meta-transfer task family"),
-    ({"method": "leap", "tasks": "cos-sin"}, "train them with the transfer "
-                                              "method, not leap"),
+    ({"method": "leap", "tasks": "cos-sin"}, "train them with transfer, "
+                                              "not leap"),
     ({"method": "leap", "encoder": "linear"}, "apply to the transfer method "
                                               "only"),
     ({"method": "transfer", "tasks": "cos-sin", "encoder": "linear",
-      "inner_steps": "5"}, "inner_steps do(es) not apply to transfer"),
+      "inner_steps": "5"}, "inner_steps do(es) not apply to transfer on cos-sin"),
     ({"method": "transfer", "tasks": "cos-sin", "encoder": "deep_kernel",
       "k": "2"}, "deep_kernel encoder has no latent code"),
-    ({"method": "leap", "sigma": "1"}, "applies to cos-sin tasks only"),
+    ({"method": "leap", "sigma": "1"}, "sigma apply to cos-sin tasks only"),
     ({"method": "transfer", "tasks": "cos-sin", "encoder": "lstm"},
      "unknown encoder 'lstm'"),
     ({"method": "transfer", "tasks": "cos-sin", "encoder": "linear",

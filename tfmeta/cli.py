@@ -129,8 +129,95 @@ class CosSinFamily:
                              sigma=self.sigma, seed=seed)
 
 
+class AtariFamily:
+    """Atari games as RL tasks for Leap's A2C form (Leap section 4.3,
+    ``tfmeta.rl.RLLeap``): a task is a game; each meta-step trains a fresh
+    agent per game of a meta-batch from the shared encoder. No task data
+    set: ``fit`` runs ``steps_per_epoch`` meta-steps; evaluation trains an
+    agent on each ``eval_games`` game from the meta-learned encoder."""
+
+    name = "atari"
+    description = "Atari games as A2C tasks, Leap's encoder (Leap section 4.3)"
+
+    def __init__(self, config):
+        try:
+            from tfmeta import rl
+            for game in config["games"] + config["eval_games"]:
+                rl.game_id(game)    # an unknown game fails before any work
+        except (ImportError, ValueError) as err:
+            raise UsageError(str(err)) from err
+        self.rl, self.config = rl, config
+
+    def build(self, config, cls):
+        import keras
+        rl, c = self.rl, config
+        tasks = [lambda seed, g=g: rl.atari.agent(
+            g, c["envs"], seed, c["max_episode_frames"]) for g in c["games"]]
+        encoder = rl.nets.mnih_encoder((84, 84, 3))
+        if c["meta_batch"] > len(tasks):
+            raise UsageError(f"meta_batch ({c['meta_batch']}) is larger than "
+                             f"the {len(tasks)} games of --games.")
+        try:
+            meta = rl.RLLeap(encoder, tasks, updates=c["updates"],
+                             meta_batch_size=c["meta_batch"], seed=c["seed"],
+                             **c["method_options"])
+        except (TypeError, ValueError) as err:
+            raise UsageError(f"bad options for leap on atari "
+                             f"{c['method_options']}: {err}") from err
+        lr = _outer_learning_rate(config)
+        meta.compile(getattr(keras.optimizers,
+                             OPTIMIZERS[config["meta_optimizer"]])(lr))
+        return meta
+
+    def dataset(self, meta_batch, seed, start):
+        return None     # the tasks are the data: RLLeap.fit draws them
+
+    def callbacks(self, run):
+        """Each meta-step's per-game mean episode return and A2C loss to
+        TensorBoard (``tensorboard/games``), at the optimizer's step."""
+        import keras
+        import tensorflow as tf
+        games = self.config["games"]
+        writer = tf.summary.create_file_writer(
+            str(run.path / "tensorboard" / "games"))
+
+        class PerGame(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                step = int(self.model.optimizer.iterations.numpy())
+                with writer.as_default():
+                    for log in self.model.last_logs:
+                        game = games[log["task"]]
+                        if log["mean_return"] == log["mean_return"]:  # not NaN
+                            tf.summary.scalar(f"mean_return/{game}",
+                                              log["mean_return"], step)
+                        tf.summary.scalar(f"loss/{game}", log["loss"], step)
+
+            def on_epoch_end(self, epoch, logs=None):
+                writer.flush()
+
+        return [PerGame()]
+
+    def validation(self, config):
+        return None
+
+    def evaluate(self, meta, config, step):
+        c, games = config, {}
+        for game in c["eval_games"]:
+            score, episodes = self.rl.atari.evaluate(
+                game, meta.encoder, updates=c["eval_updates"], envs=c["envs"],
+                seed=10_000 + c["seed"], max_episode_steps=c["max_episode_frames"])
+            finished = episodes > 0   # else no return to report (null)
+            games[game] = {
+                "mean_return": float(score) if finished else None,
+                "episodes": episodes,
+                "normalized": float(self.rl.atari.normalized_score(
+                    game, score)) if finished else None}
+        return {"step": step, "method": "leap", "tasks": "atari",
+                "eval_updates": c["eval_updates"], "games": games}
+
+
 FAMILIES = {"sine": SineFamily, "omniglot": OmniglotFamily,
-            "cos-sin": CosSinFamily}
+            "cos-sin": CosSinFamily, "atari": AtariFamily}
 
 
 # ------------------------------------------------------------------ config
@@ -376,6 +463,8 @@ def build(config):
     cls = _methods()[config["method"]].cls
     if config["method"] == "transfer":
         return _build_transfer(config, family, cls), family
+    if hasattr(family, "build"):
+        return family.build(config, cls), family
     inner = getattr(keras.optimizers, OPTIMIZERS[config["inner_optimizer"]])(
         config["inner_lr"])
     outer = _outer_optimizer(config)
@@ -393,14 +482,18 @@ def build(config):
     return meta, family
 
 
-def _outer_optimizer(config):
-    import keras
-
+def _outer_learning_rate(config):
     import tfmeta
     lr = config["meta_lr"]
     if config["anneal"]:
         lr = tfmeta.linear_annealing(lr, config["steps"])
-    return getattr(keras.optimizers, OPTIMIZERS[config["meta_optimizer"]])(lr)
+    return lr
+
+
+def _outer_optimizer(config):
+    import keras
+    return getattr(keras.optimizers, OPTIMIZERS[config["meta_optimizer"]])(
+        _outer_learning_rate(config))
 
 
 def _build_transfer(config, family, cls):
@@ -493,6 +586,11 @@ def _callbacks(run, config, start_step):
             keras.callbacks.TensorBoard(str(run.path / "tensorboard"))]
 
 
+def _family_callbacks(family, run):
+    """A family's own TensorBoard logs (Atari: episode return per game)."""
+    return family.callbacks(run) if hasattr(family, "callbacks") else []
+
+
 def _last_logged_step(logdir):
     """The largest step of the event files in ``logdir`` (0 if none); a file
     cut short by a kill ends where it was cut."""
@@ -509,6 +607,8 @@ def _last_logged_step(logdir):
 
 
 def _evaluate(meta, family, config, step):
+    if hasattr(family, "evaluate"):
+        return family.evaluate(meta, config, step)
     tasks, data = _test_data(family, config)
     results = meta.evaluate(data, verbose=0, return_dict=True)
     if config["method"] == "transfer":
@@ -534,6 +634,8 @@ def _evaluate(meta, family, config, step):
 
 
 def _plot(run):
+    """``loss.png``: the meta-training loss (and held-out loss) against
+    meta-steps; for RL runs also the mean episode return."""
     import csv
 
     import matplotlib
@@ -546,20 +648,39 @@ def _plot(run):
         rows = list(csv.DictReader(f))
     if not rows:
         return
-    fig, ax = plt.subplots(figsize=(5, 3.2))
     every = json.loads(run.config_file.read_text())["checkpoint_every"]
     steps = [(int(r["epoch"]) + 1) * every for r in rows]
-    for key, label in (("loss", "meta-training query loss"),
-                       ("val_loss", "held-out loss after adaptation")):
-        points = [(s, float(r[key])) for s, r in zip(steps, rows)
-                  if r.get(key) not in (None, "")]
-        if points:
-            ax.plot(*zip(*points), marker=".", label=label)
-    ax.set_xlabel("meta-step")
-    ax.set_ylabel("loss")
-    ax.set_title(run.path.name)
-    ax.set_yscale("log")
-    ax.legend()
+
+    def points(key):
+        out = []
+        for s, r in zip(steps, rows):
+            try:   # CSVLogger writes NA for keys an epoch did not log
+                value = float(r.get(key))
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(value):
+                out.append((s, value))
+        return out
+
+    panels = [[("loss", "meta-training loss"),
+               ("val_loss", "held-out loss after adaptation")]]
+    if points("mean_return"):
+        panels.append([("mean_return", "mean episode return")])
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.2),
+                             squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        values = []
+        for key, label in panel:
+            pts = points(key)
+            if pts:
+                ax.plot(*zip(*pts), marker=".", label=label)
+                values += [v for _, v in pts]
+        ax.set_xlabel("meta-step")
+        ax.set_ylabel(panel[0][1].split()[-1])
+        if values and min(values) > 0 and panel[0][0] == "loss":
+            ax.set_yscale("log")
+        ax.legend()
+    axes[0][0].set_title(run.path.name)
     fig.tight_layout()
     fig.savefig(run.path / "loss.png", dpi=100)
     plt.close(fig)
@@ -587,7 +708,7 @@ def cmd_train(args):
     if config["deterministic"]:
         import tensorflow as tf
         tf.config.experimental.enable_op_determinism()
-    support = None if config["method"] == "transfer" else \
+    support = None if config["tasks"] in schema.NO_INNER_LOOP else \
         _support_size(family, config)
     if config["inner_batch_size"] and support \
             and config["inner_batch_size"] > support:
@@ -613,7 +734,8 @@ def _train(run, config, meta, family, resume_from):
         print(f"{'resuming' if start else 'starting'} {config['method']} on "
               f"{config['tasks']} at meta-step {start} of {config['steps']}",
               flush=True)
-        _, test = _test_data(family, config)
+        test = (family.validation(config) if hasattr(family, "validation")
+                else _test_data(family, config)[1])
         import tfmeta
         try:
             with _ctrl_c_between_steps() as stop:
@@ -622,7 +744,8 @@ def _train(run, config, meta, family, resume_from):
                          epochs=config["steps"] // every, steps_per_epoch=every,
                          initial_epoch=start // every, validation_data=test,
                          validation_freq=config["eval_every"],
-                         callbacks=[stop] + _callbacks(run, config, start),
+                         callbacks=[stop] + _callbacks(run, config, start)
+                         + _family_callbacks(family, run),
                          verbose=1 if sys.stdout.isatty() else 2)
         except tfmeta.NonFiniteLossError as err:
             step, _ = run.latest()

@@ -109,6 +109,21 @@ class NonNegativeNumber(Kind):
         return float(number)
 
 
+class Names(Kind):
+    """A non-empty list of names: ``a,b,c`` on the command line, a list
+    (or that string) in a file; names checked later (e.g. Atari games)."""
+
+    what, metavar = "a comma-separated list of names", "A,B"
+
+    def parse(self, name, value):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",")]
+        if not isinstance(value, (list, tuple)) or not value or not all(
+                isinstance(v, str) and v.strip() for v in value):
+            self.fail(name, value)
+        return [v.strip() for v in value]
+
+
 class Choice(Kind):
     def __init__(self, choices, label=None):
         self.choices, self.label = sorted(choices), label
@@ -170,10 +185,23 @@ class Option:
 
 METHOD_NAMES = ("leap", "reptile", "maml", "fomaml", "finetune", "scratch",
                 "anil", "metasgd", "transfer")
-TASK_FAMILIES = ("sine", "omniglot", "cos-sin")
-# Meta-transfer (``transfer``) runs on its own families, whose support and
-# query differ (tfmeta.transfer); the other methods on the rest.
-TRANSFER_FAMILIES = ("cos-sin",)
+TASK_FAMILIES = ("sine", "omniglot", "cos-sin", "atari")
+# Families that take only some methods: meta-transfer (``transfer``) runs
+# on its own families, whose support and query differ (tfmeta.transfer);
+# Atari games are RL tasks for Leap's A2C form (tfmeta.rl.RLLeap). The
+# other families take every method but ``transfer``.
+FAMILY_METHODS = {"cos-sin": ("transfer",), "atari": ("leap",)}
+TRANSFER_FAMILIES = tuple(f for f, m in FAMILY_METHODS.items()
+                          if m == ("transfer",))
+# Options that belong to one family or one method (refused elsewhere).
+FAMILY_ONLY_OPTIONS = {
+    "cos-sin": ("sigma",),
+    "atari": ("games", "envs", "updates", "eval_games", "eval_updates",
+              "max_episode_frames"),
+}
+METHOD_ONLY_OPTIONS = {"transfer": ("encoder", "k")}
+# Families whose methods have no supervised inner loop.
+NO_INNER_LOOP = ("cos-sin", "atari")
 # tfmeta.transfer.ENCODERS (tested to agree; no TensorFlow import here).
 ENCODER_NAMES = ("context", "nonlinear", "linear", "mean", "max",
                  "transformer", "deep_kernel")
@@ -220,6 +248,19 @@ OPTIONS = {o.name: o for o in [
            "dimension, 2 for cos-sin)"),
     Option("sigma", NonNegativeNumber(), 0.0,
            "cos-sin only: standard deviation of the support noise"),
+    Option("games", Optional(Names()), None,
+           "atari only: the pretraining games"),
+    Option("envs", Optional(Int()), None,
+           "atari only: environments per agent"),
+    Option("updates", Optional(Int()), None,
+           "atari only: A2C updates per game per meta-step"),
+    Option("eval_games", Optional(Names()), None,
+           "atari only: games the meta-learned encoder is evaluated on"),
+    Option("eval_updates", Optional(Int()), None,
+           "atari only: A2C updates per evaluation game"),
+    Option("max_episode_frames", Optional(Int()), None,
+           "atari only: cut episodes after this many frames (default: full "
+           "games)"),
 ]}
 
 DEFAULTS = {name: option.default for name, option in OPTIONS.items()}
@@ -234,6 +275,10 @@ FAMILY_DEFAULTS = {
     # experiments/transfer_cos_sin.py's small preset (docs/transfer.md).
     "cos-sin": {"meta_optimizer": "adam", "meta_lr": 0.001, "meta_batch": 10,
                 "test_tasks": 200},
+    # experiments/atari_leap.py's small preset (Leap appendix F's agent).
+    "atari": {"games": ["AirRaid", "UpNDown", "WizardOfWor", "Pong"],
+              "meta_batch": 2, "meta_lr": 0.1, "steps": 3, "envs": 32,
+              "updates": 150, "eval_games": ["Breakout"], "eval_updates": 100},
 }
 
 # Constructor arguments of each method that a config may set (the others
@@ -348,39 +393,56 @@ def resolve(file_options, cli_options):
 
 
 def _check_method_and_family(config, given):
-    """Meta-transfer and its families go together; options of one kind of
-    method given to the other are refused, not ignored."""
+    """Methods and families go together (``FAMILY_METHODS``); options of
+    another family or method are refused, not ignored."""
     method, family = config["method"], config["tasks"]
-    transfer = method == "transfer"
-    if transfer != (family in TRANSFER_FAMILIES):
-        if transfer:
+    allowed = FAMILY_METHODS.get(family)
+    if allowed is None:
+        allowed = tuple(m for m in METHOD_NAMES if m != "transfer")
+    if method not in allowed:
+        if method == "transfer":
             raise UsageError(
                 f"transfer needs a meta-transfer task family (support and "
                 f"query from different families): {list(TRANSFER_FAMILIES)}, "
                 f"not {family!r}.")
+        what = ("meta-transfer tasks (support and query from different "
+                "families)" if allowed == ("transfer",) else "RL tasks")
         raise UsageError(
-            f"{family} tasks are meta-transfer tasks (support and query from "
-            f"different families): train them with the transfer method, not "
-            f"{method}.")
-    if transfer:
+            f"{family} tasks are {what}: train them with "
+            f"{' or '.join(allowed)}, not {method}.")
+    for owner, options in FAMILY_ONLY_OPTIONS.items():
+        wrong = sorted(given & set(options)) if owner != family else []
+        if wrong:
+            raise UsageError(f"{', '.join(wrong)} apply to {owner} tasks "
+                             f"only, not to {family}.")
+    for owner, options in METHOD_ONLY_OPTIONS.items():
+        wrong = sorted(given & set(options)) if owner != method else []
+        if wrong:
+            raise UsageError(f"{', '.join(wrong)} apply to the {owner} method "
+                             f"only, not to {method}.")
+    if family in NO_INNER_LOOP:
+        wrong = sorted(given & set(INNER_LOOP_OPTIONS))
+        if wrong:
+            raise UsageError(
+                f"{', '.join(wrong)} do(es) not apply to {method} on {family} "
+                "(no supervised inner loop: "
+                + ("meta-transfer decodes the query learner)."
+                   if method == "transfer" else
+                   "the tasks are A2C agents; --updates sets their steps)."))
+    if method == "transfer":
         if config["encoder"] is None:
             raise UsageError(f"transfer needs --encoder (one of "
                              f"{list(ENCODER_NAMES)}).")
         if config["encoder"] == "deep_kernel" and config["k"] is not None:
             raise UsageError("the deep_kernel encoder has no latent code: k "
                              f"does not apply (got k={config['k']}).")
-        wrong = sorted(given & set(INNER_LOOP_OPTIONS))
-        if wrong:
-            raise UsageError(f"{', '.join(wrong)} do(es) not apply to transfer "
-                             "(meta-transfer has no inner loop).")
-    else:
-        wrong = sorted(given & {"encoder", "k"})
-        if wrong:
-            raise UsageError(f"{', '.join(wrong)} apply to the transfer method "
-                             f"only, not to {method}.")
-    if "sigma" in given and family != "cos-sin":
-        raise UsageError(f"sigma (support noise) applies to cos-sin tasks "
-                         f"only, not to {family}.")
+    if family == "atari":
+        common = sorted(set(config["method_options"]) & set(
+            COMMON_METHOD_OPTIONS))
+        if common:
+            raise UsageError(f"bad method_options for leap on atari: "
+                             f"{', '.join(common)} does not apply to RL "
+                             "tasks.")
 
 
 def default_text(name):

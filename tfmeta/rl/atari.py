@@ -109,3 +109,95 @@ def make_atari_vector(game, num_envs=32, *, seed=None, mode="sync", **kwargs):
     return vector_env(functools.partial(make_atari, game, **kwargs),
                       num_envs, seed=seed, mode=mode)
 
+
+
+# ------------------------------------------- Leap's Atari tasks (sec. 4.3)
+# Leap's Table 6: action-set size, baseline mean and standard deviation of
+# the score, and whether the game is in the pretraining pool.
+TABLE6 = {
+    "AirRaid": (6, 2538, 624, True),
+    "UpNDown": (6, 52417, 2797, True),
+    "WizardOfWor": (10, 2531, 182, True),
+    "Breakout": (4, 338, 13, False),
+    "SpaceInvaders": (6, 1065, 103, False),
+    "Asteroids": (14, 1760, 139, False),
+    "Alien": (18, 1280, 182, False),
+    "Gravitar": (18, 329, 15, False),
+    "RoadRunner": (18, 29593, 2890, False),
+}
+HELD_OUT = ("Breakout", "SpaceInvaders")
+MAX_POOL_ACTIONS = 10
+
+
+def pretraining_pool():
+    """Leap's pretraining pool: every ALE game with at most
+    ``MAX_POOL_ACTIONS`` actions but the held-out Breakout and
+    SpaceInvaders (27 games in the paper's ALE version, 45 in ale-py
+    0.12.1)."""
+    return [g for g in atari_games() if g not in HELD_OUT
+            and action_count(g) <= MAX_POOL_ACTIONS]
+
+
+def agent(game, envs=32, seed=0, max_episode_steps=None):
+    """A fresh A2C agent for ``game`` with Leap appendix F's defaults
+    (``tfmeta.rl.nets.atari_net``: the Mnih encoder with heads sized to the
+    game's action set), its own vector environment.
+
+    Args:
+      game: an ALE game name (``"Breakout"``).
+      envs: environments of the agent (default 32).
+      seed: seeds the environments, the agent's actions and its weights.
+      max_episode_steps: cut episodes after this many emulator frames
+        (``None``: full games).
+    """
+    import keras
+
+    from tfmeta.rl import nets
+    from tfmeta.rl.a2c import A2C
+    vector = make_atari_vector(game, envs, seed=seed,
+                               max_episode_steps=max_episode_steps)
+    keras.utils.set_random_seed(seed)
+    model = nets.atari_net(vector.single_observation_space.shape,
+                           action_count(game))
+    return A2C(model, vector, seed=seed)
+
+
+def normalized_score(game, score):
+    """``(score - mean) / std`` with Table 6's baseline of ``game`` (NaN
+    for a game Table 6 does not list).
+
+    Args:
+      game: a game name in ``TABLE6``.
+      score: a mean episode return.
+    """
+    if game not in TABLE6:
+        return float("nan")
+    _, mean, std, _ = TABLE6[game]
+    return (score - mean) / std
+
+
+def evaluate(game, encoder, *, updates, envs=32, seed=0,
+             max_episode_steps=None):
+    """Trains an agent on ``game`` for ``updates`` A2C updates from
+    ``encoder``'s weights (``None``: a random initialization); returns
+    ``(mean return of its last 100 episodes, episodes finished)``.
+
+    Args:
+      game: an ALE game name.
+      encoder: a Keras model shaped as ``nets.mnih_encoder`` (the meta-learned
+        initialization), or ``None``.
+      updates: A2C updates.
+      envs: environments (default 32).
+      seed: the agent's seed.
+      max_episode_steps: as in ``agent``.
+    """
+    a2c = agent(game, envs, seed, max_episode_steps)
+    try:
+        if encoder is not None:
+            targets = [v for v, m in zip(a2c.params, a2c.encoder_mask) if m]
+            for v, w in zip(targets, encoder.trainable_variables):
+                v.assign(w)
+        a2c.train(updates)
+    finally:
+        a2c.envs.close()
+    return a2c.mean_return(100), len(a2c.episodes)

@@ -86,6 +86,7 @@ class RLLeap(keras.Model):
         self.seed = int(seed)
         # One hook object: each agent's compiled update traces it once.
         self._hooks = {}
+        self.last_logs = []
         self.trackers = {name: keras.metrics.Mean(name=name) for name in
                          ("loss", "path_length", "mean_return")}
         self.built = True
@@ -185,8 +186,10 @@ class RLLeap(keras.Model):
         return logs
 
     def train_step(self, data):
-        """One meta-step (``data`` is ignored: the tasks are the data)."""
-        for log in self.meta_step():
+        """One meta-step (``data`` is ignored: the tasks are the data); its
+        per-task logs stay in ``last_logs`` (for callbacks)."""
+        self.last_logs = self.meta_step()
+        for log in self.last_logs:
             self.trackers["loss"].update_state(log["loss"])
             self.trackers["path_length"].update_state(log["path_length"])
             if np.isfinite(log["mean_return"]):
