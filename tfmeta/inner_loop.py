@@ -310,7 +310,9 @@ def optimize(objective, optimizer, params, nontrainable, data, steps,
       objective: ``objective(params, nontrainable, batch) -> (loss, aux,
         nontrainable)`` (module docstring; ``supervised`` for ``(x, y)``).
       optimizer: a ``tfmeta.inner_optimizers.InnerOptimizer``.
-      params, nontrainable: lists of tensors.
+      params: list of tensors, theta_0 (``model.trainable_variables`` order).
+      nontrainable: list of tensors, the non-trainable state (batch-norm
+        statistics) at the start.
       data: a nested structure of tensors with a leading example axis, from
         which every update draws a minibatch (``sample``), or a callable
         ``i -> batch`` for ``i = 0 .. steps``.
@@ -318,7 +320,9 @@ def optimize(objective, optimizer, params, nontrainable, data, steps,
       batch_size: minibatch size, or ``None`` for all of ``data`` each step.
       seed: int tensor of shape ``[2]`` for minibatch draws.
       hook: ``hook(state, i, theta_i, theta_next, loss_i, loss_next, grad_i)
-        -> state``, called for every step.
+        -> state``, called for every step (default ``None``: no hook).
+      hook_state: the hook's initial state, a nested structure of tensors
+        (default ``()``).
       mask: one bool per parameter; ``False`` parameters are held fixed
         during adaptation (e.g. WarpGrad's warp layers). Default: all adapt.
 

@@ -56,7 +56,10 @@ class RLLeap(keras.Model):
         27 games in the paper); defaults to all tasks.
       metric: ``"energy"`` (p=2, the paper's choice for Atari) or
         ``"length"``.
-      loss_in_manifold, stabilizer: as in ``tfmeta.leap.Leap``.
+      loss_in_manifold: include the A2C loss in the task manifold (Leap's
+        ``df_i`` terms; default ``True``), as in ``tfmeta.Leap``.
+      stabilizer: use ``-|df_i|`` for ``df_i`` (default ``True``), as in
+        ``tfmeta.Leap``.
       seed: draws the meta-batches and each agent's seed, keyed by the
         meta-step (the optimizer's ``iterations``, saved with it).
     """

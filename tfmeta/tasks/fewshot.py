@@ -410,8 +410,9 @@ def episodes(pool, ways, shots, query_shots=1, meta_batch_size=1,
 
     Args:
       pool: a ``ClassPool`` (see ``from_arrays`` and friends).
-      ways, shots, query_shots: ``N``, ``K`` and ``Q`` (query examples per
-        class).
+      ways: ``N``, classes per episode.
+      shots: ``K``, support examples per class.
+      query_shots: ``Q``, query examples per class (default 1).
       meta_batch_size: episodes per element (the leading axis ``B``).
       classes: class indices to draw from (a split of ``split_classes``);
         default all.
@@ -422,8 +423,14 @@ def episodes(pool, ways, shots, query_shots=1, meta_batch_size=1,
         classes (default); ``False``: in increasing class order.
       augment: ``fn(images, seed) -> images`` on the ``[N*K, ...]`` support
         (and, with ``augment_query``, ``[N*Q, ...]`` query) images of each
-        episode; ``seed`` is a stateless ``[2]`` int64 seed.
-      seed, start: element ``i`` depends only on ``(seed, start + i)``.
+        episode; ``seed`` is a stateless ``[2]`` int64 seed. Default
+        ``None``: no augmentation.
+      augment_query: apply ``augment`` to the query images too (default
+        ``True``).
+      seed: int; element ``i`` depends only on ``(seed, start + i)``
+        (default 0).
+      start: index of the first element (default 0; a resumed run passes
+        the number of elements already used).
       count: number of elements (default endless).
 
     Elements: dicts ``support_x [B, N*K, ...]`` (float32 for integer

@@ -39,9 +39,12 @@ class MetaTransfer(keras.Model):
       support_dims: ``(ds, es)``, per-point sizes of ``support_x`` and
         ``support_y`` (needed unless the encoder is already built).
       query_dims: ``(dq, eq)`` for ``deep_kernel`` only.
-      encoder_steps, encoder_lr, first_order: gradient encoders only (see
-        ``GradientEncoder``: CAVIA-style steps on ``z``; ``first_order``
-        stops the gradient through the encoder's gradient).
+      encoder_steps: gradient encoders only: CAVIA-style gradient steps on
+        ``z`` (``None``: the encoder's default, 1; see ``GradientEncoder``).
+      encoder_lr: gradient encoders only: the step size of those steps
+        (``None``: the encoder's default, 1.0).
+      first_order: gradient encoders only: stop the gradient through the
+        encoder's gradient (``None``: the encoder's default, ``False``).
       support_loss: the gradient encoders' loss on the support ("mse").
       decoder_hidden: hidden width of the default decoder.
       seed: seed of the initializers of an encoder made by name and of the

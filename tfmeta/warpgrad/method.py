@@ -57,7 +57,12 @@ class WarpGrad(MetaLearner):
         "C_MAML = L_MAML under the constraint P = I").
       init_weight: lambda of eq. 13; the initialization's gradient is scaled
         by it (Algorithm 1, line 14).
-      leap_metric, loss_in_manifold, stabilizer: Leap's options (``Leap``).
+      leap_metric: Warp-Leap's metric, ``"length"`` (default) or
+        ``"energy"`` (``tfmeta.Leap``'s ``metric``).
+      loss_in_manifold: Warp-Leap: include the loss in the task manifold
+        (default ``True``; ``tfmeta.Leap``).
+      stabilizer: Warp-Leap: use ``-|df_i|`` (default ``True``;
+        ``tfmeta.Leap``).
       learn_task_lr: meta-learn the task learning rate alpha (appendix F,
         table 3 "learned alpha"): a single scalar variable ``task_lr``,
         initialized at the inner SGD's (constant) learning rate, used by
