@@ -32,7 +32,13 @@ def _learning_rate(config):
 
 
 class InnerOptimizer:
-    """Base class: ``init(params) -> state``, ``update(...) -> (params, state)``."""
+    """Base class: ``init(params) -> state``, ``update(...) -> (params, state)``.
+
+    Args:
+      learning_rate: a positive float, a Keras ``LearningRateSchedule`` or a
+        callable ``step -> rate`` of the 0-based inner step (a callable may
+        return one rate per parameter: Meta-SGD).
+    """
 
     def __init__(self, learning_rate):
         self.learning_rate = learning_rate
@@ -75,7 +81,15 @@ class InnerOptimizer:
 
 
 class SGD(InnerOptimizer):
-    """``keras.optimizers.SGD``: plain, momentum or Nesterov."""
+    """``keras.optimizers.SGD``: plain, momentum or Nesterov.
+
+    Args:
+      learning_rate: a positive float, a Keras ``LearningRateSchedule`` or a
+        callable ``step -> rate`` of the 0-based inner step (a callable may
+        return one rate per parameter: Meta-SGD).
+      momentum: momentum factor in [0, 1) (default 0.0: plain SGD).
+      nesterov: Nesterov momentum (default ``False``).
+    """
 
     def __init__(self, learning_rate, momentum=0.0, nesterov=False):
         super().__init__(learning_rate)
@@ -102,7 +116,17 @@ class SGD(InnerOptimizer):
 
 
 class Adam(InnerOptimizer):
-    """``keras.optimizers.Adam`` (bias-corrected step size, optional AMSGrad)."""
+    """``keras.optimizers.Adam`` (bias-corrected step size, optional AMSGrad).
+
+    Args:
+      learning_rate: a positive float, a Keras ``LearningRateSchedule`` or a
+        callable ``step -> rate`` of the 0-based inner step (a callable may
+        return one rate per parameter: Meta-SGD).
+      beta_1: decay of the first-moment estimate (default 0.9).
+      beta_2: decay of the second-moment estimate (default 0.999).
+      epsilon: added to the denominator (default 1e-7, Keras's).
+      amsgrad: use AMSGrad's running maximum (default ``False``).
+    """
 
     def __init__(self, learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  amsgrad=False):
@@ -133,7 +157,18 @@ class Adam(InnerOptimizer):
 
 
 class RMSprop(InnerOptimizer):
-    """``keras.optimizers.RMSprop`` (optionally centered, with momentum)."""
+    """``keras.optimizers.RMSprop`` (optionally centered, with momentum).
+
+    Args:
+      learning_rate: a positive float, a Keras ``LearningRateSchedule`` or a
+        callable ``step -> rate`` of the 0-based inner step (a callable may
+        return one rate per parameter: Meta-SGD).
+      rho: decay of the squared-gradient average (default 0.9).
+      momentum: momentum factor (default 0.0).
+      epsilon: added to the denominator (default 1e-7, Keras's).
+      centered: divide by the gradient's estimated variance instead of its
+        second moment (default ``False``).
+    """
 
     def __init__(self, learning_rate, rho=0.9, momentum=0.0, epsilon=1e-7,
                  centered=False):
@@ -177,7 +212,13 @@ _FROM_KERAS = {
 
 
 def from_keras(optimizer):
-    """Functional twin of a Keras optimizer instance (SGD, Adam or RMSprop)."""
+    """Functional twin of a Keras optimizer instance (SGD, Adam or RMSprop).
+
+    Args:
+      optimizer: a ``keras.optimizers.SGD``, ``Adam`` or ``RMSprop`` (its
+        config is read; weight decay and clipping are refused), its name as
+        a string, or an ``InnerOptimizer`` (returned as it is).
+    """
     if isinstance(optimizer, InnerOptimizer):
         return optimizer
     if isinstance(optimizer, str):

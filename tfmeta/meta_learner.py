@@ -47,6 +47,7 @@ from tfmeta.checks import positive_int
 from tfmeta.errors import NonFiniteLossError
 
 TASK_KEYS = ("support_x", "support_y", "query_x", "query_y")
+"""The four keys of a task batch, in the order a 4-tuple task batch uses."""
 
 
 def shape_str(shape):
@@ -85,6 +86,13 @@ def unpack_tasks(data):
 #: query targets of the task batch).
 MetaStep = collections.namedtuple("MetaStep", ["logs", "predictions", "targets"],
                                   defaults=(None,))
+"""What ``meta_step`` returns, a namedtuple ``(logs, predictions, targets)``.
+
+``logs``: the meta-step's scalar tensors (``loss`` and ``support_loss`` at
+least, plus the keys of ``extra_metrics()``); ``predictions``: what the
+compiled metrics see; ``targets``: their targets (default ``None``: the query
+targets of the task batch).
+"""
 
 
 @contextlib.contextmanager
@@ -137,14 +145,17 @@ class MetaLearner(keras.Model):
     Args:
       learner: a built Keras model (the task learner).
       inner_optimizer: Keras optimizer used for task adaptation (SGD, Adam or
-        RMSprop); applied functionally inside the compiled loop.
-      inner_steps: adaptation steps per task during meta-training.
+        RMSprop); applied functionally inside the compiled loop. Default
+        ``None``: ``keras.optimizers.SGD(0.01)``.
+      inner_steps: adaptation steps per task during meta-training (default 1).
       eval_steps: adaptation steps in ``evaluate``/``adapt`` (default
         ``inner_steps``).
-      inner_batch_size: support minibatch size per step (``None``: full split).
-      parallel_tasks: tasks of a meta-batch adapted concurrently.
+      inner_batch_size: support minibatch size per step (default ``None``:
+        the full split).
+      parallel_tasks: tasks of a meta-batch adapted concurrently (default 1).
       vectorize_tasks: run the tasks of a meta-batch as one batched
-        computation (``tf.vectorized_map``: stacked weights, batched matmuls).
+        computation (``tf.vectorized_map``: stacked weights, batched matmuls;
+        default ``False``).
         For small nets such as the sine MLP, best with
         ``compile(jit_compile=True)``: on 2 CPU cores, 10 or 25 sine tasks
         ran 5-6x faster than the default (one task after another, no XLA).
@@ -154,7 +165,9 @@ class MetaLearner(keras.Model):
         vectorized). Applies to every loop over tasks (``over_tasks``):
         ``fit``, ``evaluate`` and ``evaluate_tasks``.
       seed: seed of the minibatch draws (a Keras ``SeedGenerator``, saved with
-        the model's weights).
+        the model's weights). Default ``None``: a random seed.
+      name: the Keras model's name (default: the class name in lower case).
+      **kwargs: passed on to ``keras.Model``.
 
     Subclasses may set, in their constructor, ``task_mask`` (one bool per
     learner trainable variable, ``False`` = held fixed while a task adapts)

@@ -49,6 +49,7 @@ class MetaTransfer(keras.Model):
       decoder_hidden: hidden width of the default decoder.
       seed: seed of the initializers of an encoder made by name and of the
         default decoder.
+      name: the Keras model's name (default ``"meta_transfer"``).
       **encoder_options: more options for an encoder made by name (e.g.
         ``hidden``, ``activation``).
 

@@ -18,8 +18,11 @@ from tfmeta.warpgrad.partition import check_warp_shapes, partition
 from tfmeta.warpgrad.strategies import STRATEGIES
 
 OBJECTIVES = ("full", "approximate")
+"""The ``objective`` choices: ``"full"`` (eq. 11), ``"approximate"`` (eq. 12)."""
 META_TRAINING = ("online", "offline", "continual")
+"""The ``meta_training`` choices: Algorithms 1-3 (``strategies``)."""
 INITIALIZATIONS = (None, "leap", "maml")
+"""The ``initialization`` choices: ``None`` (fixed), ``"leap"``, ``"maml"``."""
 
 
 @registry.register("warpgrad", "WarpGrad: meta-learned warp layers "
@@ -31,9 +34,10 @@ class WarpGrad(MetaLearner):
     Args:
       learner: a built Keras model with at least one ``WarpLayer`` (see
         ``tfmeta.layers.warped_sequential``) and at least one task layer.
-      objective: ``"full"`` (eq. 11: second order through the task step) or
-        ``"approximate"`` (eq. 12: stop-gradient on the task update).
-      meta_training: ``"online"`` (Algorithm 1: the warp gradient of every
+      objective: ``"full"`` (eq. 11: second order through the task step; the
+        default) or ``"approximate"`` (eq. 12: stop-gradient on the task
+        update).
+      meta_training: ``"online"`` (the default; Algorithm 1: the warp gradient of every
         iterate theta_k, k = 0..K-1, accumulated while the task trains, one
         outer step per meta-batch) or ``"offline"`` (Algorithm 2: the iterates
         go to a replay buffer, then one outer step per ``replay_batch_size``
@@ -50,13 +54,13 @@ class WarpGrad(MetaLearner):
         (``experiments/warpgrad_rnn.py``).
       replay_batch_size: eta of Algorithm 2 (default 1); in continual mode,
         the number of steps between warp updates.
-      initialization: ``None`` (task parameters start from the learner's fixed
+      initialization: ``None`` (the default: task parameters start from the learner's fixed
         initialization; only phi is meta-learned), ``"leap"`` (Warp-Leap,
         eq. 15-17) or ``"maml"`` (Warp-MAML, eq. 14: the MAML gradient through
         the warped adaptation, phi held fixed; our reading of the paper's
         "C_MAML = L_MAML under the constraint P = I").
-      init_weight: lambda of eq. 13; the initialization's gradient is scaled
-        by it (Algorithm 1, line 14).
+      init_weight: lambda of eq. 13, >= 0 (default 1.0); the
+        initialization's gradient is scaled by it (Algorithm 1, line 14).
       leap_metric: Warp-Leap's metric, ``"length"`` (default) or
         ``"energy"`` (``tfmeta.Leap``'s ``metric``).
       loss_in_manifold: Warp-Leap: include the loss in the task manifold
@@ -80,7 +84,14 @@ class WarpGrad(MetaLearner):
         (eq. 12 stops the gradient through the task step, so alpha would
         get none), online or offline meta-training. Reported in the History
         as ``task_lr``; saved with the meta-learner's weights
-        (checkpoints, ``tfmeta.load``).
+        (checkpoints, ``tfmeta.load``). Default ``False``.
+      task_lr_learning_rate: the SGD step size of alpha's own update
+        (default 0.001, the paper's).
+      task_lr_clip: alpha's meta-gradient is clipped to
+        ``[-task_lr_clip, task_lr_clip]`` (default 0.001, the paper's).
+      **kwargs: the ``tfmeta.MetaLearner`` arguments (``inner_optimizer``,
+        ``inner_steps``, ``eval_steps``, ``inner_batch_size``,
+        ``parallel_tasks``, ``vectorize_tasks``, ``seed``, ``name``).
 
     L_task is the task loss on support minibatch k (the step the task took);
     L_meta is the same loss on a query minibatch (appendix E: different
