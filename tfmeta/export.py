@@ -55,11 +55,14 @@ from tfmeta.errors import ExportError  # noqa: F401 - re-exported
 FORMAT_VERSION = 1
 """Version of the export layout, recorded in ``tfmeta.json``."""
 METADATA_FILE = "tfmeta.json"
-"""The metadata file under ``assets/``: method, hyper-parameters, versions, weight fingerprint."""
+"""The metadata file under ``assets/``: method, hyper-parameters, versions,
+weight fingerprint."""
 LEARNER_FILE = "learner.keras"
-"""The task learner (architecture and initialization) under ``assets/``, for ``load``."""
+"""The task learner (architecture and initialization) under ``assets/``, for
+``load``."""
 META_WEIGHTS_FILE = "meta.weights.h5"
-"""The meta-learner's own weights (seed state, FineTune heads) under ``assets/``."""
+"""The meta-learner's own weights (seed state, FineTune heads) under
+``assets/``."""
 ADAPT_SEED = (0, 0)
 """The fixed minibatch seed of the exported ``adapt`` signatures."""
 
@@ -414,7 +417,8 @@ def _check_exportable(meta, path, overwrite):
 
 # What tf.saved_model.save and export() write at the top of an export.
 EXPORT_ENTRIES = {"saved_model.pb", "fingerprint.pb", "variables", "assets"}
-"""The top-level entries of an export; ``overwrite`` replaces a directory holding only these."""
+"""The top-level entries of an export; ``overwrite`` replaces a directory
+holding only these."""
 
 
 def check_replaceable(path):

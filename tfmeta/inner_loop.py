@@ -248,7 +248,8 @@ def minibatch(x, y, batch_size, seed, step):
 # Precompute every step's minibatch indices before the loop when the
 # [steps + 1, n] key matrix has at most this many entries (16 MiB of keys).
 PRECOMPUTE_LIMIT = 1 << 22
-"""Entries of the ``[steps + 1, n]`` key matrix up to which ``samplers`` precomputes every draw before the loop."""
+"""Entries of the ``[steps + 1, n]`` key matrix up to which ``samplers``
+precomputes every draw before the loop."""
 
 
 def samplers(data, batch_size, seed, steps):

@@ -61,7 +61,8 @@ class RLLeap(keras.Model):
       stabilizer: use ``-|df_i|`` for ``df_i`` (default ``True``), as in
         ``tfmeta.Leap``.
       seed: draws the meta-batches and each agent's seed, keyed by the
-        meta-step (the optimizer's ``iterations``, saved with it).
+        meta-step (the optimizer's ``iterations``, saved with it). Default 0.
+      **kwargs: passed on to ``keras.Model`` (e.g. ``name``).
     """
 
     def __init__(self, encoder, tasks, *, updates, meta_batch_size=None,

@@ -53,7 +53,8 @@ from tfmeta.checks import positive_int
 from tfmeta.errors import OmniglotDataError  # noqa: F401 - re-exported
 
 ARCHIVES = ("images_background.zip", "images_evaluation.zip")
-"""The two archive files of the original Omniglot release, read from ``<data dir>/omniglot/``."""
+"""The two archive files of the original Omniglot release, read from ``<data
+dir>/omniglot/``."""
 IMAGE_SIZE = 28
 """Image side in pixels (28 x 28)."""
 NUM_CLASSES = 20          # characters per task (appendix D)
@@ -75,9 +76,11 @@ SCALE_RANGE = (0.8, 1.2)
 ROTATION_RANGE = (0.0, 360.0)   # degrees
 """Augmentation: uniform rotation range in degrees."""
 TRANSLATION_RANGE = 0.2         # fraction of the image size, each axis
-"""Augmentation: uniform translation range, a fraction of the image size on each axis."""
+"""Augmentation: uniform translation range, a fraction of the image size on
+each axis."""
 CACHE_VERSION = 1
-"""Version of the decoded-image cache format (a new version ignores old caches)."""
+"""Version of the decoded-image cache format (a new version ignores old
+caches)."""
 
 _PNG = re.compile(r"^(images_background|images_evaluation)/([^/]+)/"
                   r"character(\d+)/\d+_(\d+)\.png$")

@@ -18,7 +18,8 @@ from tfmeta.warpgrad.partition import check_warp_shapes, partition
 from tfmeta.warpgrad.strategies import STRATEGIES
 
 OBJECTIVES = ("full", "approximate")
-"""The ``objective`` choices: ``"full"`` (eq. 11), ``"approximate"`` (eq. 12)."""
+"""The ``objective`` choices: ``"full"`` (eq. 11), ``"approximate"``
+(eq. 12)."""
 META_TRAINING = ("online", "offline", "continual")
 """The ``meta_training`` choices: Algorithms 1-3 (``strategies``)."""
 INITIALIZATIONS = (None, "leap", "maml")
@@ -37,11 +38,12 @@ class WarpGrad(MetaLearner):
       objective: ``"full"`` (eq. 11: second order through the task step; the
         default) or ``"approximate"`` (eq. 12: stop-gradient on the task
         update).
-      meta_training: ``"online"`` (the default; Algorithm 1: the warp gradient of every
-        iterate theta_k, k = 0..K-1, accumulated while the task trains, one
-        outer step per meta-batch) or ``"offline"`` (Algorithm 2: the iterates
-        go to a replay buffer, then one outer step per ``replay_batch_size``
-        buffer entries, drawn without replacement).
+      meta_training: ``"online"`` (the default; Algorithm 1: the warp
+        gradient of every iterate theta_k, k = 0..K-1, accumulated while the
+        task trains, one outer step per meta-batch) or ``"offline"``
+        (Algorithm 2: the iterates go to a replay buffer, then one outer
+        step per ``replay_batch_size`` buffer entries, drawn without
+        replacement).
         ``"continual"`` (Algorithm 3: no task resets; the task parameters
         theta are trained continually by ``init_weight`` times the multi-task
         loss gradient every step, and phi every ``replay_batch_size`` steps
@@ -54,10 +56,11 @@ class WarpGrad(MetaLearner):
         (``experiments/warpgrad_rnn.py``).
       replay_batch_size: eta of Algorithm 2 (default 1); in continual mode,
         the number of steps between warp updates.
-      initialization: ``None`` (the default: task parameters start from the learner's fixed
-        initialization; only phi is meta-learned), ``"leap"`` (Warp-Leap,
-        eq. 15-17) or ``"maml"`` (Warp-MAML, eq. 14: the MAML gradient through
-        the warped adaptation, phi held fixed; our reading of the paper's
+      initialization: ``None`` (the default: task parameters start from
+        the learner's fixed initialization; only phi is meta-learned),
+        ``"leap"`` (Warp-Leap, eq. 15-17) or ``"maml"`` (Warp-MAML, eq. 14:
+        the MAML gradient through the warped adaptation, phi held fixed;
+        our reading of the paper's
         "C_MAML = L_MAML under the constraint P = I").
       init_weight: lambda of eq. 13, >= 0 (default 1.0); the
         initialization's gradient is scaled by it (Algorithm 1, line 14).
