@@ -51,15 +51,17 @@ def train(method, **options):
     meta.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
     history = meta.fit(sine.dataset(meta_batch_size=5, seed=0), epochs=1,
                        steps_per_epoch=META_STEPS, verbose=0)
-    return meta, history.history
+    print(f"{method.__name__}: meta-loss {history.history['loss'][-1]:.3f} "
+          f"after {META_STEPS} meta-steps")
+    return meta
 
 
-leap, leap_logs = train(tfmeta.Leap)
-reptile, reptile_logs = train(tfmeta.Reptile)
+leap = train(tfmeta.Leap)
+reptile = train(tfmeta.Reptile)
 
 # %% [markdown]
 # On held-out tasks (another seed), the query loss before and after
-# adapting for 32 steps:
+# adapting for `INNER_STEPS` steps (32 at the full budget):
 
 # %%
 test = sine.tasks(TEST_TASKS, seed=1)
@@ -90,8 +92,7 @@ for (name, meta), color in zip([("Leap", leap), ("Reptile", reptile)], ["C0", "C
                label=f"{name}, after {INNER_STEPS} steps")
 ax[0].set(xlabel="x", ylabel="y", title="a held-out task")
 ax[0].legend(fontsize=8)
-for (name, logs), color in zip([("Leap", leap_logs), ("Reptile", reptile_logs)],
-                               ["C0", "C1"]):
+for name, color in [("Leap", "C0"), ("Reptile", "C1")]:
     ax[1].bar([f"{name}\nbefore", f"{name}\nafter"],
               [results[name]["loss_before"].mean(), results[name]["loss_after"].mean()],
               color=color)
@@ -102,6 +103,7 @@ fig.savefig(OUT / "sine_leap_reptile.png", dpi=90)
 # %% [markdown]
 # ![Leap and Reptile on a held-out sine task](figures/sine_leap_reptile.png)
 #
-# Both initializations adapt to a new sine in a few steps. The measured
-# numbers for longer runs (and Leap's path length) are in
-# [Results](../results.md).
+# At the full budget, one run on 2 CPU cores gave a mean query MSE of 0.28
+# after 32 steps for Leap and 1.27 for Reptile (2.98 and 3.32 before
+# adaptation); one seed, so no more than an example. The measured numbers
+# of longer runs, with Leap's path length, are in [Results](../results.md).

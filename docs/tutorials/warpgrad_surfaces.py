@@ -123,8 +123,10 @@ fig.savefig(OUT / "warpgrad_field.png", dpi=90)
 # %% [markdown]
 # ![Gradient descent and WarpGrad step fields on a held-out surface](figures/warpgrad_field.png)
 #
-# Where the raw gradient points across a ridge or barely moves on a plateau,
-# the warped step is rotated and rescaled by $J_\Omega J_\Omega^\top$,
-# learned across surfaces. The trajectories and final losses of the full
+# The two fields differ where the warp, meta-learned across surfaces, rotates
+# and rescales the step by $J_\Omega J_\Omega^\top$ (at the tiny test budget
+# they are nearly the same: the warp starts as the identity). At the full
+# budget one run gave a mean $f$ after 100 steps of -2.27 with WarpGrad
+# against -1.53 for gradient descent on 100 held-out tasks (one seed). The trajectories and final losses of the full
 # experiment (`experiments/warpgrad_surfaces.py`) are in
 # [WarpGrad results](../warpgrad.md).
