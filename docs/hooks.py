@@ -47,15 +47,19 @@ def cli_reference():
 def notebook_markdown(notebook, name):
     """A page from a tutorial notebook: markdown cells as they are, code
     cells as Python blocks, with links to the script and the notebook."""
-    lines = [f"[Download the script]({name}.py) · "
+    links = [f"[Download the script]({name}.py) · "
              f"[download the notebook]({name}.ipynb) "
              f"(`jupytext --sync` keeps them paired)", ""]
+    lines = []
     for cell in notebook.cells:
         if cell.cell_type == "markdown":
             lines += [cell.source, ""]
         elif cell.cell_type == "code" and cell.source.strip():
             lines += ["```python", cell.source, "```", ""]
-    return "\n".join(lines)
+        if len(lines) == 2 and links:   # after the title cell
+            lines += links
+            links = []
+    return "\n".join(lines + links)
 
 
 def on_files(files, config):
