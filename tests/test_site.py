@@ -189,6 +189,40 @@ def test_public_names_are_documented():
     assert not bad, "\n".join(f"{k}: {v}" for k, v in sorted(bad.items()))
 
 
+#: Classes whose public methods users and method writers call: each such
+#: method names its arguments too (an override without a docstring
+#: inherits its base's). Keras's own API (call, build, get_config,
+#: train_step, ...) is documented by Keras.
+METHOD_CLASSES = ["tfmeta.meta_learner.MetaLearner",
+                  "tfmeta.warpgrad.method.WarpGrad",
+                  "tfmeta.transfer.meta_transfer.MetaTransfer",
+                  "tfmeta.rl.a2c.A2C", "tfmeta.rl.leap.RLLeap",
+                  "tfmeta.inner_loop.Stepper",
+                  "tfmeta.inner_optimizers.InnerOptimizer"]
+KERAS_API = {"call", "build", "get_config", "from_config", "train_step",
+             "test_step", "make_train_function", "make_test_function",
+             "compute_loss", "compute_metrics", "compute_output_shape"}
+
+
+def test_public_methods_are_documented():
+    names = public_names(load_package())
+    bad = {}
+    for path in METHOD_CLASSES:
+        cls = names[path]
+        for name, member in cls.members.items():
+            if (name.startswith("_") or name in KERAS_API or member.is_alias
+                    or not member.is_function):
+                continue
+            problem = problems(member)
+            bases = [base.members[name] for base in cls.resolved_bases
+                     if name in base.members]
+            if problem and bases and not problems(bases[0]):
+                problem = None   # an override: the base documents it
+            if problem:
+                bad[f"{path}.{name}"] = problem
+    assert not bad, "\n".join(f"{k}: {v}" for k, v in sorted(bad.items()))
+
+
 def test_the_check_catches_a_missing_argument(tmp_path):
     griffe = pytest.importorskip("griffe")
     (tmp_path / "pkg").mkdir()

@@ -335,7 +335,14 @@ class Stepper:
         return self.mask
 
     def start(self, params, nontrainable, batch, hook_state=()):
-        """The state at theta_0, before any update."""
+        """The state at theta_0, before any update.
+
+        Args:
+          params: theta_0, list of tensors.
+          nontrainable: the non-trainable state at the start.
+          batch: the objective's batch for ``f(theta_0)``.
+          hook_state: the hook's initial state (default ``()``).
+        """
         params = list(params)
         mask = self._mask(params)
         loss, _, grads, nontrainable = value_and_grads(
@@ -355,12 +362,22 @@ class Stepper:
                 opt_state)
 
     def next_params(self, state):
-        """theta_{i+1}: the parameters update ``state.step`` moves to."""
+        """theta_{i+1}: the parameters update ``state.step`` moves to.
+
+        Args:
+          state: a ``LoopState`` (``start``'s or the last ``step``'s).
+        """
         return self._update(state.step, state)[0]
 
     def step(self, state, batch, step=None):
         """Update ``i = state.step`` (or ``step``); loss and gradient at
-        theta_{i+1} on ``batch``; the hook's segment ``i``."""
+        theta_{i+1} on ``batch``; the hook's segment ``i``.
+
+        Args:
+          state: a ``LoopState`` (``start``'s or the last ``step``'s).
+          batch: the batch for ``f(theta_{i+1})``.
+          step: the update's index (default ``None``: ``state.step``).
+        """
         i = state.step if step is None else step
         theta_next, opt_state = self._update(i, state)
         loss_next, _, grads_next, nt = value_and_grads(
@@ -372,7 +389,13 @@ class Stepper:
                          grads_next, hook_state, state.loss_before)
 
     def finish(self, state, batch, step=None):
-        """The last update and ``f(theta_K)`` (a forward pass only)."""
+        """The last update and ``f(theta_K)`` (a forward pass only).
+
+        Args:
+          state: a ``LoopState`` (``start``'s or the last ``step``'s).
+          batch: the batch for ``f(theta_K)``.
+          step: the update's index (default ``None``: ``state.step``).
+        """
         i = state.step if step is None else step
         theta_last, _ = self._update(i, state)
         loss_last, _, nt = self.objective(theta_last, state.nontrainable, batch)

@@ -44,7 +44,12 @@ class InnerOptimizer:
         self.learning_rate = learning_rate
 
     def lr(self, step, dtype):
-        """Learning rate at 0-based inner step ``step``."""
+        """Learning rate at 0-based inner step ``step``.
+
+        Args:
+          step: the 0-based inner step.
+          dtype: dtype of the returned rate.
+        """
         if callable(self.learning_rate):
             return tf.cast(self.learning_rate(step), dtype)
         return tf.constant(self.learning_rate, dtype)
@@ -53,7 +58,12 @@ class InnerOptimizer:
         """One learning rate per parameter at inner step ``step``: the
         scalar rate repeated, or, when the learning rate is a callable that
         returns a list (Meta-SGD's per-parameter rates, each shaped like its
-        parameter), that list."""
+        parameter), that list.
+
+        Args:
+          step: the 0-based inner step.
+          params: list of parameter tensors.
+        """
         if callable(self.learning_rate):
             lr = self.learning_rate(step)
             if isinstance(lr, (list, tuple)):
@@ -68,15 +78,32 @@ class InnerOptimizer:
     def with_learning_rate(self, learning_rate):
         """A copy with another learning rate: a float or a callable of the
         step (e.g. ``lambda step: variable``, a meta-learned step size; for
-        ``SGD`` it may return one rate per parameter, see ``rates``)."""
+        ``SGD`` it may return one rate per parameter, see ``rates``).
+
+        Args:
+          learning_rate: the new rate (float or callable of the step).
+        """
         new = copy.copy(self)
         new.learning_rate = learning_rate
         return new
 
     def init(self, params):
+        """The optimizer's initial state for ``params`` (slots).
+
+        Args:
+          params: list of the parameter tensors it will update.
+        """
         return ()
 
     def update(self, step, grads, params, state):
+        """One update, pure: returns ``(new_params, new_state)``.
+
+        Args:
+          step: the 0-based inner step (int tensor).
+          grads: gradients aligned with ``params``.
+          params: list of parameter tensors.
+          state: the state ``init`` (or the last ``update``) returned.
+        """
         raise NotImplementedError
 
 

@@ -244,13 +244,22 @@ class WarpGrad(MetaLearner):
 
     # ----------------------------------------- task/warp parameter lists
     def split(self, params):
-        """``(theta, phi)``: task and warp entries of a learner-ordered list."""
+        """``(theta, phi)``: task and warp entries of a learner-ordered list.
+
+        Args:
+          params: a list in the learner's ``trainable_variables`` order.
+        """
         return ([params[j] for j in self.task_indices],
                 [params[j] for j in self.warp_indices])
 
     def merge(self, theta, phi):
         """The learner-ordered list of task entries ``theta`` and warp
-        entries ``phi`` (extra entries of ``phi``, alpha, ignored)."""
+        entries ``phi`` (extra entries of ``phi``, alpha, ignored).
+
+        Args:
+          theta: the task entries (``task_variables`` order).
+          phi: the warp entries (``warp_variables`` order; alpha may follow).
+        """
         full = [None] * len(self.task_mask)
         for j, t in zip(self.task_indices, theta):
             full[j] = t
@@ -260,7 +269,11 @@ class WarpGrad(MetaLearner):
 
     def outer_params(self, params):
         """The arguments of L (eq. 11): phi, then alpha with
-        ``learn_task_lr`` (the current value of ``task_lr``)."""
+        ``learn_task_lr`` (the current value of ``task_lr``).
+
+        Args:
+          params: the learner's parameters (``trainable_variables`` order).
+        """
         phi = self.split(params)[1]
         if self.learn_task_lr:
             phi.append(tf.convert_to_tensor(self.task_lr))
@@ -268,7 +281,14 @@ class WarpGrad(MetaLearner):
 
     def meta_grads(self, warp_grads, init_grads):
         """Gradient list aligned with ``meta_variables`` (then alpha's, with
-        ``learn_task_lr``)."""
+        ``learn_task_lr``).
+
+        Args:
+          warp_grads: gradients aligned with ``outer_params`` (phi, then
+            alpha).
+          init_grads: the initialization term's gradients for the task entries
+            (ignored without an ``initialization``).
+        """
         warp_grads = list(warp_grads)
         extra = [warp_grads.pop()] if self.learn_task_lr else []
         if self.initialization is None:
@@ -281,10 +301,17 @@ class WarpGrad(MetaLearner):
                       seed):
         """grad_phi L_meta(theta' ; phi) at one sampled iterate (eq. 11/12;
         ``tfmeta.warpgrad.warp_gradient`` with this learner's task loss).
+        Returns ``(grads aligned with phi, L_meta)``.
 
-        ``phi``: ``outer_params``; ``theta``: task parameters theta_k;
-        ``carry``: the momentum term m_k (SGD) or theta_{k+1} (other
-        optimizers). Returns ``(grads aligned with phi, L_meta)``.
+        Args:
+          phi: ``outer_params`` (phi, then alpha with ``learn_task_lr``).
+          nontrainable: the learner's non-trainable state tensors.
+          theta: task parameters theta_k.
+          carry: the momentum term m_k (SGD) or theta_{k+1} (other
+            optimizers).
+          step: the iterate's index k.
+          task: the task (dict of the task keys).
+          seed: the task's stateless ``[2]`` seed.
         """
         batch, meta_batch = sample_batches(task, self.inner_batch_size, seed,
                                            step)
@@ -304,7 +331,14 @@ class WarpGrad(MetaLearner):
     def carry(self, step, theta, theta_next, grads):
         """What a sample stores besides theta_k (task entries): the momentum
         term ``theta_{k+1} - theta_k + c alpha g_k`` (SGD), else
-        theta_{k+1}."""
+        theta_{k+1}.
+
+        Args:
+          step: the update's index k.
+          theta: all learner parameters at theta_k.
+          theta_next: all learner parameters at theta_{k+1}.
+          grads: the gradient at theta_k (all parameters).
+        """
         theta_next = self.split(theta_next)[0]
         if self.grad_coef is None:
             return theta_next
@@ -313,7 +347,17 @@ class WarpGrad(MetaLearner):
             self.split(theta)[0], theta_next, self.split(grads)[0])]
 
     def run_task(self, params, nontrainable, task, seed, record):
-        """``tfmeta.warpgrad.trajectory.run_task`` of this meta-learner."""
+        """``tfmeta.warpgrad.trajectory.run_task`` of this meta-learner.
+
+        Args:
+          params: the learner's parameters at the start.
+          nontrainable: its non-trainable state.
+          task: the task (dict of the task keys).
+          seed: the task's stateless ``[2]`` seed.
+          record: ``True`` writes the iterates for the replay buffer
+            (Algorithm 2); ``False`` accumulates the warp gradient online
+            (Algorithm 1).
+        """
         return trajectory.run_task(self, params, nontrainable, task, seed,
                                    record)
 
@@ -332,12 +376,26 @@ class WarpGrad(MetaLearner):
 
     # -------------------------------------------------- offline (Alg. 2)
     def collect_graph(self, tasks, params, nontrainable):
-        """``tfmeta.warpgrad.trajectory.collect`` of this meta-learner."""
+        """``tfmeta.warpgrad.trajectory.collect`` of this meta-learner.
+
+        Args:
+          tasks: a checked task batch.
+          params: the learner's parameters at the start.
+          nontrainable: its non-trainable state.
+        """
         return trajectory.collect(self, tasks, params, nontrainable)
 
     def replay_gradient(self, tasks, buffer, indices, phi, nontrainable):
         """Mean warp gradient and L_meta over buffer ``indices``; the sum of
-        their initialization increments."""
+        their initialization increments.
+
+        Args:
+          tasks: the task batch the buffer was collected from.
+          buffer: the replay buffer (tensors).
+          indices: the entries to replay.
+          phi: ``outer_params``.
+          nontrainable: the learner's non-trainable state tensors.
+        """
         def sample(theta, carry, step, task, seed):
             return self.warp_gradient(phi, nontrainable, theta, carry, step,
                                       task, seed)
@@ -348,7 +406,11 @@ class WarpGrad(MetaLearner):
     # ------------------------------------------------ inspection (tests)
     def collect(self, tasks):
         """Algorithm 2's replay buffer for one task batch, as NumPy arrays
-        (``tfmeta.warpgrad.buffer``), entries ordered task-major."""
+        (``tfmeta.warpgrad.buffer``), entries ordered task-major.
+
+        Args:
+          tasks: one task batch (dict of ``[B, ...]`` arrays or tensors).
+        """
         tasks = self.task_batch(tasks)
         if self._collect_function is None:
             self._collect_function = tf.function(
@@ -361,7 +423,13 @@ class WarpGrad(MetaLearner):
         """``(L(phi), grad_phi L(phi))`` of eq. 11 (or 12) at the current
         warp parameters, averaged over buffer ``indices`` (default: all),
         with the stored iterates held fixed. With ``learn_task_lr`` the
-        gradient list ends with ``dL/d alpha`` at the current ``task_lr``."""
+        gradient list ends with ``dL/d alpha`` at the current ``task_lr``.
+
+        Args:
+          tasks: the task batch the buffer was collected from.
+          buffer: its replay buffer (``collect``).
+          indices: buffer entries to average over (default ``None``: all).
+        """
         tasks = self.task_batch(tasks)
         buffer = tf.nest.map_structure(tf.convert_to_tensor, buffer)
         if indices is None:
