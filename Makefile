@@ -10,12 +10,12 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 # oneDNN CPU kernels, as tfmeta sets when imported first (docs/performance.md).
 export TF_ENABLE_ONEDNN_OPTS ?= 1
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo test test-slow bench docs docs-serve clean
 
 $(STAMP): setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[$(TF_EXTRA),test,data,rl,mujoco]"
+	$(PY) -m pip install --quiet -e ".[$(TF_EXTRA),test,data,rl,mujoco,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -33,5 +33,15 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[$(TF_EXTRA),test,data,rl,mujoco,bench]"
 	$(PY) benchmarks/run.py
 
+# The documentation site (mkdocs.yml): the tutorials run first (their figures
+# go to build/tutorials), then a strict build into site/.
+TUTORIAL_OUT := build/tutorials
+docs: $(STAMP)
+	for t in docs/tutorials/*.py; do TFMETA_TUTORIAL_OUT=$(TUTORIAL_OUT) $(PY) $$t || exit 1; done
+	NO_MKDOCS_2_WARNING=1 TFMETA_TUTORIAL_OUT=$(TUTORIAL_OUT) $(PY) -m mkdocs build --strict
+
+docs-serve: docs
+	NO_MKDOCS_2_WARNING=1 TFMETA_TUTORIAL_OUT=$(TUTORIAL_OUT) $(PY) -m mkdocs serve
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info site

@@ -1,4 +1,4 @@
-"""The code in README.md and docs/*.md runs as written.
+"""The code in README.md and docs/**/*.md runs as written.
 
 A fenced ``python`` block preceded by the line ``<!-- runnable -->`` is run
 by this test, each block in a fresh namespace (so it must hold its own
@@ -60,7 +60,7 @@ def runnable_blocks(path):
 
 
 def all_blocks():
-    files = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
+    files = [ROOT / "README.md"] + sorted((ROOT / "docs").rglob("*.md"))
     return [block for path in files for block in runnable_blocks(path)]
 
 

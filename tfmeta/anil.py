@@ -51,12 +51,15 @@ class ANIL(MAML):
     adapted weights (FOMAML's).
 
     Args:
-      learner, and the ``MetaLearner`` arguments.
+      learner: a built Keras model, the task learner.
       head: which layers adapt: ``None`` (default) the last ``Dense`` layer;
         an int, that many last layers with weights; a layer name or a list
         of names.
       first_order: drop the second-order terms (cheaper; the body still
-        learns from the query loss at the adapted head).
+        learns from the query loss at the adapted head). Default ``False``.
+      **kwargs: the ``tfmeta.MetaLearner`` arguments (``inner_optimizer``,
+        ``inner_steps``, ``eval_steps``, ``inner_batch_size``,
+        ``parallel_tasks``, ``vectorize_tasks``, ``seed``, ``name``).
     """
 
     def __init__(self, learner, head=None, first_order=False, **kwargs):

@@ -13,6 +13,11 @@ def positive_int(name, value, allow_none=False):
     """``value`` as a Python int >= 1 (``None`` passes with ``allow_none``).
 
     Booleans and non-integral numbers (2.7) are refused.
+
+    Args:
+      name: the argument's name, for the message.
+      value: the value to check.
+      allow_none: let ``None`` through (default ``False``).
     """
     if value is None and allow_none:
         return None
@@ -23,7 +28,12 @@ def positive_int(name, value, allow_none=False):
 
 
 def positive_number(name, value):
-    """``value`` as a finite Python float > 0 (booleans refused)."""
+    """``value`` as a finite Python float > 0 (booleans refused).
+
+    Args:
+      name: the argument's name, for the message.
+      value: the value to check.
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real) \
             or not np.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}.")
@@ -37,6 +47,10 @@ def outer_learning_rate(meta, optimizer):
     before anything is compiled.
 
     Zero is allowed for ``Scratch``, which makes no outer step.
+
+    Args:
+      meta: the meta-learner being compiled.
+      optimizer: the outer optimizer or its name.
     """
     import keras
 
@@ -62,7 +76,13 @@ def retrace_on_new_ranks(meta, attribute, tensors):
     other ranks than in its last call (targets ``[N, 1]`` then ``[N]``):
     ``reduce_retracing`` would otherwise relax the traced shapes to unknown
     ranks, which the loss cannot take. Both shapes are then accepted, each
-    with its own trace, as in a first call."""
+    with its own trace, as in a first call.
+
+    Args:
+      meta: the meta-learner holding the compiled function.
+      attribute: the attribute's name, e.g. ``"_adapt_function"``.
+      tensors: the call's inputs, a nest of tensors or arrays.
+    """
     import tensorflow as tf
 
     ranks = tuple(len(np.shape(t)) for t in tf.nest.flatten(tensors))
@@ -74,7 +94,11 @@ def retrace_on_new_ranks(meta, attribute, tensors):
 
 def finite_task_losses(losses):
     """``losses`` of ``evaluate_tasks``; warns naming the tasks whose loss
-    before or after adaptation is NaN or infinite."""
+    before or after adaptation is NaN or infinite.
+
+    Args:
+      losses: ``{"loss_before": [B], "loss_after": [B]}`` NumPy arrays.
+    """
     import warnings
 
     bad = sorted({int(i) for v in losses.values()

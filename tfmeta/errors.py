@@ -11,8 +11,14 @@ class NonFiniteLossError(FloatingPointError):
     Raised by ``fit`` after training has stopped. The meta-step that produced
     the non-finite value was not applied, so the model holds the weights of the
     last finite meta-step (WarpGrad's offline mode restores the weights from
-    before the meta-step if any of its replay updates was not finite). ``history``
-    is the Keras ``History`` of the run.
+    before the meta-step if any of its replay updates was not finite).
+
+    Args:
+      message: what was not finite, and where.
+      history: the Keras ``History`` of the run (default ``None``), kept as
+        ``.history``.
+      step: the meta-step (optimizer iteration) that was not applied
+        (default ``None``), kept as ``.step``.
     """
 
     def __init__(self, message, history=None, step=None):

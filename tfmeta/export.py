@@ -61,10 +61,18 @@ from tfmeta import inner_loop, registry
 from tfmeta.errors import ExportError  # noqa: F401 - re-exported
 
 FORMAT_VERSION = 1
+"""Version of the export layout, recorded in ``tfmeta.json``."""
 METADATA_FILE = "tfmeta.json"
+"""The metadata file under ``assets/``: method, hyper-parameters, versions,
+weight fingerprint."""
 LEARNER_FILE = "learner.keras"
+"""The task learner (architecture and initialization) under ``assets/``, for
+``load``."""
 META_WEIGHTS_FILE = "meta.weights.h5"
+"""The meta-learner's own weights (seed state, FineTune heads) under
+``assets/``."""
 ADAPT_SEED = (0, 0)
+"""The fixed minibatch seed of the exported ``adapt`` signatures."""
 
 
 # ------------------------------------------------------------------ helpers
@@ -78,7 +86,11 @@ def _is_rng_state(var):
 def weights_fingerprint(variables):
     """SHA-256 over the variables' order, dtypes, shapes and values (not
     their names, which Keras may uniquify when a model is loaded twice),
-    random number generator states left out (Keras does not save them)."""
+    random number generator states left out (Keras does not save them).
+
+    Args:
+      variables: Keras or TensorFlow variables (or arrays), in order.
+    """
     digest = hashlib.sha256()
     variables = [v for v in variables if not _is_rng_state(v)]
     for i, var in enumerate(variables):
@@ -104,7 +116,11 @@ def _signature_names(variables):
 
 def adapted_weight_names(learner):
     """Output names of the ``adapt`` signature: the learner's trainable then
-    non-trainable variables, named after their paths."""
+    non-trainable variables, named after their paths.
+
+    Args:
+      learner: the task learner (a Keras model).
+    """
     return _signature_names(learner.trainable_variables
                             + learner.non_trainable_variables)
 
@@ -117,7 +133,11 @@ def _is_sparse_loss(loss_fn):
 
 
 def input_spec(learner):
-    """``tf.TensorSpec`` of one batch of learner inputs (batch axis None)."""
+    """``tf.TensorSpec`` of one batch of learner inputs (batch axis None).
+
+    Args:
+      learner: a Keras model with exactly one ``keras.Input``.
+    """
     inputs = getattr(learner, "inputs", None)
     if not inputs or len(inputs) != 1:
         raise ValueError(
@@ -129,7 +149,12 @@ def input_spec(learner):
 
 
 def target_spec_of(meta, x_spec):
-    """Targets: int labels for sparse losses, else floats shaped as outputs."""
+    """Targets: int labels for sparse losses, else floats shaped as outputs.
+
+    Args:
+      meta: the compiled meta-learner (its task loss decides).
+      x_spec: ``input_spec`` of its learner.
+    """
     out = meta.learner.compute_output_spec(keras.KerasTensor(x_spec.shape,
                                                              x_spec.dtype.name))
     if _is_sparse_loss(meta.task_loss_fn):
@@ -400,11 +425,17 @@ def _check_exportable(meta, path, overwrite):
 
 # What tf.saved_model.save and export() write at the top of an export.
 EXPORT_ENTRIES = {"saved_model.pb", "fingerprint.pb", "variables", "assets"}
+"""The top-level entries of an export; ``overwrite`` replaces a directory
+holding only these."""
 
 
 def check_replaceable(path):
     """Refuses to replace ``path`` unless it is a previous tfmeta export:
-    ``assets/tfmeta.json`` is there and nothing but what an export holds."""
+    ``assets/tfmeta.json`` is there and nothing but what an export holds.
+
+    Args:
+      path: the export directory that would be replaced.
+    """
     if not os.path.isfile(os.path.join(path, "assets", METADATA_FILE)):
         raise FileExistsError(
             f"export path {path!r} is not a tfmeta export (it has no "
@@ -657,7 +688,11 @@ def _swap_in(new, path):
 
 # ------------------------------------------------------------------- load
 def read_metadata(path):
-    """The ``assets/tfmeta.json`` of an export, as a dict."""
+    """The ``assets/tfmeta.json`` of an export, as a dict.
+
+    Args:
+      path: the export directory.
+    """
     file = os.path.join(path, "assets", METADATA_FILE)
     if not os.path.isfile(file):
         raise ExportError(
@@ -683,6 +718,11 @@ def load(path, compile=True):
     and you must call ``compile`` yourself. Custom layers, losses or
     optimizers must be registered Keras serializables (or passed through
     ``keras.saving.custom_object_scope``).
+
+    Args:
+      path: the export directory (``meta.export()``'s result).
+      compile: compile with the exported outer optimizer and loss (default
+        ``True``).
     """
     import warnings
 

@@ -20,6 +20,15 @@ class FineTune(MetaLearner):
     must be a ``Dense`` layer, task ``t`` (``task_id`` in the task batch,
     ``0 <= t < H``) gets its own copy of it, and fine-tuning on a new task starts from the pretrained
     body with the learner's own (untrained) output layer.
+
+    Args:
+      learner: a built Keras model, the task learner.
+      num_heads: ``None`` (default) for pooled pretraining, or the number of
+        output heads ``H >= 1`` of multi-headed pretraining (one per
+        training task id).
+      **kwargs: the ``tfmeta.MetaLearner`` arguments (``inner_optimizer``,
+        ``inner_steps``, ``eval_steps``, ``inner_batch_size``,
+        ``parallel_tasks``, ``vectorize_tasks``, ``seed``, ``name``).
     """
 
     def __init__(self, learner, num_heads=None, **kwargs):

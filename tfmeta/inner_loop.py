@@ -85,7 +85,20 @@ class Adaptation:
 def task_loss(model, loss_fn, params, nontrainable, x, y, training=True):
     """Mean task loss (plus the model's own regularization losses).
 
-    Returns ``(loss, predictions, new_nontrainable)``.
+    Args:
+      model: the task learner (a Keras model; called with
+        ``stateless_call``, its variables are not touched).
+      loss_fn: ``loss_fn(y_true, y_pred)``, e.g. ``keras.losses.get("mse")``.
+      params: list of tensors in ``model.trainable_variables`` order.
+      nontrainable: list of tensors in ``model.non_trainable_variables``
+        order (batch-norm statistics).
+      x: inputs of a batch.
+      y: its targets.
+      training: training mode (default ``True``: batch statistics, and the
+        non-trainable state is updated).
+
+    Returns:
+      ``(loss, predictions, new_nontrainable)``.
     """
     pred, nontrainable, reg = model.stateless_call(
         params, nontrainable, x, training=training, return_losses=True)
@@ -99,7 +112,14 @@ def task_loss(model, loss_fn, params, nontrainable, x, y, training=True):
 
 def supervised(model, loss_fn, training=True):
     """The supervised objective: ``batch = (x, y)``, ``aux`` = predictions
-    (``task_loss``)."""
+    (``task_loss``).
+
+    Args:
+      model: the task learner (a Keras model; called with
+        ``stateless_call``, its variables are not touched).
+      loss_fn: ``loss_fn(y_true, y_pred)``, e.g. ``keras.losses.get("mse")``.
+      training: training mode (default ``True``).
+    """
     def objective(params, nontrainable, batch):
         x, y = batch
         return task_loss(model, loss_fn, params, nontrainable, x, y,
@@ -113,6 +133,14 @@ def value_and_grads(objective, params, nontrainable, batch, mask=None):
     With ``mask`` (one bool per parameter) only the masked-in parameters are
     differentiated; the others get zero gradients, as do parameters the loss
     does not depend on.
+
+    Args:
+      objective: ``objective(params, nontrainable, batch) -> (loss, aux,
+        nontrainable)`` (module docstring).
+      params: list of parameter tensors.
+      nontrainable: list of non-trainable state tensors.
+      batch: the objective's batch (a nest of tensors).
+      mask: one bool per parameter (default ``None``: all differentiated).
     """
     mask = [True] * len(params) if mask is None else mask
     watched = [p for p, m in zip(params, mask) if m]
@@ -127,7 +155,19 @@ def value_and_grads(objective, params, nontrainable, batch, mask=None):
 
 def loss_and_grads(model, loss_fn, params, nontrainable, x, y, mask=None):
     """Supervised task loss at ``params`` on ``(x, y)`` and its gradient
-    (``value_and_grads`` of ``supervised``): ``(loss, grads, nontrainable)``."""
+    (``value_and_grads`` of ``supervised``): ``(loss, grads, nontrainable)``.
+
+    Args:
+      model: the task learner (a Keras model; called with
+        ``stateless_call``, its variables are not touched).
+      loss_fn: ``loss_fn(y_true, y_pred)``, e.g. ``keras.losses.get("mse")``.
+      params: list of tensors in ``model.trainable_variables`` order.
+      nontrainable: list of tensors in ``model.non_trainable_variables``
+        order (batch-norm statistics).
+      x: inputs.
+      y: targets.
+      mask: one bool per parameter (default ``None``: all).
+    """
     loss, _, grads, nontrainable = value_and_grads(
         supervised(model, loss_fn), params, nontrainable, (x, y), mask)
     return loss, grads, nontrainable
@@ -177,7 +217,14 @@ def _num_examples(data):
 def sample(data, batch_size, seed, step):
     """Minibatch ``step`` of ``data`` (nested; the same rows of every leaf),
     drawn without replacement. ``batch_size=None`` uses all of it every
-    step. Draws are stateless: a function of ``(seed, step)`` only."""
+    step. Draws are stateless: a function of ``(seed, step)`` only.
+
+    Args:
+      data: a nest of tensors sharing a leading example axis.
+      batch_size: examples per minibatch, or ``None`` for all.
+      seed: int tensor of shape ``[2]``, the stateless seed of the draws.
+      step: the 0-based update index.
+    """
     if batch_size is None:
         return data
     first = _num_examples(data)
@@ -186,13 +233,23 @@ def sample(data, batch_size, seed, step):
 
 
 def minibatch(x, y, batch_size, seed, step):
-    """``sample((x, y), ...)``: minibatch ``step`` of a support split."""
+    """``sample((x, y), ...)``: minibatch ``step`` of a support split.
+
+    Args:
+      x: support inputs ``[N, ...]``.
+      y: support targets ``[N, ...]``.
+      batch_size: examples per minibatch, or ``None`` for all.
+      seed: int tensor of shape ``[2]``, the stateless seed of the draws.
+      step: the 0-based update index.
+    """
     return tuple(sample((x, y), batch_size, seed, step))
 
 
 # Precompute every step's minibatch indices before the loop when the
 # [steps + 1, n] key matrix has at most this many entries (16 MiB of keys).
 PRECOMPUTE_LIMIT = 1 << 22
+"""Entries of the ``[steps + 1, n]`` key matrix up to which ``samplers``
+precomputes every draw before the loop."""
 
 
 def samplers(data, batch_size, seed, steps):
@@ -202,7 +259,14 @@ def samplers(data, batch_size, seed, steps):
     draws are computed at once before the loop when the example count and
     ``steps`` are static and small enough (``PRECOMPUTE_LIMIT``), otherwise
     the per-step keys. On the sine MLP this halves the ops of a task step
-    (93 -> 43) and speeds it up ~1.2x (docs/performance.md)."""
+    (93 -> 43) and speeds it up ~1.2x (docs/performance.md).
+
+    Args:
+      data: a nest of tensors sharing a leading example axis.
+      batch_size: examples per minibatch, or ``None`` for all.
+      seed: int tensor of shape ``[2]``, the stateless seed of the draws.
+      steps: the number of updates ``K`` (draws ``0 .. K``).
+    """
     if batch_size is None:
         return lambda i: data
     first = _num_examples(data)
@@ -221,7 +285,15 @@ def samplers(data, batch_size, seed, steps):
 
 
 def minibatches(x, y, batch_size, seed, steps):
-    """``samplers((x, y), ...)`` with tuples: the support split's draws."""
+    """``samplers((x, y), ...)`` with tuples: the support split's draws.
+
+    Args:
+      x: support inputs ``[N, ...]``.
+      y: support targets ``[N, ...]``.
+      batch_size: examples per minibatch, or ``None`` for all.
+      seed: int tensor of shape ``[2]``, the stateless seed of the draws.
+      steps: the number of updates ``K``.
+    """
     batch = samplers((x, y), batch_size, seed, steps)
     return lambda i: tuple(batch(i))
 
@@ -237,6 +309,15 @@ class Stepper:
     for an environment that must act with it to produce the next batch.
     All are pure functions of their arguments: call them in a
     ``tf.while_loop``, a ``tf.function`` or eagerly from Python.
+
+    Args:
+      objective: ``objective(params, nontrainable, batch) -> (loss, aux,
+        nontrainable)``.
+      optimizer: a ``tfmeta.inner_optimizers.InnerOptimizer``.
+      mask: one bool per parameter, ``False`` = held fixed (default
+        ``None``: all adapt).
+      hook: ``hook(state, i, theta_i, theta_next, loss_i, loss_next,
+        grad_i) -> state`` (default ``None``: no hook).
     """
 
     def __init__(self, objective, optimizer, mask=None, hook=None):
@@ -254,7 +335,14 @@ class Stepper:
         return self.mask
 
     def start(self, params, nontrainable, batch, hook_state=()):
-        """The state at theta_0, before any update."""
+        """The state at theta_0, before any update.
+
+        Args:
+          params: theta_0, list of tensors.
+          nontrainable: the non-trainable state at the start.
+          batch: the objective's batch for ``f(theta_0)``.
+          hook_state: the hook's initial state (default ``()``).
+        """
         params = list(params)
         mask = self._mask(params)
         loss, _, grads, nontrainable = value_and_grads(
@@ -274,12 +362,22 @@ class Stepper:
                 opt_state)
 
     def next_params(self, state):
-        """theta_{i+1}: the parameters update ``state.step`` moves to."""
+        """theta_{i+1}: the parameters update ``state.step`` moves to.
+
+        Args:
+          state: a ``LoopState`` (``start``'s or the last ``step``'s).
+        """
         return self._update(state.step, state)[0]
 
     def step(self, state, batch, step=None):
         """Update ``i = state.step`` (or ``step``); loss and gradient at
-        theta_{i+1} on ``batch``; the hook's segment ``i``."""
+        theta_{i+1} on ``batch``; the hook's segment ``i``.
+
+        Args:
+          state: a ``LoopState`` (``start``'s or the last ``step``'s).
+          batch: the batch for ``f(theta_{i+1})``.
+          step: the update's index (default ``None``: ``state.step``).
+        """
         i = state.step if step is None else step
         theta_next, opt_state = self._update(i, state)
         loss_next, _, grads_next, nt = value_and_grads(
@@ -291,7 +389,13 @@ class Stepper:
                          grads_next, hook_state, state.loss_before)
 
     def finish(self, state, batch, step=None):
-        """The last update and ``f(theta_K)`` (a forward pass only)."""
+        """The last update and ``f(theta_K)`` (a forward pass only).
+
+        Args:
+          state: a ``LoopState`` (``start``'s or the last ``step``'s).
+          batch: the batch for ``f(theta_K)``.
+          step: the update's index (default ``None``: ``state.step``).
+        """
         i = state.step if step is None else step
         theta_last, _ = self._update(i, state)
         loss_last, _, nt = self.objective(theta_last, state.nontrainable, batch)
@@ -310,7 +414,9 @@ def optimize(objective, optimizer, params, nontrainable, data, steps,
       objective: ``objective(params, nontrainable, batch) -> (loss, aux,
         nontrainable)`` (module docstring; ``supervised`` for ``(x, y)``).
       optimizer: a ``tfmeta.inner_optimizers.InnerOptimizer``.
-      params, nontrainable: lists of tensors.
+      params: list of tensors, theta_0 (``model.trainable_variables`` order).
+      nontrainable: list of tensors, the non-trainable state (batch-norm
+        statistics) at the start.
       data: a nested structure of tensors with a leading example axis, from
         which every update draws a minibatch (``sample``), or a callable
         ``i -> batch`` for ``i = 0 .. steps``.
@@ -318,7 +424,9 @@ def optimize(objective, optimizer, params, nontrainable, data, steps,
       batch_size: minibatch size, or ``None`` for all of ``data`` each step.
       seed: int tensor of shape ``[2]`` for minibatch draws.
       hook: ``hook(state, i, theta_i, theta_next, loss_i, loss_next, grad_i)
-        -> state``, called for every step.
+        -> state``, called for every step (default ``None``: no hook).
+      hook_state: the hook's initial state, a nested structure of tensors
+        (default ``()``).
       mask: one bool per parameter; ``False`` parameters are held fixed
         during adaptation (e.g. WarpGrad's warp layers). Default: all adapt.
 
@@ -355,8 +463,29 @@ def optimize(objective, optimizer, params, nontrainable, data, steps,
 def adapt(model, loss_fn, optimizer, params, nontrainable, x, y, steps,
           batch_size=None, seed=None, hook=None, hook_state=(), mask=None):
     """``optimize`` on the supervised objective of ``model`` and ``loss_fn``
-    with support data ``(x, y)`` (``loss_fn(y_true, y_pred)``, e.g.
-    ``keras.losses.get("mse")``; ``model``'s variables are not touched)."""
+    with support data ``(x, y)``.
+
+    Args:
+      model: the task learner (a Keras model; called with
+        ``stateless_call``, its variables are not touched).
+      loss_fn: ``loss_fn(y_true, y_pred)``, e.g. ``keras.losses.get("mse")``.
+      optimizer: a ``tfmeta.inner_optimizers.InnerOptimizer``.
+      params: list of tensors in ``model.trainable_variables`` order.
+      nontrainable: list of tensors in ``model.non_trainable_variables``
+        order (batch-norm statistics).
+      x: support inputs ``[N, ...]``.
+      y: support targets ``[N, ...]``.
+      steps: number of updates ``K >= 1``.
+      batch_size: minibatch size (default ``None``: the full split).
+      seed: int tensor ``[2]`` for minibatch draws (default ``None``:
+        ``[0, 0]``).
+      hook: as in ``optimize`` (default ``None``).
+      hook_state: the hook's initial state (default ``()``).
+      mask: one bool per parameter (default ``None``: all adapt).
+
+    Returns:
+      ``AdaptResult`` as ``optimize``.
+    """
     return optimize(supervised(model, loss_fn), optimizer, params,
                     nontrainable, (x, y), steps, batch_size=batch_size,
                     seed=seed, hook=hook, hook_state=hook_state, mask=mask)

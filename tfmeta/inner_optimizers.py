@@ -32,13 +32,24 @@ def _learning_rate(config):
 
 
 class InnerOptimizer:
-    """Base class: ``init(params) -> state``, ``update(...) -> (params, state)``."""
+    """Base class: ``init(params) -> state``, ``update(...) -> (params, state)``.
+
+    Args:
+      learning_rate: a positive float, a Keras ``LearningRateSchedule`` or a
+        callable ``step -> rate`` of the 0-based inner step (a callable may
+        return one rate per parameter: Meta-SGD).
+    """
 
     def __init__(self, learning_rate):
         self.learning_rate = learning_rate
 
     def lr(self, step, dtype):
-        """Learning rate at 0-based inner step ``step``."""
+        """Learning rate at 0-based inner step ``step``.
+
+        Args:
+          step: the 0-based inner step.
+          dtype: dtype of the returned rate.
+        """
         if callable(self.learning_rate):
             return tf.cast(self.learning_rate(step), dtype)
         return tf.constant(self.learning_rate, dtype)
@@ -47,7 +58,12 @@ class InnerOptimizer:
         """One learning rate per parameter at inner step ``step``: the
         scalar rate repeated, or, when the learning rate is a callable that
         returns a list (Meta-SGD's per-parameter rates, each shaped like its
-        parameter), that list."""
+        parameter), that list.
+
+        Args:
+          step: the 0-based inner step.
+          params: list of parameter tensors.
+        """
         if callable(self.learning_rate):
             lr = self.learning_rate(step)
             if isinstance(lr, (list, tuple)):
@@ -62,20 +78,45 @@ class InnerOptimizer:
     def with_learning_rate(self, learning_rate):
         """A copy with another learning rate: a float or a callable of the
         step (e.g. ``lambda step: variable``, a meta-learned step size; for
-        ``SGD`` it may return one rate per parameter, see ``rates``)."""
+        ``SGD`` it may return one rate per parameter, see ``rates``).
+
+        Args:
+          learning_rate: the new rate (float or callable of the step).
+        """
         new = copy.copy(self)
         new.learning_rate = learning_rate
         return new
 
     def init(self, params):
+        """The optimizer's initial state for ``params`` (slots).
+
+        Args:
+          params: list of the parameter tensors it will update.
+        """
         return ()
 
     def update(self, step, grads, params, state):
+        """One update, pure: returns ``(new_params, new_state)``.
+
+        Args:
+          step: the 0-based inner step (int tensor).
+          grads: gradients aligned with ``params``.
+          params: list of parameter tensors.
+          state: the state ``init`` (or the last ``update``) returned.
+        """
         raise NotImplementedError
 
 
 class SGD(InnerOptimizer):
-    """``keras.optimizers.SGD``: plain, momentum or Nesterov."""
+    """``keras.optimizers.SGD``: plain, momentum or Nesterov.
+
+    Args:
+      learning_rate: a positive float, a Keras ``LearningRateSchedule`` or a
+        callable ``step -> rate`` of the 0-based inner step (a callable may
+        return one rate per parameter: Meta-SGD).
+      momentum: momentum factor in [0, 1) (default 0.0: plain SGD).
+      nesterov: Nesterov momentum (default ``False``).
+    """
 
     def __init__(self, learning_rate, momentum=0.0, nesterov=False):
         super().__init__(learning_rate)
@@ -102,7 +143,17 @@ class SGD(InnerOptimizer):
 
 
 class Adam(InnerOptimizer):
-    """``keras.optimizers.Adam`` (bias-corrected step size, optional AMSGrad)."""
+    """``keras.optimizers.Adam`` (bias-corrected step size, optional AMSGrad).
+
+    Args:
+      learning_rate: a positive float, a Keras ``LearningRateSchedule`` or a
+        callable ``step -> rate`` of the 0-based inner step (a callable may
+        return one rate per parameter: Meta-SGD).
+      beta_1: decay of the first-moment estimate (default 0.9).
+      beta_2: decay of the second-moment estimate (default 0.999).
+      epsilon: added to the denominator (default 1e-7, Keras's).
+      amsgrad: use AMSGrad's running maximum (default ``False``).
+    """
 
     def __init__(self, learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  amsgrad=False):
@@ -133,7 +184,18 @@ class Adam(InnerOptimizer):
 
 
 class RMSprop(InnerOptimizer):
-    """``keras.optimizers.RMSprop`` (optionally centered, with momentum)."""
+    """``keras.optimizers.RMSprop`` (optionally centered, with momentum).
+
+    Args:
+      learning_rate: a positive float, a Keras ``LearningRateSchedule`` or a
+        callable ``step -> rate`` of the 0-based inner step (a callable may
+        return one rate per parameter: Meta-SGD).
+      rho: decay of the squared-gradient average (default 0.9).
+      momentum: momentum factor (default 0.0).
+      epsilon: added to the denominator (default 1e-7, Keras's).
+      centered: divide by the gradient's estimated variance instead of its
+        second moment (default ``False``).
+    """
 
     def __init__(self, learning_rate, rho=0.9, momentum=0.0, epsilon=1e-7,
                  centered=False):
@@ -177,7 +239,13 @@ _FROM_KERAS = {
 
 
 def from_keras(optimizer):
-    """Functional twin of a Keras optimizer instance (SGD, Adam or RMSprop)."""
+    """Functional twin of a Keras optimizer instance (SGD, Adam or RMSprop).
+
+    Args:
+      optimizer: a ``keras.optimizers.SGD``, ``Adam`` or ``RMSprop`` (its
+        config is read; weight decay and clipping are refused), its name as
+        a string, or an ``InnerOptimizer`` (returned as it is).
+    """
     if isinstance(optimizer, InnerOptimizer):
         return optimizer
     if isinstance(optimizer, str):

@@ -28,6 +28,13 @@ class BatchNormalization(keras.layers.BatchNormalization):
     registered gradients are exact to second order as well; everything else
     takes the composite path below. ``fused=False`` forces the composite
     path.
+
+    Args:
+      momentum: weight of the old moving statistics in each update (default
+        0.0: the last batch's statistics).
+      fused: use the fused kernel where it applies (default ``True``).
+      **kwargs: the other ``keras.layers.BatchNormalization`` arguments
+        (``epsilon``, ``center``, ``scale``, ``axis``, ...).
     """
 
     def __init__(self, momentum=0.0, fused=True, **kwargs):
@@ -122,6 +129,10 @@ class Warp(WarpLayer):
 
     The wrapped layer must map its input to the same shape (a warp reshapes
     the geometry, not the activation).
+
+    Args:
+      layer: the Keras layer to wrap.
+      **kwargs: passed on to ``keras.layers.Layer`` (``name``, ``dtype``, ...).
     """
 
     def __init__(self, layer, **kwargs):
@@ -148,7 +159,12 @@ class Warp(WarpLayer):
 
 def warp(layer):
     """Marks ``layer`` as a warp layer (its parameters become warp
-    parameters phi, held fixed during task adaptation)."""
+    parameters phi, held fixed during task adaptation).
+
+    Args:
+      layer: a shape-preserving Keras layer (a ``WarpLayer`` is returned
+        as it is).
+    """
     if isinstance(layer, WarpLayer):
         return layer
     return Warp(layer, name=f"warp_{layer.name}")
@@ -207,6 +223,22 @@ class ConvWarp(WarpLayer):
     middle ones the identity, the last ``A^T``, so that ``A A^T = I``; other
     taps are zero. (A deterministic ``[I 0]`` split would leave the extra
     channels at a saddle where they never receive a gradient.)
+
+    Args:
+      kernel_size: the convolution's spatial size (default 3).
+      scaling: channel-wise scale and shift instead of a conv (default
+        ``False``).
+      batch_norm: batch norm after the conv (default ``False``).
+      activation: a Keras activation after it (default ``None``).
+      residual: return ``x + warp(x)`` (default ``False``).
+      kernel_initializer: the conv kernels' initializer (default ``None``:
+        the identity convolution, or the identity chain with ``stacked``).
+      stacked: number of chained convolutions, >= 1 (default 1).
+      hidden_filters: channels between stacked convs (default ``None``:
+        twice the input channels).
+      film: FiLM task embeddings between the stacked convs (task
+        parameters; needs ``stacked >= 2``; default ``False``).
+      **kwargs: passed on to ``keras.layers.Layer`` (``name``, ``dtype``, ...).
     """
 
     def __init__(self, kernel_size=3, scaling=False, batch_norm=False,
@@ -333,7 +365,13 @@ def _centre_tap_initializer(matrix):
 @keras.saving.register_keras_serializable(package="tfmeta")
 class LinearWarp(WarpLayer):
     """Linear warp ``T x + b`` on the last axis (T-Nets-like, section 2.2:
-    block-diagonal preconditioning). Initialized to the identity."""
+    block-diagonal preconditioning). Initialized to the identity.
+
+    Args:
+      use_bias: learn ``b`` (default ``True``).
+      kernel_initializer: initializer of ``T`` (default ``"identity"``).
+      **kwargs: passed on to ``keras.layers.Layer`` (``name``, ``dtype``, ...).
+    """
 
     def __init__(self, use_bias=True, kernel_initializer="identity", **kwargs):
         super().__init__(**kwargs)
@@ -373,6 +411,16 @@ class ResidualMLPWarp(WarpLayer):
     ``hidden_initializer`` (default Glorot uniform) initializes the hidden
     kernels (a seeded initializer makes the warp reproducible without
     seeding the process).
+
+    Args:
+      hidden_units: width of each hidden layer (default 100).
+      num_layers: hidden layers (default 2).
+      activation: their activation (default ``"tanh"``).
+      output_initializer: the output kernel's initializer (default
+        ``"zeros"``: identity warp).
+      hidden_initializer: the hidden kernels' initializer (default
+        ``"glorot_uniform"``).
+      **kwargs: passed on to ``keras.layers.Layer`` (``name``, ``dtype``, ...).
     """
 
     def __init__(self, hidden_units=100, num_layers=2, activation="tanh",
@@ -454,6 +502,18 @@ class WarpRNNCell(keras.layers.Layer):
     initialization makes every ``U`` the identity, so an untrained Warp-RNN
     is the plain RNN and WarpGrad starts from plain gradient descent, like
     the library's other warps.
+
+    Args:
+      units: hidden units of the task RNN.
+      meta_units: units of the meta-LSTM (default ``None``: ``units``).
+      modulation_offset: the constant in ``U = diag(offset + tanh(P z + p))``
+        (default 1.0: the plain RNN at initialization).
+      kernel_initializer: initializer of ``W`` (default
+        ``"glorot_uniform"``).
+      recurrent_initializer: initializer of ``V`` (default
+        ``"orthogonal"``).
+      modulation_initializer: initializer of ``P`` (default ``"zeros"``).
+      **kwargs: passed on to ``keras.layers.Layer`` (``name``, ``dtype``, ...).
     """
 
     def __init__(self, units, meta_units=None, modulation_offset=1.0,
@@ -546,6 +606,21 @@ class WarpRNN(WarpLayer):
     is ``keras.layers.RNN`` (``unroll=True`` for short sequences).
     ``modulation_offset=1`` (default) starts from the plain RNN; 0 is the
     paper's literal ``U = diag(tanh(P z))``.
+
+    Args:
+      units: hidden units of the task RNN.
+      meta_units: units of the meta-LSTM (default ``None``: ``units``).
+      modulation_offset: the constant in ``U = diag(offset + tanh(P z + p))``
+        (default 1.0: the plain RNN at initialization).
+      return_sequences: output every hidden state (default ``False``: the
+        last).
+      unroll: unroll the time loop (default ``False``).
+      kernel_initializer: initializer of ``W`` (default
+        ``"glorot_uniform"``).
+      recurrent_initializer: initializer of ``V`` (default
+        ``"orthogonal"``).
+      modulation_initializer: initializer of ``P`` (default ``"zeros"``).
+      **kwargs: passed on to ``keras.layers.Layer`` (``name``, ``dtype``, ...).
     """
 
     keeps_shape = False
@@ -613,7 +688,9 @@ def warped_sequential(input_shape, task_layers, warp_factory, head=None,
       warp_factory: ``warp_factory(i, task_layer) -> layer or None``; a
         warp layer inserted after ``h_i`` (non-``WarpLayer`` layers are
         wrapped with ``warp``). ``None`` inserts nothing.
-      head: optional final task layers (``W``), not followed by a warp.
+      head: optional final task layers (``W``), not followed by a warp
+        (default ``None``).
+      name: the model's name (default ``None``: Keras's).
 
     Raises ``ValueError`` naming the warp layer and the shapes when a warp
     layer does not keep its input's shape (it would break the task learner).

@@ -100,11 +100,17 @@ class Leap(MetaLearner):
     exactly Reptile's, ``theta_0 - theta_K``.
 
     Args:
-      metric: ``"length"`` (p=1, the paper's default) or ``"energy"`` (p=2).
-      loss_in_manifold: include the loss in the task manifold (``df_i`` terms);
-        without it the path lives in parameter space only.
-      stabilizer: replace ``df_i`` by ``-|df_i|`` (section 2.3), so the
-        meta-gradient never follows an ascent direction.
+      learner: a built Keras model, the task learner.
+      metric: ``"length"`` (p=1, the paper's default; the default here) or
+        ``"energy"`` (p=2).
+      loss_in_manifold: include the loss in the task manifold (``df_i``
+        terms; default ``True``); without it the path lives in parameter
+        space only.
+      stabilizer: replace ``df_i`` by ``-|df_i|`` (section 2.3; default
+        ``True``), so the meta-gradient never follows an ascent direction.
+      **kwargs: the ``tfmeta.MetaLearner`` arguments (``inner_optimizer``,
+        ``inner_steps``, ``eval_steps``, ``inner_batch_size``,
+        ``parallel_tasks``, ``vectorize_tasks``, ``seed``, ``name``).
     """
 
     def __init__(self, learner, metric="length", loss_in_manifold=True,

@@ -47,6 +47,7 @@ from tfmeta.checks import positive_int
 from tfmeta.errors import NonFiniteLossError
 
 TASK_KEYS = ("support_x", "support_y", "query_x", "query_y")
+"""The four keys of a task batch, in the order a 4-tuple task batch uses."""
 
 
 def shape_str(shape):
@@ -85,6 +86,13 @@ def unpack_tasks(data):
 #: query targets of the task batch).
 MetaStep = collections.namedtuple("MetaStep", ["logs", "predictions", "targets"],
                                   defaults=(None,))
+"""What ``meta_step`` returns, a namedtuple ``(logs, predictions, targets)``.
+
+``logs``: the meta-step's scalar tensors (``loss`` and ``support_loss`` at
+least, plus the keys of ``extra_metrics()``); ``predictions``: what the
+compiled metrics see; ``targets``: their targets (default ``None``: the query
+targets of the task batch).
+"""
 
 
 @contextlib.contextmanager
@@ -137,14 +145,17 @@ class MetaLearner(keras.Model):
     Args:
       learner: a built Keras model (the task learner).
       inner_optimizer: Keras optimizer used for task adaptation (SGD, Adam or
-        RMSprop); applied functionally inside the compiled loop.
-      inner_steps: adaptation steps per task during meta-training.
+        RMSprop); applied functionally inside the compiled loop. Default
+        ``None``: ``keras.optimizers.SGD(0.01)``.
+      inner_steps: adaptation steps per task during meta-training (default 1).
       eval_steps: adaptation steps in ``evaluate``/``adapt`` (default
         ``inner_steps``).
-      inner_batch_size: support minibatch size per step (``None``: full split).
-      parallel_tasks: tasks of a meta-batch adapted concurrently.
+      inner_batch_size: support minibatch size per step (default ``None``:
+        the full split).
+      parallel_tasks: tasks of a meta-batch adapted concurrently (default 1).
       vectorize_tasks: run the tasks of a meta-batch as one batched
-        computation (``tf.vectorized_map``: stacked weights, batched matmuls).
+        computation (``tf.vectorized_map``: stacked weights, batched matmuls;
+        default ``False``).
         For small nets such as the sine MLP, best with
         ``compile(jit_compile=True)``: on 2 CPU cores, 10 or 25 sine tasks
         ran 5-6x faster than the default (one task after another, no XLA).
@@ -154,7 +165,9 @@ class MetaLearner(keras.Model):
         vectorized). Applies to every loop over tasks (``over_tasks``):
         ``fit``, ``evaluate`` and ``evaluate_tasks``.
       seed: seed of the minibatch draws (a Keras ``SeedGenerator``, saved with
-        the model's weights).
+        the model's weights). Default ``None``: a random seed.
+      name: the Keras model's name (default: the class name in lower case).
+      **kwargs: passed on to ``keras.Model``.
 
     Subclasses may set, in their constructor, ``task_mask`` (one bool per
     learner trainable variable, ``False`` = held fixed while a task adapts)
@@ -232,6 +245,17 @@ class MetaLearner(keras.Model):
 
         ``optimizer`` takes the meta-gradient (the outer step). XLA is off by
         default because it is much slower for conv nets on CPU.
+
+        Args:
+          optimizer: the outer optimizer (a Keras optimizer or its name); it
+            takes the meta-gradient. Default ``"sgd"``.
+          loss: the task loss, a Keras loss or its name (required).
+          metrics: Keras metrics on the query predictions after adaptation
+            (default ``None``).
+          jit_compile: ``True`` for XLA, ``"auto"`` to let Keras decide
+            (refused configurations then run without XLA, with a warning);
+            default ``False``.
+          **kwargs: the other ``keras.Model.compile`` arguments.
         """
         if loss is None:
             raise ValueError(
@@ -307,6 +331,14 @@ class MetaLearner(keras.Model):
 
         A meta-step whose loss or meta-gradient is not finite is not applied,
         so the weights stay those of the last finite meta-step.
+
+        Args:
+          *args: ``keras.Model.fit``'s positional arguments (``x``: a dataset
+            of task batches, ...).
+          callbacks: Keras callbacks (default ``None``); a callback that
+            stops on non-finite steps is added.
+          **kwargs: ``keras.Model.fit``'s other arguments (``epochs``,
+            ``steps_per_epoch``, ...).
         """
         guard = StopOnNonFinite()
         kwargs.setdefault("shuffle", False)  # task datasets draw their own order
@@ -330,6 +362,13 @@ class MetaLearner(keras.Model):
         ``meta_variables``; ``logs`` holds scalar tensors and must contain
         ``loss`` (query loss after adaptation) and ``support_loss``. The
         default ``meta_step`` averages it over the meta-batch.
+
+        Args:
+          params: list of tensors, the parameters to adapt from (learner
+            ``trainable_variables`` order).
+          nontrainable: list of tensors, the learner's non-trainable state.
+          task: one task, a dict of the ``TASK_KEYS`` (no task axis).
+          seed: the task's stateless ``[2]`` int64 seed (``task_seeds``).
         """
         raise NotImplementedError(
             f"{type(self).__name__} must override task_meta_gradient (or "
@@ -339,7 +378,11 @@ class MetaLearner(keras.Model):
         """The per-method part of ``train_step``: one meta-step on a checked
         task batch; returns a ``MetaStep``. Default: the mean of
         ``task_meta_gradient`` over the tasks, applied by
-        ``apply_if_finite``."""
+        ``apply_if_finite``.
+
+        Args:
+          tasks: a checked task batch (dict of ``[B, ...]`` tensors).
+        """
         params, nontrainable = self.current_state()
 
         def one(task, seed):
@@ -377,7 +420,11 @@ class MetaLearner(keras.Model):
         support_y)``. Any nested structure with a leading example axis works
         (minibatches gather the same rows of every leaf), or a callable ``i
         -> batch`` giving update ``i``'s batch itself (``inner_loop.optimize``;
-        ``inner_batch_size`` is then not used)."""
+        ``inner_batch_size`` is then not used).
+
+        Args:
+          task: one task, a dict of the ``TASK_KEYS`` (no task axis).
+        """
         return task["support_x"], task["support_y"]
 
     # --------------------------------------------------- building blocks
@@ -396,7 +443,11 @@ class MetaLearner(keras.Model):
         Under ``tf.distribute`` with several replicas, ``num_tasks`` is this
         replica's share of the meta-batch and each task gets the seed of its
         global index (replica shares in replica order, as ``tf.distribute``
-        splits a batch), so the draws equal one device's."""
+        splits a batch), so the draws equal one device's.
+
+        Args:
+          num_tasks: tasks in (this replica's share of) the meta-batch.
+        """
         seed = tf.cast(self.seed_generator.next(), tf.int64)
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync if context else 1
@@ -430,7 +481,18 @@ class MetaLearner(keras.Model):
         (``adaptation()``: optimizer, mask, minibatch size) on
         ``support_data(task)``; ``steps`` defaults to ``inner_steps``.
         Returns ``tfmeta.inner_loop.AdaptResult``; ``hook`` as in
-        ``tfmeta.inner_loop.optimize``."""
+        ``tfmeta.inner_loop.optimize``.
+
+        Args:
+          params: list of tensors, the parameters to adapt from (learner
+            ``trainable_variables`` order).
+          nontrainable: list of tensors, the learner's non-trainable state.
+          task: one task, a dict of the ``TASK_KEYS`` (no task axis).
+          seed: the task's stateless ``[2]`` int64 seed (``task_seeds``).
+          steps: updates (default ``None``: ``inner_steps``).
+          hook: the inner loop's hook (default ``None``).
+          hook_state: the hook's initial state (default ``()``).
+        """
         spec = self.adaptation()
         return inner_loop.optimize(
             self.task_objective(), spec.optimizer, params, nontrainable,
@@ -440,7 +502,13 @@ class MetaLearner(keras.Model):
 
     def query_loss(self, params, nontrainable, task):
         """``(loss, predictions)`` of ``params`` on the task's query split
-        (inference mode)."""
+        (inference mode).
+
+        Args:
+          params: list of parameter tensors (e.g. the adapted ones).
+          nontrainable: list of non-trainable state tensors.
+          task: one task, a dict of the ``TASK_KEYS`` (no task axis).
+        """
         loss, pred, _ = inner_loop.task_loss(
             self.learner, self.task_loss_fn, params, nontrainable,
             task["query_x"], task["query_y"], training=False)
@@ -457,6 +525,10 @@ class MetaLearner(keras.Model):
         otherwise in a ``tf.while_loop`` (``parallel_tasks`` at a time) with
         no per-task Python state, so a meta-batch can be split over
         ``tf.distribute`` replicas.
+
+        Args:
+          fn: ``fn(task, seed) -> (mean_part, stacked_part)``.
+          tasks: a checked task batch.
         """
         num_tasks = tf.shape(tasks["support_x"])[0]
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -512,6 +584,11 @@ class MetaLearner(keras.Model):
 
         Returns the loss to report: NaN for a skipped step, which makes
         ``fit`` stop and raise ``NonFiniteLossError``.
+
+        Args:
+          grads: the meta-gradient, aligned with ``meta_variables``.
+          loss: the meta-batch's mean query loss.
+          num_tasks: tasks behind the means (default ``None``: equal shares).
         """
         grads = list(grads)
         finite = tf.reduce_all(
@@ -548,7 +625,11 @@ class MetaLearner(keras.Model):
     def apply_meta_gradient(self, grads):
         """Applies a finite meta-gradient: one outer-optimizer step on
         ``meta_variables`` (exactly one ``optimizer.apply`` per call, so
-        Keras's ``iterations`` counts meta-steps)."""
+        Keras's ``iterations`` counts meta-steps).
+
+        Args:
+          grads: a finite meta-gradient aligned with ``meta_variables``.
+        """
         self.optimizer.apply(grads, self.meta_variables)
 
     def update_metrics(self, logs, targets, preds, extra=True):
@@ -558,7 +639,14 @@ class MetaLearner(keras.Model):
         ``logs`` are means over the ``B`` tasks; under ``tf.distribute``,
         over this replica's share: they are then averaged over all tasks of
         all replicas (one all-reduce of the scalars), so that the logs equal
-        one device's also when replicas hold different numbers of tasks."""
+        one device's also when replicas hold different numbers of tasks.
+
+        Args:
+          logs: dict of scalar tensors (means over the tasks).
+          targets: query targets ``[B, M, ...]``.
+          preds: query predictions ``[B, M, ...]``.
+          extra: trackers of ``extra_metrics()`` to update from ``logs``.
+        """
         trackers = {"loss": self.loss_tracker,
                     "support_loss": self.support_loss_tracker}
         if extra:
@@ -585,7 +673,11 @@ class MetaLearner(keras.Model):
         """Static checks of a task batch against the learner (trace time):
         the four splits' axes, and support and query examples against the
         learner's inputs and outputs. Override for tasks that are not
-        supervised ``(x, y)`` pairs of the learner's shapes."""
+        supervised ``(x, y)`` pairs of the learner's shapes.
+
+        Args:
+          tasks: a task batch (dict of tensors with a task axis).
+        """
         shapes = {k: tuple(tf.TensorShape(tasks[k].shape).as_list())
                   for k in TASK_KEYS}
         for k, s in shapes.items():
@@ -639,7 +731,11 @@ class MetaLearner(keras.Model):
 
     def prepare_tasks(self, data):
         """The checked task-batch dict of a dataset element (inside
-        ``train_step``/``test_step``)."""
+        ``train_step``/``test_step``).
+
+        Args:
+          data: a dataset element: a task-batch dict or a 4-tuple.
+        """
         self._require_compiled()
         tasks = unpack_tasks(data)
         self.check_tasks(tasks)
@@ -647,7 +743,12 @@ class MetaLearner(keras.Model):
 
     def task_batch(self, tasks):
         """A task batch given outside ``fit`` (arrays or tensors) as a
-        checked dict of tensors with the four ``TASK_KEYS``."""
+        checked dict of tensors with the four ``TASK_KEYS``.
+
+        Args:
+          tasks: a dict of the ``TASK_KEYS`` (or a 4-tuple) of arrays or
+            tensors.
+        """
         self._require_compiled()
         tasks = {k: tf.convert_to_tensor(v)
                  for k, v in unpack_tasks(tasks).items() if k in TASK_KEYS}
@@ -665,7 +766,16 @@ class MetaLearner(keras.Model):
     def evaluate_task(self, params, nontrainable, task, seed, steps=None):
         """Adapts one task for ``steps`` (default ``eval_steps``): ``(logs,
         query predictions)``, logs with the query ``loss`` after adaptation
-        and the ``support_loss``."""
+        and the ``support_loss``.
+
+        Args:
+          params: list of tensors, the parameters to adapt from (learner
+            ``trainable_variables`` order).
+          nontrainable: list of tensors, the learner's non-trainable state.
+          task: one task, a dict of the ``TASK_KEYS`` (no task axis).
+          seed: the task's stateless ``[2]`` int64 seed (``task_seeds``).
+          steps: updates (default ``None``: ``eval_steps``).
+        """
         steps = self.eval_steps if steps is None else steps
         result = self.adapt_task(params, nontrainable, task, seed, steps=steps)
         loss, pred = self.query_loss(result.params, result.nontrainable, task)
@@ -690,6 +800,11 @@ class MetaLearner(keras.Model):
 
         Returns ``{"loss_before": [B], "loss_after": [B]}`` as NumPy arrays,
         for spreads over tasks (``evaluate`` reports means only).
+
+        Args:
+          tasks: one task batch (dict of ``[B, ...]`` arrays, e.g.
+            ``sine.tasks(100)``).
+          steps: adaptation steps (default ``None``: ``eval_steps``).
         """
         self._require_compiled()
         steps = positive_int("steps", steps if steps is not None
@@ -721,6 +836,11 @@ class MetaLearner(keras.Model):
         """Adapt a copy of the learner to one task; returns a Keras model.
 
         The meta-learner is unchanged. ``steps`` defaults to ``eval_steps``.
+
+        Args:
+          support_x: the task's support inputs ``[N, ...]``.
+          support_y: its targets ``[N, ...]``.
+          steps: adaptation steps (default ``None``: ``eval_steps``).
         """
         self._require_compiled()
         steps = positive_int("steps", steps if steps is not None
@@ -798,6 +918,15 @@ class MetaLearner(keras.Model):
         return cls(**config)
 
     def export(self, path=None, overwrite=False, target_spec=None):
-        """Write a SavedModel (see ``tfmeta.export.export``); returns its path."""
+        """Write a SavedModel (see ``tfmeta.export.export``); returns its path.
+
+        Args:
+          path: export directory (default ``None``:
+            ``saved_models/<name>``).
+          overwrite: replace a previous tfmeta export there (default
+            ``False``).
+          target_spec: ``tf.TensorSpec`` of a batch of support targets (default
+            ``None``: from the learner and the loss).
+        """
         return export_lib.export(self, path, overwrite=overwrite,
                                  target_spec=target_spec)

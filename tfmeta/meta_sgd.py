@@ -28,9 +28,12 @@ class MetaSGD(MAML):
     path as WarpGrad's learned step size, so ``adapt``, ``evaluate`` and the
     exported ``adapt`` use it. It is saved with the meta-learner's weights.
 
-    ``inner_optimizer`` must be a Keras SGD with a constant learning rate
-    (momentum is allowed; the rates then scale each gradient before it
-    enters the velocity).
+    Args:
+      learner: a built Keras model, the task learner.
+      **kwargs: the ``tfmeta.MetaLearner`` arguments. ``inner_optimizer``
+        must be a Keras SGD with a constant learning rate, the initial value
+        of every alpha (momentum is allowed; the rates then scale each
+        gradient before it enters the velocity).
     """
 
     def __init__(self, learner, **kwargs):

@@ -22,8 +22,16 @@ _METHODS = {}
 
 
 def register(name, description, cli=True):
-    """Class decorator: registers a ``MetaLearner`` subclass under ``name``
-    (lower case, as the CLI takes it)."""
+    """Class decorator: registers a ``MetaLearner`` subclass under ``name``.
+
+    Args:
+      name: the method's name, lower case, as ``tfmeta train`` and
+        ``tfmeta list`` show it; a name taken by another class is refused.
+      description: one line for ``tfmeta list``.
+      cli: offer the method in ``tfmeta train`` (default ``True``);
+        ``False`` for methods whose learner the CLI's task families cannot
+        build.
+    """
     def decorate(cls):
         known = _METHODS.get(name)
         if known is not None and known.cls.__qualname__ != cls.__qualname__:
@@ -35,12 +43,20 @@ def register(name, description, cli=True):
 
 
 def methods(cli_only=False):
-    """``{name: Method}`` in registration order."""
+    """``{name: Method}`` in registration order.
+
+    Args:
+      cli_only: only the methods ``tfmeta train`` offers (default ``False``).
+    """
     return {k: m for k, m in _METHODS.items() if m.cli or not cli_only}
 
 
 def get(name):
-    """The class registered as ``name``; ``KeyError`` naming the choices."""
+    """The class registered as ``name``; ``KeyError`` naming the choices.
+
+    Args:
+      name: a registered method name, e.g. ``"leap"``.
+    """
     if name not in _METHODS:
         raise KeyError(f"unknown method {name!r}; choose from "
                        f"{sorted(_METHODS)}.")
@@ -49,7 +65,11 @@ def get(name):
 
 def by_class_name(class_name):
     """The registered class whose ``__name__`` is ``class_name`` (as
-    ``tfmeta.json`` records it), or ``None``."""
+    ``tfmeta.json`` records it), or ``None``.
+
+    Args:
+      class_name: e.g. ``"Leap"``.
+    """
     for method in _METHODS.values():
         if method.cls.__name__ == class_name:
             return method.cls

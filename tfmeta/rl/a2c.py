@@ -196,7 +196,13 @@ class A2C:
     # ----------------------------------------------------------- pure parts
     def forward(self, params, observations, state=()):
         """``(logits [B, num_actions], value [B], new_state)`` at ``params``
-        (``new_state`` is ``()`` for a feed-forward policy)."""
+        (``new_state`` is ``()`` for a feed-forward policy).
+
+        Args:
+          params: list of parameter tensors (``self.params`` order).
+          observations: a batch of observations ``[B, ...]``.
+          state: the recurrent policy's state (default ``()``: feed-forward).
+        """
         inputs = [observations, *state] if self.recurrent else observations
         outputs, _ = self.model.stateless_call(
             params, [tf.convert_to_tensor(v)
@@ -238,7 +244,12 @@ class A2C:
         gradient ``-mean(log pi(a) A)``, ``value_cost * mean(0.5 A^2)`` and
         ``-entropy_cost * mean(H(pi))``, with ``A = R - V`` and ``R`` the
         n-step returns bootstrapped from ``V(bootstrap_observation)``
-        (returns and the policy's advantages are constants)."""
+        (returns and the policy's advantages are constants).
+
+        Args:
+          params: list of parameter tensors (``self.params`` order).
+          rollout: a ``Rollout`` (``self.rollout()``).
+        """
         logits, values, bootstrap = self._policy_outputs(params, rollout)
         returns = tf.stop_gradient(n_step_returns(
             rollout.rewards, rollout.discounts, bootstrap))
@@ -259,7 +270,16 @@ class A2C:
         ``step`` is the optimizer's 0-based iteration; with ``loss_next`` the
         record holds the loss of the same rollout after the update (one more
         forward pass). A non-finite loss or gradient leaves the parameters
-        and optimizer state unchanged (``logs["finite"]`` is False)."""
+        and optimizer state unchanged (``logs["finite"]`` is False).
+
+        Args:
+          params: list of parameter tensors (``self.params`` order).
+          opt_state: the functional optimizer's state.
+          step: the optimizer's 0-based iteration.
+          rollout: a ``Rollout`` (``self.rollout()``).
+          loss_next: also compute the rollout's loss after the update (default
+            ``False``).
+        """
         with tf.GradientTape() as tape:
             tape.watch(params)
             loss, logs = self.loss(params, rollout)
@@ -376,7 +396,14 @@ class A2C:
 
     def train_step(self, hook=None, hook_state=()):
         """One compiled update. Returns ``logs`` (loss, its parts, gradient
-        norm, finite), or ``(logs, hook_state)`` with a ``hook``."""
+        norm, finite), or ``(logs, hook_state)`` with a ``hook``.
+
+        Args:
+          hook: ``hook(state, step, theta, theta_next, loss, loss_next, grads)
+            -> state`` called for every update, the inner loop's hook form
+            (default ``None``).
+          hook_state: the hook's initial state (default ``()``).
+        """
         self._update_count = int(self.updates.numpy())
         logs, hook_state = self._train_step(hook, hook_state, hook is not None)
         logs = {k: v.numpy() for k, v in logs.items()}
@@ -389,7 +416,15 @@ class A2C:
 
     def train(self, updates, hook=None, hook_state=()):
         """``updates`` compiled updates; returns the last logs (and the hook
-        state with a ``hook``). Finished episodes are in ``self.episodes``."""
+        state with a ``hook``). Finished episodes are in ``self.episodes``.
+
+        Args:
+          updates: compiled updates to run, >= 1.
+          hook: ``hook(state, step, theta, theta_next, loss, loss_next, grads)
+            -> state`` called for every update, the inner loop's hook form
+            (default ``None``).
+          hook_state: the hook's initial state (default ``()``).
+        """
         updates = checks.positive_int("updates", updates)
         for _ in range(updates):
             out = self.train_step(hook, hook_state)
@@ -418,7 +453,11 @@ class A2C:
     def set_state(self, state):
         """Continues the run ``get_state`` saved: the next updates are those
         the saved run would have made (same seed, model and settings). The
-        restored environments replace ``self.envs``."""
+        restored environments replace ``self.envs``.
+
+        Args:
+          state: what ``get_state`` returned.
+        """
         from tfmeta.rl.envs import loads_envs
         variables = self._variables()
         values = state["variables"]
@@ -447,7 +486,11 @@ class A2C:
         return int(self.updates.numpy()) * self.unroll * self.num_envs
 
     def mean_return(self, last=100):
-        """Mean return of the last ``last`` finished episodes (NaN if none)."""
+        """Mean return of the last ``last`` finished episodes (NaN if none).
+
+        Args:
+          last: episodes averaged (default 100).
+        """
         eps = self.episodes[-last:]
         return float(np.mean([e.episode_return for e in eps])) if eps else np.nan
 

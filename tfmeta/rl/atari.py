@@ -43,7 +43,12 @@ def atari_games():
 
 def game_id(game):
     """The gymnasium id ``ALE/<Game>-v5`` of a game name (case-insensitive;
-    ``"ALE/<Game>-v5"`` itself is accepted); a clear error if unknown."""
+    ``"ALE/<Game>-v5"`` itself is accepted); a clear error if unknown.
+
+    Args:
+      game: a game name (``"Breakout"``, case-insensitive) or its id
+        ``"ALE/<Game>-v5"``.
+    """
     if not isinstance(game, str):
         raise TypeError(f"Atari game must be a name string, got {game!r}.")
     ids = _game_ids()
@@ -64,7 +69,12 @@ def game_id(game):
 
 @functools.lru_cache(maxsize=None)
 def action_count(game):
-    """Size of the game's minimal action set (Leap's Table 6 column)."""
+    """Size of the game's minimal action set (Leap's Table 6 column).
+
+    Args:
+      game: a game name (``"Breakout"``, case-insensitive) or its id
+        ``"ALE/<Game>-v5"``.
+    """
     env = gym.make(game_id(game))
     try:
         return int(env.action_space.n)
@@ -81,6 +91,21 @@ def make_atari(game, *, screen_size=84, grayscale=False, frame_skip=4,
     and ALE v5 (sticky actions with probability 0.25, the minimal action
     set); ``repeat_action_probability=0.0`` gives the older NoFrameskip-v4
     dynamics.
+
+    Args:
+      game: a game name (``"Breakout"``, case-insensitive) or its id
+        ``"ALE/<Game>-v5"``.
+      screen_size: frame side in pixels (default 84).
+      grayscale: grayscale frames instead of RGB (default ``False``).
+      frame_skip: emulator frames per action, max-pooled over the last two
+        (default 4).
+      frame_stack: frames stacked per observation (default 1: none).
+      noop_max: at most this many no-op actions at the start (default 30).
+      repeat_action_probability: sticky-action probability (default 0.25).
+      full_action_space: all 18 actions instead of the minimal set (default
+        ``False``).
+      max_episode_steps: truncate episodes after this many steps (default
+        ``None``: full games).
     """
     env_id = game_id(game)
     try:
@@ -104,7 +129,18 @@ def make_atari(game, *, screen_size=84, grayscale=False, frame_skip=4,
 
 def make_atari_vector(game, num_envs=32, *, seed=None, mode="sync", **kwargs):
     """``num_envs`` copies of ``make_atari(game, **kwargs)`` as a vector
-    environment (``mode`` ``"sync"`` or ``"async"``: one process each)."""
+    environment.
+
+    Args:
+      game: a game name (``"Breakout"``, case-insensitive) or its id
+        ``"ALE/<Game>-v5"``.
+      num_envs: environments (default 32).
+      seed: reset seed of environment 0; environment i gets ``seed + i``
+        (default ``None``).
+      mode: ``"sync"`` (default; one process) or ``"async"`` (one process
+        each).
+      **kwargs: ``make_atari``'s options.
+    """
     game_id(game)  # fail before spawning anything
     return vector_env(functools.partial(make_atari, game, **kwargs),
                       num_envs, seed=seed, mode=mode)

@@ -3,6 +3,7 @@
 import gymnasium as gym
 
 MAZE_ID = "tfmeta/Maze-v0"
+"""The gymnasium id of the maze environment (``tfmeta.rl.Maze``)."""
 
 
 def register():
@@ -18,8 +19,13 @@ def vector_env(env_fn, num_envs, *, seed=None, mode="sync"):
     finished episodes reset within the same step (``AutoresetMode.SAME_STEP``,
     what A2C expects: ``info["final_obs"]`` holds the last observation).
 
-    ``seed``: reset seed of environment 0 (environment i gets ``seed + i``);
-    ``mode``: ``"sync"`` (one process) or ``"async"`` (one process each).
+    Args:
+      env_fn: a callable returning a ``gymnasium.Env``, or a registered id.
+      num_envs: environments, >= 1.
+      seed: reset seed of environment 0; environment i gets ``seed + i``
+        (default ``None``).
+      mode: ``"sync"`` (default; one process) or ``"async"`` (one process
+        each).
     """
     if not (isinstance(num_envs, int) and num_envs > 0):
         raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}.")
@@ -60,7 +66,11 @@ def dumps_envs(envs):
     """The exact state of a sync vector environment as bytes (pickle): every
     wrapper's buffers, the environments' random generators and, for Atari,
     the emulator state with its RNG; ``loads_envs`` continues it step for
-    step. Async vector environments (one process each) cannot be saved."""
+    step. Async vector environments (one process each) cannot be saved.
+
+    Args:
+      envs: a ``gymnasium.vector.SyncVectorEnv``.
+    """
     import copyreg
     import io
     import pickle
@@ -87,7 +97,11 @@ def dumps_envs(envs):
 
 def loads_envs(data):
     """The vector environment ``dumps_envs`` saved, as a sync vector
-    environment (only load bytes your own runs wrote: this is pickle)."""
+    environment (only load bytes your own runs wrote: this is pickle).
+
+    Args:
+      data: the bytes ``dumps_envs`` returned.
+    """
     import pickle
     saved = pickle.loads(data)
     return gym.vector.SyncVectorEnv(

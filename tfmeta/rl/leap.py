@@ -56,9 +56,13 @@ class RLLeap(keras.Model):
         27 games in the paper); defaults to all tasks.
       metric: ``"energy"`` (p=2, the paper's choice for Atari) or
         ``"length"``.
-      loss_in_manifold, stabilizer: as in ``tfmeta.leap.Leap``.
+      loss_in_manifold: include the A2C loss in the task manifold (Leap's
+        ``df_i`` terms; default ``True``), as in ``tfmeta.Leap``.
+      stabilizer: use ``-|df_i|`` for ``df_i`` (default ``True``), as in
+        ``tfmeta.Leap``.
       seed: draws the meta-batches and each agent's seed, keyed by the
-        meta-step (the optimizer's ``iterations``, saved with it).
+        meta-step (the optimizer's ``iterations``, saved with it). Default 0.
+      **kwargs: passed on to ``keras.Model`` (e.g. ``name``).
     """
 
     def __init__(self, encoder, tasks, *, updates, meta_batch_size=None,
@@ -92,12 +96,21 @@ class RLLeap(keras.Model):
         self.built = True
 
     def call(self, observations):
-        """The shared encoder's features."""
+        """The shared encoder's features.
+
+        Args:
+          observations: a batch of observations for the encoder.
+        """
         return self.encoder(observations)
 
     def compile(self, optimizer, **kwargs):
         """``optimizer``: the Keras optimizer of the outer step. The
-        meta-step runs eagerly (see the module docstring)."""
+        meta-step runs eagerly (see the module docstring).
+
+        Args:
+          optimizer: the outer optimizer (a Keras optimizer).
+          **kwargs: the other ``keras.Model.compile`` arguments.
+        """
         if not isinstance(optimizer, keras.optimizers.Optimizer):
             raise TypeError(
                 "RLLeap.compile needs a Keras optimizer, got "
@@ -132,7 +145,11 @@ class RLLeap(keras.Model):
 
     def initialize(self, a2c):
         """Copies the shared initialization into ``a2c``'s encoder; returns
-        the encoder's mask over ``a2c.params``."""
+        the encoder's mask over ``a2c.params``.
+
+        Args:
+          a2c: a task's ``A2C`` agent.
+        """
         mask = list(a2c.encoder_mask)
         targets = [v for v, m in zip(a2c.params, mask) if m]
         have = [tuple(v.shape) for v in targets]
@@ -150,7 +167,11 @@ class RLLeap(keras.Model):
         """Trains ``a2c`` from the shared initialization for ``updates``
         updates; returns ``(meta_gradient, logs)``, the meta-gradient as a
         list shaped like the encoder's variables (eq. 8 summed over the
-        updates, constant factor p dropped as in ``Leap``)."""
+        updates, constant factor p dropped as in ``Leap``).
+
+        Args:
+          a2c: a task's ``A2C`` agent (``tasks[i](seed)``).
+        """
         mask = self.initialize(a2c)
         state = flat_state([tf.convert_to_tensor(v) for v in self.meta_variables])
         logs, ((flat,), length) = a2c.train(
@@ -198,7 +219,13 @@ class RLLeap(keras.Model):
 
     def fit(self, x=None, **kwargs):
         """``keras.Model.fit``; without ``x``, ``steps_per_epoch``
-        meta-steps per epoch (required)."""
+        meta-steps per epoch (required).
+
+        Args:
+          x: ``None`` (the tasks are the meta-learner's own); default ``None``.
+          **kwargs: ``keras.Model.fit``'s other arguments (``epochs``,
+            ``steps_per_epoch``, required without ``x``, ``callbacks``).
+        """
         if x is None:
             if not kwargs.get("steps_per_epoch"):
                 raise ValueError(

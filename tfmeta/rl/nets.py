@@ -6,6 +6,8 @@ value heads. Each model maps observations to ``(logits [B, A], value [B, 1])``.
 import keras
 
 ENCODER = "encoder"
+"""Name of the shared encoder model inside every actor-critic (what Leap
+meta-learns)."""
 
 
 def _heads(encoder, observation_shape, num_actions, name):
@@ -22,7 +24,12 @@ def _heads(encoder, observation_shape, num_actions, name):
 def mnih_encoder(observation_shape, name=ENCODER):
     """Mnih et al. (2013)'s network without its output layer: conv 16 8x8/4,
     conv 32 4x4/2, dense 256, ReLUs. Takes uint8 frames ``[H, W, C]`` (or a
-    stack ``[K, H, W, C]``, channels concatenated) scaled to [0, 1]."""
+    stack ``[K, H, W, C]``, channels concatenated) scaled to [0, 1].
+
+    Args:
+      observation_shape: ``(H, W, C)`` or ``(K, H, W, C)``.
+      name: the model's name (default ``ENCODER``).
+    """
     layers = [keras.layers.Rescaling(1.0 / 255)]
     if len(observation_shape) == 4:
         k, h, w, c = observation_shape
@@ -43,13 +50,24 @@ def mnih_encoder(observation_shape, name=ENCODER):
 
 def atari_net(observation_shape=(84, 84, 3), num_actions=18):
     """Leap's Atari agent (appendix F): Mnih et al.'s conv encoder shared by
-    linear policy and value heads."""
+    linear policy and value heads.
+
+    Args:
+      observation_shape: frame shape (default ``(84, 84, 3)``).
+      num_actions: policy logits (default 18, the full action set).
+    """
     return _heads(mnih_encoder(observation_shape), observation_shape,
                   num_actions, "atari_actor_critic")
 
 
 def mlp_net(observation_shape, num_actions, hidden=(64, 64)):
-    """A tanh MLP encoder with linear policy and value heads (CartPole)."""
+    """A tanh MLP encoder with linear policy and value heads (CartPole).
+
+    Args:
+      observation_shape: the observation's shape.
+      num_actions: policy logits.
+      hidden: hidden widths (default ``(64, 64)``).
+    """
     encoder = keras.Sequential(
         [keras.Input(observation_shape), keras.layers.Flatten()]
         + [keras.layers.Dense(h, activation="tanh") for h in hidden],
@@ -64,8 +82,13 @@ def rnn_agent(observation_size, num_actions, units=100, cell=None):
     ``[observation [B, F], *state] -> (logits, value, *new_state)``, the
     recurrent form ``tfmeta.rl.A2C`` takes.
 
-    ``cell``: any Keras RNN cell in place of ``SimpleRNNCell(units)``, e.g.
-    ``tfmeta.layers.WarpRNNCell(100)`` for the Warp-RNN (eq. 20).
+    Args:
+      observation_size: features per observation ``F``.
+      num_actions: policy logits.
+      units: hidden units of the default cell (default 100).
+      cell: any Keras RNN cell in place of ``SimpleRNNCell(units)``, e.g.
+        ``tfmeta.layers.WarpRNNCell(100)`` for the Warp-RNN (eq. 20)
+        (default ``None``).
     """
     if cell is None:
         cell = keras.layers.SimpleRNNCell(units, activation="tanh", name="rnn")

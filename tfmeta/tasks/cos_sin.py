@@ -16,10 +16,15 @@ import tensorflow as tf
 from tfmeta.checks import positive_int
 
 AMPLITUDE_RANGE = (0.1, 5.0)
+"""Amplitude ``A ~ U[0.1, 5]``."""
 PHASE_RANGE = (-math.pi, math.pi)
+"""Phase ``b ~ U[-pi, pi]`` (radians)."""
 X_RANGE = (-5.0, 5.0)
+"""Inputs ``x ~ U[-5, 5]``."""
 TASK_DIM = 2          # (A, b): the code size k of the paper
+"""The task's true dimension, ``(A, b)``: the code size ``k`` of the paper."""
 SUPPORT_DIMS = (1, 1)  # (ds, es)
+"""``(ds, es)``: per-point sizes of ``support_x`` and ``support_y``."""
 
 
 def _uniform(shape, seed, bounds):
@@ -62,6 +67,15 @@ def dataset(meta_batch_size=10, support_size=10, query_size=10, sigma=0.0,
     Elements: ``support_x/support_y [B, support_size, 1]``,
     ``query_x/query_y [B, query_size, 1]``, ``amplitude`` and ``phase``
     ``[B]``; element ``i`` depends on ``(seed, i)`` only, from ``start``.
+
+    Args:
+      meta_batch_size: tasks per element, ``B`` (default 10).
+      support_size: support points per task (default 10).
+      query_size: query points per task (default 10).
+      sigma: standard deviation of the support's white noise, >= 0 (default
+        0.0: noiseless).
+      seed: int seed of the task stream (default 0).
+      start: index of the first element (default 0).
     """
     _check(meta_batch_size, support_size, query_size, sigma)
     if isinstance(start, bool) or not isinstance(start, int) or start < 0:
@@ -74,7 +88,15 @@ def dataset(meta_batch_size=10, support_size=10, query_size=10, sigma=0.0,
 
 
 def tasks(num_tasks, support_size=10, query_size=100, sigma=0.0, seed=0):
-    """One fixed batch of ``num_tasks`` tasks as NumPy arrays (held-out)."""
+    """One fixed batch of ``num_tasks`` tasks as NumPy arrays (held-out).
+
+    Args:
+      num_tasks: tasks in the batch.
+      support_size: support points per task (default 10).
+      query_size: query points per task (default 100).
+      sigma: the support noise's standard deviation (default 0.0).
+      seed: int seed (default 0).
+    """
     _check(num_tasks, support_size, query_size, sigma)
     batch = _task_batch(tf.constant(0, tf.int64), num_tasks, support_size,
                         query_size, float(sigma), seed)
@@ -82,7 +104,13 @@ def tasks(num_tasks, support_size=10, query_size=100, sigma=0.0, seed=0):
 
 
 def query_mlp(hidden=(40, 40), activation="relu", seed=None):
-    """A query learner ``g_psi`` for the sine query: 1-40-40-1 MLP."""
+    """A query learner ``g_psi`` for the sine query: 1-40-40-1 MLP.
+
+    Args:
+      hidden: hidden widths (default ``(40, 40)``).
+      activation: their activation (default ``"relu"``).
+      seed: initializer seed (default ``None``), as ``sine.mlp``'s.
+    """
     from tfmeta.tasks import sine
 
     return sine.mlp(hidden, activation, seed, name="sine_query_mlp")

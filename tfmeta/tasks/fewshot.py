@@ -43,7 +43,9 @@ import tensorflow as tf
 from tfmeta.checks import positive_int
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+"""Image files ``from_image_folder`` reads (case-insensitive)."""
 EVAL_MODES = ("non-transductive", "transductive", "inference")
+"""Where test-time batch statistics come from (``query_predictions``)."""
 
 
 class FewShotDataError(ValueError):
@@ -115,7 +117,15 @@ def _content_order(x):
 
 def from_arrays(x, y, scale=1.0, class_names=None):
     """A ``ClassPool`` from examples ``x [M, ...]`` and integer labels
-    ``y [M]``; classes are the distinct label values, in increasing order."""
+    ``y [M]``; classes are the distinct label values, in increasing order.
+
+    Args:
+      x: examples ``[M, ...]``.
+      y: integer labels ``[M]``.
+      scale: integer examples are cast to float32 and multiplied by this
+        when episodes are made (default 1.0).
+      class_names: one name per class (default ``None``: the label values).
+    """
     x, y = np.asarray(x), np.asarray(y)
     if y.ndim != 1:
         raise FewShotDataError(
@@ -139,7 +149,14 @@ def from_arrays(x, y, scale=1.0, class_names=None):
 
 def from_dataset(dataset, scale=1.0, class_names=None):
     """A ``ClassPool`` from a finite ``tf.data.Dataset`` of single examples
-    ``(x, y)`` (or ``{"image": x, "label": y}``), read once into memory."""
+    ``(x, y)`` (or ``{"image": x, "label": y}``), read once into memory.
+
+    Args:
+      dataset: the finite ``tf.data.Dataset``.
+      scale: integer examples are cast to float32 and multiplied by this
+        when episodes are made (default 1.0).
+      class_names: one name per class (default ``None``: the label values).
+    """
     xs, ys = [], []
     for element in dataset.as_numpy_iterator():
         if isinstance(element, dict):
@@ -168,7 +185,17 @@ def from_tfds(name, data_dir, split="train", scale=1 / 255, image_key="image",
               label_key="label"):
     """A ``ClassPool`` from the tensorflow-datasets builder ``name`` whose
     data is already prepared in ``data_dir``; nothing is ever downloaded.
-    ``FewShotDataError`` when ``data_dir`` does not hold it."""
+    ``FewShotDataError`` when ``data_dir`` does not hold it.
+
+    Args:
+      name: the builder's name, e.g. ``"omniglot"``.
+      data_dir: the directory where it was prepared (required).
+      split: the split to read (default ``"train"``).
+      scale: integer examples are cast to float32 and multiplied by this
+        when episodes are made (default ``1/255``).
+      image_key: the feature holding the example (default ``"image"``).
+      label_key: the feature holding the label (default ``"label"``).
+    """
     try:
         import tensorflow_datasets as tfds
     except ImportError as err:
@@ -210,7 +237,16 @@ def from_image_folder(path, image_size=None, channels=None, scale=1 / 255):
     class, classes in sorted name order; PNG, JPEG, BMP or GIF). Images are
     resized to ``image_size`` (int or ``(h, w)``) when given (area
     averaging) and must otherwise share one size; ``channels`` (1 or 3)
-    converts them, else their own channel count is kept."""
+    converts them, else their own channel count is kept.
+
+    Args:
+      path: the folder.
+      image_size: resize to this side (int) or ``(h, w)`` (default
+        ``None``: keep the size).
+      channels: 1 or 3 (default ``None``: the images' own).
+      scale: integer examples are cast to float32 and multiplied by this
+        when episodes are made (default ``1/255``).
+    """
     from PIL import Image
 
     root = pathlib.Path(path)
@@ -262,7 +298,14 @@ def split_classes(num_classes, test, validation=0, seed=0):
     """Disjoint class index arrays ``{"train", "validation", "test"}``:
     a permutation of ``range(num_classes)`` with seed ``seed`` (``None``:
     no shuffling) whose last ``test`` are the test classes and the
-    ``validation`` before them the validation classes."""
+    ``validation`` before them the validation classes.
+
+    Args:
+      num_classes: number of classes ``C``.
+      test: test classes (the last ``test`` of the permutation).
+      validation: validation classes (default 0).
+      seed: permutation seed (default 0; ``None``: no shuffling).
+    """
     num_classes = positive_int("num_classes", num_classes)
     for name, value in (("test", test), ("validation", validation)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -410,8 +453,9 @@ def episodes(pool, ways, shots, query_shots=1, meta_batch_size=1,
 
     Args:
       pool: a ``ClassPool`` (see ``from_arrays`` and friends).
-      ways, shots, query_shots: ``N``, ``K`` and ``Q`` (query examples per
-        class).
+      ways: ``N``, classes per episode.
+      shots: ``K``, support examples per class.
+      query_shots: ``Q``, query examples per class (default 1).
       meta_batch_size: episodes per element (the leading axis ``B``).
       classes: class indices to draw from (a split of ``split_classes``);
         default all.
@@ -422,8 +466,14 @@ def episodes(pool, ways, shots, query_shots=1, meta_batch_size=1,
         classes (default); ``False``: in increasing class order.
       augment: ``fn(images, seed) -> images`` on the ``[N*K, ...]`` support
         (and, with ``augment_query``, ``[N*Q, ...]`` query) images of each
-        episode; ``seed`` is a stateless ``[2]`` int64 seed.
-      seed, start: element ``i`` depends only on ``(seed, start + i)``.
+        episode; ``seed`` is a stateless ``[2]`` int64 seed. Default
+        ``None``: no augmentation.
+      augment_query: apply ``augment`` to the query images too (default
+        ``True``).
+      seed: int; element ``i`` depends only on ``(seed, start + i)``
+        (default 0).
+      start: index of the first element (default 0; a resumed run passes
+        the number of elements already used).
       count: number of elements (default endless).
 
     Elements: dicts ``support_x [B, N*K, ...]`` (float32 for integer
@@ -517,6 +567,12 @@ def query_predictions(model, support_x, query_x, mode="non-transductive"):
 
     The model's variables are not changed. Without batch normalization the
     three modes give the same outputs.
+
+    Args:
+      model: the adapted Keras model.
+      support_x: the task's support inputs ``[N*K, ...]``.
+      query_x: its query inputs ``[N*Q, ...]``.
+      mode: one of ``EVAL_MODES`` (default ``"non-transductive"``).
     """
     return _Predictor(model)(model, support_x, query_x, mode)
 
@@ -534,6 +590,14 @@ def evaluate(meta, tasks, mode="non-transductive", steps=None, modes=None):
     Returns ``{"accuracy": [E] per episode, "mean", "ci95"}`` (with
     ``modes``: a dict of those by mode); ``ci95`` is the half-width of the
     normal 95 % interval of the mean over episodes, 1.96 std / sqrt(E).
+
+    Args:
+      meta: a compiled meta-learner.
+      tasks: a task batch, or an iterable / dataset of them.
+      mode: one of ``EVAL_MODES`` (default ``"non-transductive"``).
+      steps: adaptation steps (default ``None``: ``meta.eval_steps``).
+      modes: a list of modes to evaluate on the same adaptations (default
+        ``None``: ``[mode]``).
     """
     wanted = list(modes) if modes is not None else [mode]
     for m in wanted:

@@ -37,9 +37,14 @@ from tfmeta.checks import positive_int
 from tfmeta.tasks import numpy_tasks
 
 ACTIONS = ((0, 1), (0, -1), (-1, 0), (1, 0))   # right, left, up, down
+"""``(row, column)`` moves of the actions 0-3: right, left, up, down."""
 ACTION_NAMES = ("right", "left", "up", "down")
+"""Names of the actions 0-3."""
 SIZES = (6, 12, 24)
+"""The widths ``N`` the paper uses."""
 SUPPORT_DIMS = (2, 1)
+"""``(ds, es)``: per-point sizes of ``support_x`` (position) and ``support_y``
+(occupied)."""
 
 
 def _check_width(width):
@@ -51,7 +56,12 @@ def _check_width(width):
 
 
 def generate(width, rng):
-    """One maze: a ``[2, width]`` bool array, True = obstacle (A.5)."""
+    """One maze: a ``[2, width]`` bool array, True = obstacle (A.5).
+
+    Args:
+      width: ``N``, even and positive.
+      rng: a ``numpy.random.Generator``.
+    """
     width = _check_width(width)
     grid = np.zeros((2, width), bool)
     columns = np.arange(1, width, 2)
@@ -63,6 +73,11 @@ def generate(width, rng):
 
 
 def start_and_goal(width):
+    """``((0, 0), (1, width - 1))``: the start and goal cells.
+
+    Args:
+      width: the maze's ``N``.
+    """
     return (0, 0), (1, width - 1)
 
 
@@ -77,7 +92,12 @@ def _neighbours(grid, cell):
 
 def dfs_path(grid, cell):
     """The path (list of cells) a depth-first search finds from ``cell`` to
-    the goal, or ``None`` if there is none."""
+    the goal, or ``None`` if there is none.
+
+    Args:
+      grid: a ``[2, N]`` bool maze, True = obstacle (``generate``).
+      cell: a ``(row, column)`` pair.
+    """
     goal = start_and_goal(grid.shape[1])[1]
     stack, seen = [(cell, [cell])], {cell}
     while stack:
@@ -94,7 +114,11 @@ def dfs_path(grid, cell):
 
 def optimal_policy(grid):
     """``[2, N]`` int table of the DFS path's first action from each free
-    cell (-1 on obstacles and the goal)."""
+    cell (-1 on obstacles and the goal).
+
+    Args:
+      grid: a ``[2, N]`` bool maze, True = obstacle (``generate``).
+    """
     table = np.full(grid.shape, -1, np.int32)
     goal = start_and_goal(grid.shape[1])[1]
     for r in range(2):
@@ -109,7 +133,11 @@ def optimal_policy(grid):
 
 def bfs_distances(grid):
     """Shortest-path distance from every cell to the goal (-1: unreachable
-    or obstacle), by breadth-first search."""
+    or obstacle), by breadth-first search.
+
+    Args:
+      grid: a ``[2, N]`` bool maze, True = obstacle (``generate``).
+    """
     goal = start_and_goal(grid.shape[1])[1]
     dist = np.full(grid.shape, -1, np.int32)
     dist[goal] = 0
@@ -128,7 +156,13 @@ def bfs_distances(grid):
 def rollout(grid, policy, max_steps=None):
     """Final cell after following ``policy`` (a ``[2, N]`` table of actions)
     from the start for ``max_steps`` (default ``2 N``) moves; a move into an
-    obstacle or off the grid leaves the agent where it is."""
+    obstacle or off the grid leaves the agent where it is.
+
+    Args:
+      grid: a ``[2, N]`` bool maze, True = obstacle (``generate``).
+      policy: ``[2, N]`` int actions (``ACTIONS``' indices).
+      max_steps: moves (default ``None``: ``2 N``).
+    """
     width = grid.shape[1]
     (r, c), goal = start_and_goal(width)
     for _ in range(2 * width if max_steps is None else max_steps):
@@ -145,7 +179,12 @@ def rollout(grid, policy, max_steps=None):
 
 def normalized_distance(grid, cell):
     """Table 3's reward: minus the Manhattan distance from ``cell`` to the
-    goal over the start's (0 at the goal, -1 at the start)."""
+    goal over the start's (0 at the goal, -1 at the start).
+
+    Args:
+      grid: a ``[2, N]`` bool maze, True = obstacle (``generate``).
+      cell: a ``(row, column)`` pair.
+    """
     (sr, sc), (gr, gc) = start_and_goal(grid.shape[1])
     return -(abs(cell[0] - gr) + abs(cell[1] - gc)) / (abs(sr - gr)
                                                        + abs(sc - gc))
@@ -187,12 +226,23 @@ def _check(meta_batch_size, width, support_size, query_size):
 
 
 KEYS = ("support_x", "support_y", "query_x", "query_y", "grid")
+"""Keys of a maze task batch: the task keys plus ``grid``."""
 
 
 def tasks(num_tasks, width=6, support_size=None, query_size=None, seed=0,
           index=0):
     """One fixed batch of ``num_tasks`` mazes as NumPy arrays: the task keys
-    plus ``grid [B, 2, N]`` (1.0 = obstacle)."""
+    plus ``grid [B, 2, N]`` (1.0 = obstacle).
+
+    Args:
+      num_tasks: mazes in the batch.
+      width: the maze's ``N``, even (default 6).
+      support_size: support cells per task, at most ``2 N`` (default
+        ``None``: all ``2 N``).
+      query_size: query cells per task (default ``None``: ``N``).
+      seed: int seed (default 0).
+      index: which batch of the seed's stream (default 0).
+    """
     width, support_size, query_size = _check(num_tasks, width, support_size,
                                              query_size)
     return dict(zip(KEYS, _task_batch(index, num_tasks, width, support_size,
@@ -202,7 +252,17 @@ def tasks(num_tasks, width=6, support_size=None, query_size=None, seed=0,
 def dataset(meta_batch_size=10, width=6, support_size=None, query_size=None,
             seed=0, start=0):
     """An endless ``tf.data.Dataset`` of maze task batches; element ``i``
-    depends on ``(seed, i)`` only (``start`` as in ``sine.dataset``)."""
+    depends on ``(seed, i)`` only.
+
+    Args:
+      meta_batch_size: mazes per element (default 10).
+      width: the maze's ``N``, even (default 6).
+      support_size: support cells per task, at most ``2 N`` (default
+        ``None``: all ``2 N``).
+      query_size: query cells per task (default ``None``: ``N``).
+      seed: int seed (default 0).
+      start: index of the first element (default 0).
+    """
     width, support_size, query_size = _check(meta_batch_size, width,
                                              support_size, query_size)
     shapes = ([meta_batch_size, support_size, 2],

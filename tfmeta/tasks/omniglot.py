@@ -53,18 +53,34 @@ from tfmeta.checks import positive_int
 from tfmeta.errors import OmniglotDataError  # noqa: F401 - re-exported
 
 ARCHIVES = ("images_background.zip", "images_evaluation.zip")
+"""The two archive files of the original Omniglot release, read from ``<data
+dir>/omniglot/``."""
 IMAGE_SIZE = 28
+"""Image side in pixels (28 x 28)."""
 NUM_CLASSES = 20          # characters per task (appendix D)
+"""Characters per task, the task's ways (appendix D: 20)."""
 NUM_DRAWINGS = 20         # drawings per character in Omniglot
+"""Drawings per character in Omniglot (20 drawers)."""
 SUPPORT_SHOTS = 15        # drawers 1-15: task training split
+"""Drawers 1-15 of each character: the task's training (support) split."""
 QUERY_SHOTS = 5           # drawers 16-20: held-out split
+"""Drawers 16-20: the task's held-out (query) split."""
 NUM_TEST_ALPHABETS = 10
+"""Alphabets held out for testing."""
 NUM_VALIDATION_ALPHABETS = 10   # the last 10 pretraining alphabets
+"""The last 10 pretraining alphabets, for choosing hyper-parameters."""
 PROTOCOL_SEED = 2019      # fixes character choice, test alphabets, task order
+"""Fixes the character choice, the test alphabets and the task order."""
 SCALE_RANGE = (0.8, 1.2)
+"""Augmentation: uniform scale factor range."""
 ROTATION_RANGE = (0.0, 360.0)   # degrees
+"""Augmentation: uniform rotation range in degrees."""
 TRANSLATION_RANGE = 0.2         # fraction of the image size, each axis
+"""Augmentation: uniform translation range, a fraction of the image size on
+each axis."""
 CACHE_VERSION = 1
+"""Version of the decoded-image cache format (a new version ignores old
+caches)."""
 
 _PNG = re.compile(r"^(images_background|images_evaluation)/([^/]+)/"
                   r"character(\d+)/\d+_(\d+)\.png$")
@@ -74,7 +90,11 @@ _PNG = re.compile(r"^(images_background|images_evaluation)/([^/]+)/"
 
 def default_data_dirs(data_dir=None):
     """The directories searched for ``omniglot/``: ``data_dir`` if given,
-    else ``$TFMETA_DATA`` if set, else ``../shared/data`` beside the repo."""
+    else ``$TFMETA_DATA`` if set, else ``../shared/data`` beside the repo.
+
+    Args:
+      data_dir: a directory to search (default ``None``).
+    """
     if data_dir is not None:
         return [pathlib.Path(data_dir)]
     if os.environ.get("TFMETA_DATA"):   # explicit: no silent fallback
@@ -86,7 +106,12 @@ def default_data_dirs(data_dir=None):
 
 def find_archives(data_dir=None):
     """Paths of the two archives; ``FileNotFoundError`` naming every place
-    looked at when they are not found together in one directory."""
+    looked at when they are not found together in one directory.
+
+    Args:
+      data_dir: a directory holding ``omniglot/`` (or the archives); default
+        ``None``: ``$TFMETA_DATA``, else ``../shared/data`` beside the repo.
+    """
     looked = []
     for base in default_data_dirs(data_dir):
         for folder in (base / "omniglot", base):
@@ -103,6 +128,8 @@ def find_archives(data_dir=None):
 
 
 def cache_dir():
+    """Where decoded images are cached: ``$TFMETA_CACHE``, default
+    ``~/.cache/tfmeta``."""
     return pathlib.Path(os.environ.get("TFMETA_CACHE")
                         or pathlib.Path.home() / ".cache" / "tfmeta")
 
@@ -150,7 +177,11 @@ def _decode_archive(path):
 
 def decode_archives(paths):
     """Decodes both archives: ``(images [C, 20, 28, 28] uint8, alphabet of
-    each character [C], character number [C])``, sorted by alphabet."""
+    each character [C], character number [C])``, sorted by alphabet.
+
+    Args:
+      paths: the two archive paths (``find_archives``).
+    """
     chars = {}
     for path in paths:
         chars.update(_decode_archive(path))
@@ -161,7 +192,18 @@ def decode_archives(paths):
 
 
 def load_raw(data_dir=None, use_cache=True, verbose=False):
-    """Decoded images of all 1623 characters, through the ``.npz`` cache."""
+    """Decoded images of all 1623 characters, through the ``.npz`` cache.
+
+    Args:
+      data_dir: a directory holding ``omniglot/`` (or the archives); default
+        ``None``: ``$TFMETA_DATA``, else ``../shared/data`` beside the repo.
+      use_cache: read and write the ``.npz`` cache in ``cache_dir()``
+        (default ``True``; the first decode takes ~10 s).
+      verbose: print what is decoded and cached (default ``False``).
+
+    Returns:
+      ``decode_archives``' ``(images, alphabets, characters)``.
+    """
     paths = find_archives(data_dir)
     cache = cache_dir() / f"omniglot-{_cache_key(paths)}.npz"
     if use_cache and cache.is_file():
@@ -208,6 +250,12 @@ class Omniglot:
       characters: ``{alphabet: [20] character numbers}`` picked per alphabet.
       images: ``{alphabet: [20, 20, 28, 28] uint8}`` (class, drawer, H, W),
         ink 255.
+
+    Args:
+      images: ``[C, 20, 28, 28] uint8`` of every character (``load_raw``).
+      alphabets: the alphabet of each character ``[C]``.
+      characters: the character number of each ``[C]``.
+      seed: the protocol's seed (default ``PROTOCOL_SEED``).
     """
 
     def __init__(self, images, alphabets, characters, seed=PROTOCOL_SEED):
@@ -253,7 +301,15 @@ _LOADED = {}
 
 
 def load(data_dir=None, use_cache=True, verbose=False):
-    """The ``Omniglot`` protocol object (decoded once per process)."""
+    """The ``Omniglot`` protocol object (decoded once per process).
+
+    Args:
+      data_dir: a directory holding ``omniglot/`` (or the archives); default
+        ``None``: ``$TFMETA_DATA``, else ``../shared/data`` beside the repo.
+      use_cache: read and write the ``.npz`` cache in ``cache_dir()``
+        (default ``True``; the first decode takes ~10 s).
+      verbose: print what is decoded and cached (default ``False``).
+    """
     paths = find_archives(data_dir)
     key = (tuple(str(p.resolve()) for p in paths), _cache_key(paths))
     if key not in _LOADED or not use_cache:
@@ -268,7 +324,18 @@ def affine_matrices(seed, n, size=IMAGE_SIZE, scale_range=SCALE_RANGE,
     """``[n, 8]`` projective transforms (output -> input pixel coordinates)
     of random affine maps about the image centre: scale ``s``, rotation
     ``r`` (degrees), translation ``t`` (fraction of ``size``), i.e.
-    ``out = c + s R(r) (in - c) + t size``; ``seed`` is a stateless seed."""
+    ``out = c + s R(r) (in - c) + t size``.
+
+    Args:
+      seed: a stateless ``[2]`` int seed.
+      n: number of transforms.
+      size: image side in pixels (default ``IMAGE_SIZE``).
+      scale_range: ``(low, high)`` of ``s`` (default ``SCALE_RANGE``).
+      rotation_range: ``(low, high)`` of ``r`` in degrees (default
+        ``ROTATION_RANGE``).
+      translation_range: ``t ~ U(-range, range)`` per axis, a fraction of
+        ``size`` (default ``TRANSLATION_RANGE``).
+    """
     keys = tf.random.experimental.stateless_split(seed, 3)
     scale = tf.random.stateless_uniform([n], keys[0], *scale_range)
     angle = tf.random.stateless_uniform([n], keys[1], *rotation_range)
@@ -290,7 +357,14 @@ def affine_matrices(seed, n, size=IMAGE_SIZE, scale_range=SCALE_RANGE,
 def augment(images, seed, **ranges):
     """Random affine transform of each image of ``[N, H, W, C]`` float
     ``images`` (bilinear, zero fill), all in one
-    ``ImageProjectiveTransformV3`` call."""
+    ``ImageProjectiveTransformV3`` call.
+
+    Args:
+      images: ``[N, H, W, C]`` float images.
+      seed: a stateless ``[2]`` int seed.
+      **ranges: ``scale_range``, ``rotation_range``, ``translation_range``
+        as in ``affine_matrices``.
+    """
     images = tf.convert_to_tensor(images)
     n, size = tf.shape(images)[0], images.shape[1]
     transforms = affine_matrices(seed, n, size=size, **ranges)
@@ -378,6 +452,28 @@ def dataset(split="train", num_tasks=None, meta_batch_size=20, seed=0,
     support images (e.g. 20 for FineTune's pretraining minibatches, Table 3);
     ``augment_ranges`` overrides ``scale_range``,
     ``rotation_range`` or ``translation_range`` of the augmentation.
+
+    Args:
+      split: ``"train"`` (default), ``"validation"`` or ``"test"``.
+      num_tasks: use the first ``num_tasks`` alphabets of the split
+        (default ``None``: all).
+      meta_batch_size: tasks per element, ``B`` (default 20).
+      seed: int seed of the task stream and augmentation (default 0).
+      augment: random affine augmentation per image (default ``True``).
+      ways: characters per task (default 20).
+      support_shots: support drawings per character (default 15).
+      query_shots: query drawings per character (default 5).
+      data_dir: a directory holding ``omniglot/`` (or the archives); default
+        ``None``: ``$TFMETA_DATA``, else ``../shared/data`` beside the repo.
+      augment_ranges: a dict overriding ``scale_range``,
+        ``rotation_range`` or ``translation_range`` (default ``None``).
+      data: an ``Omniglot`` object to use instead of ``load(data_dir)``
+        (default ``None``).
+      support_batch: keep a random ``k`` of each task's support images
+        (default ``None``: all).
+      support_copies: independently augmented copies of the support split
+        (default 1).
+      start: index of the first element (default 0).
     """
     _check_shots(ways, support_shots, query_shots, support_copies)
     if support_batch is not None and not (
@@ -414,7 +510,25 @@ def tasks(split="test", num_tasks=None, seed=0, augment=True,
           data=None, support_copies=1):
     """One fixed batch with every alphabet of ``split`` (the first
     ``num_tasks``) once, in order: the held-out evaluation tasks. NumPy
-    arrays shaped as in ``dataset``; augmented with seed ``seed``."""
+    arrays shaped as in ``dataset``; augmented with seed ``seed``.
+
+    Args:
+      split: ``"test"`` (default), ``"validation"`` or ``"train"``.
+      num_tasks: the first ``num_tasks`` alphabets (default ``None``: all).
+      seed: int seed of the augmentation (default 0).
+      augment: random affine augmentation per image (default ``True``).
+      ways: characters per task (default 20).
+      support_shots: support drawings per character (default 15).
+      query_shots: query drawings per character (default 5).
+      data_dir: a directory holding ``omniglot/`` (or the archives); default
+        ``None``: ``$TFMETA_DATA``, else ``../shared/data`` beside the repo.
+      augment_ranges: a dict overriding ``scale_range``,
+        ``rotation_range`` or ``translation_range`` (default ``None``).
+      data: an ``Omniglot`` object to use instead of ``load(data_dir)``
+        (default ``None``).
+      support_copies: independently augmented copies of the support split
+        (default 1).
+    """
     _check_shots(ways, support_shots, query_shots, support_copies)
     data = data or load(data_dir)
     pool = tf.constant(data.array(split, num_tasks))
@@ -431,7 +545,16 @@ def leap_convnet(num_classes=NUM_CLASSES, seed=None, image_size=IMAGE_SIZE,
     """The Leap/MAML/Matching-nets Omniglot network (appendix D): 4 x [3x3
     conv, 64 filters, same padding, batch norm, ReLU, 2x2 max-pool], then a
     linear layer giving logits. Uses ``tfmeta.layers.BatchNormalization``
-    (momentum 0, exact second derivatives for MAML)."""
+    (momentum 0, exact second derivatives for MAML).
+
+    Args:
+      num_classes: logits (default 20).
+      seed: Glorot-uniform initializers seeded ``seed + i`` (default
+        ``None``: unseeded).
+      image_size: input side in pixels (default 28).
+      filters: filters per conv (default 64).
+      blocks: conv blocks (default 4).
+    """
     import keras
 
     from tfmeta.layers import BatchNormalization

@@ -24,10 +24,15 @@ Omniglot code); ``downsample="max"`` gives the max-pooling variant (stride
 from tfmeta.tasks import fewshot, omniglot
 
 NUM_CHARACTERS = 1623
+"""Characters (classes) in Omniglot."""
 NUM_TRAIN_CHARACTERS = 1200
+"""Characters for meta-training; the other 423 are the test classes."""
 SPLIT_SEED = 0
+"""Seed of the class split."""
 ROTATIONS = (0, 90, 180, 270)
+"""Rotations (degrees) that make new classes for meta-training."""
 IMAGE_SIZE = omniglot.IMAGE_SIZE
+"""Image side in pixels."""
 
 _POOLS = {}
 
@@ -40,6 +45,10 @@ class OmniglotFewShot:
         (``[20, 28, 28, 1]`` drawings each, class names
         ``"<Alphabet>/characterNN"``).
       splits: ``{"train", "validation", "test"}`` class indices.
+
+    Args:
+      pool: the ``ClassPool``.
+      splits: the class indices of each split (``fewshot.split_classes``).
     """
 
     def __init__(self, pool, splits):
@@ -57,7 +66,14 @@ class OmniglotFewShot:
 
 def load(data_dir=None, validation=0, seed=SPLIT_SEED):
     """Omniglot's 1623 characters split 1200 / 423 (``validation`` of the
-    1200 held out for validation). Archives as in ``omniglot.load``."""
+    1200 held out for validation). Archives as in ``omniglot.load``.
+
+    Args:
+      data_dir: where the archives are (default ``None``: as
+        ``omniglot.find_archives``).
+      validation: training characters held out for validation (default 0).
+      seed: seed of the class split (default ``SPLIT_SEED``).
+    """
     paths = omniglot.find_archives(data_dir)
     key = tuple(str(p.resolve()) for p in paths)
     if key not in _POOLS:
@@ -82,8 +98,22 @@ def load(data_dir=None, validation=0, seed=SPLIT_SEED):
 def dataset(split="train", ways=5, shots=1, query_shots=1, meta_batch_size=1,
             seed=0, rotations=None, data=None, data_dir=None, **kwargs):
     """``tf.data`` episodes of the split's characters; rotated classes by
-    default for ``"train"`` only (``rotations=(0,)`` turns them off). Other
-    arguments as ``fewshot.episodes``."""
+    default for ``"train"`` only (``rotations=(0,)`` turns them off).
+
+    Args:
+      split: ``"train"`` (default), ``"validation"`` or ``"test"``.
+      ways: classes per episode (default 5).
+      shots: support examples per class (default 1).
+      query_shots: query examples per class (default 1).
+      meta_batch_size: episodes per element (default 1).
+      seed: int seed of the episodes (default 0).
+      rotations: rotations in degrees (default ``None``: ``ROTATIONS`` for
+        ``"train"``, none otherwise).
+      data: an ``OmniglotFewShot`` (default ``None``: ``load(data_dir)``).
+      data_dir: where the archives are (default ``None``).
+      **kwargs: the other ``fewshot.episodes`` arguments (``augment``,
+        ``permute_labels``, ``start``, ``count``, ...).
+    """
     data = data or load(data_dir)
     if rotations is None:
         rotations = ROTATIONS if split == "train" else (0,)
@@ -100,6 +130,17 @@ def convnet(num_classes, downsample="stride", head="flatten", filters=64,
     or ``"max"`` (2x2 max-pooling); ``head``: ``"flatten"`` (Reptile) or
     ``"mean"`` (spatial mean, MAML's Omniglot code). Batch norm is
     ``tfmeta.layers.BatchNormalization`` (exact second derivatives).
+
+    Args:
+      num_classes: logits (the episode's ways).
+      downsample: ``"stride"`` (default) or ``"max"``.
+      head: ``"flatten"`` (default) or ``"mean"``.
+      filters: filters per conv (default 64).
+      blocks: conv blocks (default 4).
+      seed: Glorot-uniform initializers seeded ``seed + i`` (default
+        ``None``).
+      image_size: input side in pixels (default 28).
+      channels: input channels (default 1).
     """
     import keras
 

@@ -38,16 +38,27 @@ from tfmeta.checks import positive_int
 from tfmeta.tasks import numpy_tasks
 
 LENGTH_RANGE = (0.3, 0.9)
+"""Pole length ``L ~ U[0.3, 0.9]`` in metres."""
 GRAVITY_RANGE = (5.0, 15.0)
+"""Gravity ``g ~ U[5, 15]`` in m/s^2."""
 ACTION_RANGE = (-3.0, 3.0)
+"""Actions drawn uniformly in this range (the double pendulum clips to ``[-1,
+1]``)."""
 # half-widths of the uniform state box: x, x_dot, theta, theta_dot
 STATE_BOX = (0.5, 1.0, 0.5, 1.0)
+"""Half-widths of the uniform state box: ``x`` (m), ``x_dot`` (m/s), ``theta``
+(rad), ``theta_dot`` (rad/s)."""
 SUPPORT_DIMS = (5, 4)      # (state + action, next state) of the single pendulum
+"""``(state + action, next state)`` sizes of the single pendulum's points."""
 QUERY_DIMS = (7, 6)        # the same for the double pendulum
+"""The same for the double pendulum."""
 TASK_DIM = 2               # (L, g)
+"""The task's true dimension, ``(L, g)``."""
 FRAME_SKIP = {"single": 2, "double": 5}
+"""MuJoCo steps per transition, as gymnasium's environments."""
 EXTRA_HINT = ("the pendulum tasks need MuJoCo: pip install 'tfmeta[mujoco]' "
               "(gymnasium and mujoco)")
+"""The install hint of the ``ImportError`` raised without MuJoCo."""
 
 
 def _require_mujoco():
@@ -77,7 +88,13 @@ def _sub(pattern, replacement, text):
 
 def model_xml(kind, length, gravity):
     """The MJCF of ``kind`` (``"single"`` or ``"double"``) with pole length
-    ``length`` and gravity ``gravity`` (m/s^2, pointing down)."""
+    ``length`` and gravity ``gravity`` (m/s^2, pointing down).
+
+    Args:
+      kind: ``"single"`` or ``"double"``.
+      length: pole length ``L`` in metres.
+      gravity: ``g`` in m/s^2, pointing down.
+    """
     xml = _xml(kind)
     if kind == "single":
         xml = _sub(r'gravity="0 0 -9\.81"', f'gravity="0 0 {-gravity!r}"', xml)
@@ -104,7 +121,13 @@ class Pendulum:
     ``step`` holds a lock: ``tf.data`` builds batches on several threads
     and the cached models are shared (one ``MjData`` stepped by two threads
     at once diverged). A step that MuJoCo flags as unstable raises
-    ``FloatingPointError`` instead of returning MuJoCo's reset state."""
+    ``FloatingPointError`` instead of returning MuJoCo's reset state.
+
+    Args:
+      kind: ``"single"`` or ``"double"``.
+      length: pole length ``L`` in metres.
+      gravity: ``g`` in m/s^2, pointing down.
+    """
 
     def __init__(self, kind, length, gravity):
         mujoco, _ = _require_mujoco()
@@ -195,6 +218,8 @@ def _task_batch(index, meta_batch_size, support_size, query_size, sigma, seed,
 
 
 KEYS = ("support_x", "support_y", "query_x", "query_y", "length", "gravity")
+"""Keys of a pendulum task batch: the task keys plus ``length`` and
+``gravity``."""
 
 
 def _check(meta_batch_size, support_size, query_size, sigma):
@@ -211,7 +236,17 @@ def tasks(num_tasks, support_size=50, query_size=100, sigma=0.0, seed=0,
           parameters=False, index=0):
     """One fixed batch of pendulum tasks (NumPy), with each task's
     ``length`` and ``gravity``; ``parameters=True`` for the Figure 3
-    variant (query = ``(L, g)``)."""
+    variant (query = ``(L, g)``).
+
+    Args:
+      num_tasks: tasks in the batch.
+      support_size: support transitions per task (default 50).
+      query_size: query transitions per task (default 100).
+      sigma: the support targets' noise standard deviation (default 0.0).
+      seed: int seed (default 0).
+      parameters: the Figure 3 variant (default ``False``).
+      index: which batch of the seed's stream (default 0).
+    """
     _check(num_tasks, support_size, query_size, sigma)
     return dict(zip(KEYS, _task_batch(index, num_tasks, support_size,
                                       query_size, float(sigma), seed,
@@ -224,7 +259,19 @@ def dataset(meta_batch_size=10, support_size=50, query_size=50, sigma=0.0,
     ``i`` depends on ``(seed, i)`` only. ``pool_size``: draw the tasks from
     a fixed pool of that many ``(L, g)`` (their compiled MuJoCo models are
     cached: building a model costs ~35 ms, a step ~0.15 ms); ``None``:
-    fresh tasks every batch."""
+    fresh tasks every batch.
+
+    Args:
+      meta_batch_size: tasks per element (default 10).
+      support_size: support transitions per task (default 50).
+      query_size: query transitions per task (default 50).
+      sigma: the support targets' noise standard deviation (default 0.0).
+      seed: int seed (default 0).
+      parameters: the Figure 3 variant (default ``False``).
+      pool_size: draw tasks from a fixed pool of this many ``(L, g)``
+        (default ``None``: fresh tasks).
+      start: index of the first element (default 0).
+    """
     _check(meta_batch_size, support_size, query_size, sigma)
     positive_int("pool_size", pool_size, allow_none=True)
     m = 1 if parameters else query_size
@@ -242,7 +289,11 @@ def dataset(meta_batch_size=10, support_size=50, query_size=50, sigma=0.0,
 
 def current_state_mse(batch):
     """The paper's reference ``E[(x_{t+1} - x_t)^2]``: the query MSE of
-    predicting the current state (Table 4's last row)."""
+    predicting the current state (Table 4's last row).
+
+    Args:
+      batch: a pendulum task batch (``tasks``).
+    """
     dims = batch["query_y"].shape[-1]
     return float(np.mean((batch["query_x"][..., :dims] - batch["query_y"]) ** 2))
 

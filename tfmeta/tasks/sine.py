@@ -13,8 +13,11 @@ import tensorflow as tf
 from tfmeta.checks import positive_int
 
 AMPLITUDE_RANGE = (0.1, 5.0)
+"""Amplitude ``a ~ U[0.1, 5]``."""
 PHASE_RANGE = (0.0, math.pi)
+"""Phase ``b ~ U[0, pi]`` (radians)."""
 X_RANGE = (-5.0, 5.0)
+"""Inputs ``x ~ U[-5, 5]``."""
 
 
 def _uniform(shape, seed, bounds):
@@ -56,6 +59,18 @@ def dataset(meta_batch_size=5, support_size=10, query_size=10, seed=0,
     ``query_x/query_y [B, query_size, 1]`` and the tasks' ``amplitude`` and
     ``phase`` ``[B]``; element ``i`` depends on ``(seed, i)`` only, and the
     dataset begins at element ``start`` (to resume a run where it stopped).
+
+    Args:
+      meta_batch_size: tasks per element, ``B`` (default 5).
+      support_size: support points per task (default 10).
+      query_size: query points per task (default 10).
+      seed: int seed of the task stream (default 0).
+      amplitude_range: ``(low, high)`` of the uniform amplitude (default
+        ``AMPLITUDE_RANGE``).
+      phase_range: ``(low, high)`` of the uniform phase in radians (default
+        ``PHASE_RANGE``).
+      x_range: ``(low, high)`` of the uniform inputs (default ``X_RANGE``).
+      start: index of the first element (default 0).
     """
     _check(meta_batch_size, support_size, query_size)
     if not isinstance(start, int) or start < 0:
@@ -68,7 +83,19 @@ def dataset(meta_batch_size=5, support_size=10, query_size=10, seed=0,
 
 
 def tasks(num_tasks, support_size=10, query_size=100, seed=0, **ranges):
-    """One fixed batch of ``num_tasks`` tasks (e.g. held-out test tasks)."""
+    """One fixed batch of ``num_tasks`` tasks (e.g. held-out test tasks).
+
+    Args:
+      num_tasks: tasks in the batch, ``B``.
+      support_size: support points per task (default 10).
+      query_size: query points per task (default 100).
+      seed: int seed (default 0); use another seed than training's.
+      **ranges: ``amplitude_range``, ``phase_range``, ``x_range`` as in
+        ``dataset``.
+
+    Returns:
+      A dict of NumPy arrays with ``dataset``'s keys and shapes.
+    """
     _check(num_tasks, support_size, query_size)
     batch = _task_batch(tf.constant(0, tf.int64), num_tasks, support_size,
                         query_size, seed,
@@ -79,6 +106,7 @@ def tasks(num_tasks, support_size=10, query_size=100, seed=0, **ranges):
 
 
 FREQUENCY_RANGE = (0.5, 2.0)
+"""Frequency ``w ~ U[0.5, 2]`` of the sequence tasks."""
 
 
 def _sequence_batch(index, meta_batch_size, support_size, query_size, length,
@@ -113,7 +141,17 @@ def sequence_dataset(meta_batch_size=8, support_size=16, query_size=16,
     (``x0 ~ U[-5, 5]``), inputs ``[length, 1]``, and the target is the next
     value.
     Elements as ``dataset``'s (``support_x [B, S, length, 1]``,
-    ``support_y [B, S, 1]``); element ``i`` depends on ``(seed, i)`` only."""
+    ``support_y [B, S, 1]``); element ``i`` depends on ``(seed, i)`` only.
+
+    Args:
+      meta_batch_size: tasks per element, ``B`` (default 8).
+      support_size: support windows per task, ``S`` (default 16).
+      query_size: query windows per task (default 16).
+      length: values per window (default 10).
+      step: spacing of a window's inputs (default 0.3).
+      seed: int seed of the task stream (default 0).
+      start: index of the first element (default 0).
+    """
     _check(meta_batch_size, support_size, query_size)
     positive_int("length", length)
     if not isinstance(start, int) or start < 0:
@@ -127,7 +165,16 @@ def sequence_dataset(meta_batch_size=8, support_size=16, query_size=16,
 
 def sequence_tasks(num_tasks, support_size=16, query_size=64, length=10,
                    step=0.3, seed=0):
-    """One fixed batch of ``num_tasks`` sine sequence tasks."""
+    """One fixed batch of ``num_tasks`` sine sequence tasks.
+
+    Args:
+      num_tasks: tasks in the batch.
+      support_size: support windows per task (default 16).
+      query_size: query windows per task (default 64).
+      length: values per window (default 10).
+      step: spacing of a window's inputs (default 0.3).
+      seed: int seed (default 0).
+    """
     _check(num_tasks, support_size, query_size)
     batch = _sequence_batch(tf.constant(0, tf.int64), num_tasks, support_size,
                             query_size, length, step, seed)
@@ -135,13 +182,27 @@ def sequence_tasks(num_tasks, support_size=16, query_size=64, length=10,
 
 
 def curve(amplitude, phase, x):
-    """The true function of a task at inputs ``x``."""
+    """The true function of a task at inputs ``x``, ``a sin(x + b)``.
+
+    Args:
+      amplitude: ``a`` (broadcast against ``x``).
+      phase: ``b`` in radians.
+      x: inputs.
+    """
     return amplitude * tf.sin(x + phase)
 
 
 def mlp(hidden=(64, 64), activation="tanh", seed=None, name="sine_mlp"):
     """The 1-64-64-1 regression network of the Reptile/MAML sine experiments
-    (``hidden`` widths, Glorot-uniform initializers seeded ``seed + i``)."""
+    (a built ``keras.Sequential``).
+
+    Args:
+      hidden: widths of the hidden layers (default ``(64, 64)``).
+      activation: their activation (default ``"tanh"``).
+      seed: Glorot-uniform initializers seeded ``seed + i`` for layer ``i``
+        (default ``None``: unseeded).
+      name: the model's name (default ``"sine_mlp"``).
+    """
     import keras
 
     initializer = lambda i: keras.initializers.GlorotUniform(  # noqa: E731

@@ -27,11 +27,17 @@ from keras import ops
 from tfmeta.layers import ResidualMLPWarp
 
 START_RANGE = (-3.0, 3.0)
+"""Each coordinate of a task's start ``x0 ~ U(-3, 3)``."""
 
 
 def surface(x1, x2, c):
-    """f at ``(x1, x2)`` for coefficients ``c = [a1, a2, a3, b1, b2, b3, s]``
-    (last axis)."""
+    """f at ``(x1, x2)`` for coefficients ``c = [a1, a2, a3, b1, b2, b3, s]``.
+
+    Args:
+      x1: first coordinates.
+      x2: second coordinates (same shape).
+      c: coefficients along the last axis, ``[..., 7]``.
+    """
     a1, a2, a3, b1, b2, b3, s = (c[..., i] for i in range(7))
     return (b1 * (a1 - x1) ** 2 * ops.exp(-x1 ** 2 - (x2 + a2) ** 2)
             - b2 * (x1 / s - x1 ** 3 - x2 ** 5) * ops.exp(-x1 ** 2 - x2 ** 2)
@@ -39,7 +45,12 @@ def surface(x1, x2, c):
 
 
 def sample_coefficients(num, rng):
-    """``[num, 7]`` coefficients drawn as in appendix D."""
+    """``[num, 7]`` coefficients drawn as in appendix D.
+
+    Args:
+      num: number of surfaces.
+      rng: a ``numpy.random.Generator``.
+    """
     a = rng.integers(-1, 2, size=(num, 3))
     b = rng.integers(-5, 6, size=(num, 3))
     s = rng.integers(1, 11, size=(num, 1))
@@ -48,7 +59,14 @@ def sample_coefficients(num, rng):
 
 def tasks(num_surfaces, starts_per_surface=10, seed=0, dtype="float32"):
     """A task batch: every surface with ``starts_per_surface`` random starts
-    (one task each), ``B = num_surfaces * starts_per_surface``."""
+    (one task each), ``B = num_surfaces * starts_per_surface``.
+
+    Args:
+      num_surfaces: surfaces drawn.
+      starts_per_surface: random starts per surface (default 10).
+      seed: int seed of a NumPy generator (default 0).
+      dtype: the arrays' dtype (default ``"float32"``).
+    """
     rng = np.random.default_rng(seed)
     coeffs = np.repeat(sample_coefficients(num_surfaces, rng),
                        starts_per_surface, axis=0)
@@ -61,7 +79,13 @@ def tasks(num_surfaces, starts_per_surface=10, seed=0, dtype="float32"):
 
 def dataset(starts_per_surface=10, seed=0):
     """Endless task batches: one new surface and its starts per element
-    (appendix D's meta-batch)."""
+    (appendix D's meta-batch).
+
+    Args:
+      starts_per_surface: tasks per element (default 10).
+      seed: int seed (default 0); element ``i`` uses
+        ``seed * 1_000_003 + i``.
+    """
     def gen():
         i = 0
         while True:
@@ -75,7 +99,12 @@ def dataset(starts_per_surface=10, seed=0):
 
 
 def value_loss(y_true, y_pred):
-    """The task loss: the learner already outputs f (targets unused)."""
+    """The task loss: the learner already outputs f (targets unused).
+
+    Args:
+      y_true: ignored.
+      y_pred: the learner's output, f at the point, ``[..., 1]``.
+    """
     del y_true
     return y_pred[..., 0]
 
@@ -104,7 +133,13 @@ def learner(warp=True, hidden_units=30, seed=0):
     """The point learner; with ``warp`` the appendix-D warp ``Omega``
     (identity at initialization) sits between the point and the surface.
     ``seed`` seeds the warp's initializer (the process's random generators
-    are left alone)."""
+    are left alone).
+
+    Args:
+      warp: insert the warp ``Omega`` (default ``True``).
+      hidden_units: the warp MLP's width (default 30).
+      seed: seed of the warp's initializer (default 0).
+    """
     inputs = keras.Input((9,))
     point = Point(name="point")(inputs[:, :2])
     if warp:

@@ -24,7 +24,9 @@ from tfmeta.transfer.gradient import (ContextEncoder, GradientEncoder,
 from tfmeta.transfer.pooling import PoolingEncoder, TransformerEncoder
 
 GRADIENT_ENCODERS = ("context", "nonlinear", "linear")
+"""The gradient encoders (eqs. 4-6)."""
 ENCODERS = GRADIENT_ENCODERS + ("mean", "max", "transformer", "deep_kernel")
+"""Every encoder ``make_encoder`` and ``MetaTransfer`` take by name."""
 
 
 def make_encoder(name, k=None, output_dim=None, **options):
@@ -35,6 +37,14 @@ def make_encoder(name, k=None, output_dim=None, **options):
     instead. ``options`` go to the encoder's class (e.g. ``steps``,
     ``first_order``, ``lr`` and ``support_loss`` of the gradient encoders,
     ``hidden``, ``seed``); an option a class does not take is refused.
+
+    Args:
+      name: one of ``ENCODERS``.
+      k: the code's size (default ``None``; required but for
+        ``deep_kernel``).
+      output_dim: the query targets' size, ``deep_kernel`` only (default
+        ``None``).
+      **options: the encoder class's other arguments.
     """
     if not isinstance(name, str) or name not in ENCODERS:
         raise ValueError(f"unknown encoder {name!r}; choose one of "

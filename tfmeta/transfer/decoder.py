@@ -18,9 +18,11 @@ class Decoder(keras.layers.Layer):
 
     Args:
       num_params: ``P``, the query learner's number of trainable values.
-      hidden: hidden width (128).
-      initial_params: ``[P]`` starting value of the output bias (zeros if
-        ``None``).
+      hidden: hidden width (default 128).
+      initial_params: ``[P]`` starting value of the output bias (default
+        ``None``: zeros).
+      seed: seed of the weight initializers (default ``None``).
+      **kwargs: passed on to ``keras.layers.Layer`` (e.g. ``name``).
     """
 
     def __init__(self, num_params, hidden=128, initial_params=None, seed=None,

@@ -24,10 +24,12 @@ class DeepKernel(keras.layers.Layer):
 
     Args:
       output_dim: per-point size of the query targets (``eq``).
-      hidden: width of every MLP (128).
-      tau: RBF temperature.
+      hidden: width of every MLP (default 128).
+      tau: RBF temperature (default 1.0).
       shared_embedding: one embedding MLP for support and query inputs
-        (needs inputs of the same size).
+        (needs inputs of the same size; default ``False``).
+      seed: seed of the weight initializers (default ``None``).
+      **kwargs: passed on to ``keras.layers.Layer`` (e.g. ``name``).
     """
 
     predicts_query = True

@@ -30,8 +30,8 @@ class GradientEncoder(keras.layers.Layer):
     """Base class: ``call(support_x, support_y) -> code [B, k]``.
 
     Args:
-      k: dimension of ``z`` (and of the code).
-      hidden: widths of ``f``'s hidden layers.
+      k: dimension of ``z`` (and of the code), >= 1.
+      hidden: widths of ``f``'s hidden layers (default ``(40, 40)``).
       activation: ``f``'s hidden activation (the paper does not say).
         ``tanh`` by default: with ReLU, ``f`` is piecewise linear, its
         second derivatives vanish almost everywhere and the context encoder
@@ -39,14 +39,15 @@ class GradientEncoder(keras.layers.Layer):
         meta-steps at sigma 0, against 0.79 -> 0.57 with tanh;
         docs/transfer.md).
       support_loss: loss of ``f`` on the support (a Keras loss name or
-        function returning one value per example).
-      steps: gradient steps on ``z`` (``encoder_steps``).
-      lr: step size of those steps (irrelevant for one step).
+        function returning one value per example; default ``"mse"``).
+      steps: gradient steps on ``z`` (``encoder_steps``; default 1).
+      lr: step size of those steps (default 1.0; irrelevant for one step).
       first_order: stop the gradient through the encoder's gradient: the
         code is then a constant of the encoder's weights, which receive no
         meta-gradient (they keep their initialization) and no second-order
-        term is computed.
-      seed: seed of the weight initializers.
+        term is computed. Default ``False``.
+      seed: seed of the weight initializers (default ``None``).
+      **kwargs: passed on to ``keras.layers.Layer`` (e.g. ``name``).
     """
 
     predicts_query = False
@@ -158,6 +159,13 @@ class NonlinearEncoder(GradientEncoder):
     ``z_0`` starts at N(0, 1) (at zero, ReLU's zero derivative would give a
     zero code), and ``h``'s output layer starts at a Glorot-initialized
     ``f`` (its bias) with small kernel weights.
+
+    Args:
+      k: dimension of ``z``, >= 1.
+      hyper_hidden: units of each of ``h``'s two layers (default 128).
+      **kwargs: the ``GradientEncoder`` arguments (``hidden``,
+        ``activation``, ``support_loss``, ``steps``, ``lr``,
+        ``first_order``, ``seed``, ``name``).
     """
 
     def __init__(self, k, hyper_hidden=128, **kwargs):

@@ -42,13 +42,17 @@ class MetaTransfer(keras.Model):
       support_dims: ``(ds, es)``, per-point sizes of ``support_x`` and
         ``support_y`` (needed unless the encoder is already built).
       query_dims: ``(dq, eq)`` for ``deep_kernel`` only.
-      encoder_steps, encoder_lr, first_order: gradient encoders only (see
-        ``GradientEncoder``: CAVIA-style steps on ``z``; ``first_order``
-        stops the gradient through the encoder's gradient).
+      encoder_steps: gradient encoders only: CAVIA-style gradient steps on
+        ``z`` (``None``: the encoder's default, 1; see ``GradientEncoder``).
+      encoder_lr: gradient encoders only: the step size of those steps
+        (``None``: the encoder's default, 1.0).
+      first_order: gradient encoders only: stop the gradient through the
+        encoder's gradient (``None``: the encoder's default, ``False``).
       support_loss: the gradient encoders' loss on the support ("mse").
       decoder_hidden: hidden width of the default decoder.
       seed: seed of the initializers of an encoder made by name and of the
         default decoder.
+      name: the Keras model's name (default ``"meta_transfer"``).
       **encoder_options: more options for an encoder made by name (e.g.
         ``hidden``, ``activation``).
 
@@ -197,7 +201,15 @@ class MetaTransfer(keras.Model):
     def compile(self, optimizer="adam", loss=None, metrics=None,
                 jit_compile=False, **kwargs):
         """Keras ``compile``; ``loss`` is the query learner's loss. XLA is
-        off by default, as for the other meta-learners (not tested here)."""
+        off by default, as for the other meta-learners (not tested here).
+
+        Args:
+          optimizer: the outer optimizer (default ``"adam"``).
+          loss: the query learner's loss, a Keras loss or its name (required).
+          metrics: Keras metrics on the query predictions (default ``None``).
+          jit_compile: XLA (default ``False``).
+          **kwargs: the other ``keras.Model.compile`` arguments.
+        """
         if loss is None:
             raise ValueError("compile() needs loss=: the query loss, e.g. "
                              "'mse'.")
@@ -211,7 +223,14 @@ class MetaTransfer(keras.Model):
 
     def fit(self, *args, callbacks=None, **kwargs):
         """Keras ``fit``; stops and raises ``NonFiniteLossError`` on NaN/inf
-        (that meta-step is not applied)."""
+        (that meta-step is not applied).
+
+        Args:
+          *args: ``keras.Model.fit``'s positional arguments (a dataset of task
+            batches, ...).
+          callbacks: Keras callbacks (default ``None``).
+          **kwargs: ``keras.Model.fit``'s other arguments.
+        """
         guard = StopOnNonFinite()
         kwargs.setdefault("shuffle", False)
         history = super().fit(
@@ -234,11 +253,22 @@ class MetaTransfer(keras.Model):
     # --------------------------------------------------------- the method
     def decode(self, support_x, support_y):
         """``psi = M^D(M^E(support))``: flat query-learner weights ``[B, P]``
-        (graph function; see ``query_weights`` for NumPy per layer)."""
+        (graph function; see ``query_weights`` for NumPy per layer).
+
+        Args:
+          support_x: support inputs ``[B, N, ds]``.
+          support_y: support targets ``[B, N, es]``.
+        """
         return self.decoder(self.encoder(support_x, support_y))
 
     def predict_query(self, support_x, support_y, query_x):
-        """Query predictions ``[B, M, ...]`` (graph function)."""
+        """Query predictions ``[B, M, ...]`` (graph function).
+
+        Args:
+          support_x: support inputs ``[B, N, ds]``.
+          support_y: support targets ``[B, N, es]``.
+          query_x: query inputs ``[B, M, ...]``.
+        """
         if self.predicts_query:
             return self.encoder(support_x, support_y, query_x)
         psi = self.decode(support_x, support_y)
@@ -247,7 +277,11 @@ class MetaTransfer(keras.Model):
         return F.call_with_params(self.query_learner, psi, query_x)
 
     def query_loss(self, tasks):
-        """Mean query loss of a task batch and the predictions."""
+        """Mean query loss of a task batch and the predictions.
+
+        Args:
+          tasks: a task batch (dict of ``[B, ...]`` tensors).
+        """
         pred = self.predict_query(tasks["support_x"], tasks["support_y"],
                                   tasks["query_x"])
         y = flatten_tasks(tasks["query_y"])
@@ -258,7 +292,11 @@ class MetaTransfer(keras.Model):
         """The meta-step's gradient (eq. 8): ``(grads, logs, predictions)``
         with ``logs["loss"]`` the mean query loss; gradients of variables
         the loss does not reach are zeros (e.g. the encoder's with
-        ``first_order=True``)."""
+        ``first_order=True``).
+
+        Args:
+          tasks: a task batch (dict of ``[B, ...]`` tensors).
+        """
         variables = self.meta_variables
         with tf.GradientTape() as tape:
             loss, pred = self.query_loss(tasks)
@@ -319,7 +357,11 @@ class MetaTransfer(keras.Model):
     def check_tasks(self, shapes):
         """Static checks of a task batch's shapes (``{key: shape}``; the
         query keys may be missing) against the encoder and the query
-        learner: ``ValueError`` naming the problem."""
+        learner: ``ValueError`` naming the problem.
+
+        Args:
+          shapes: ``{key: shape}`` of a task batch's tensors.
+        """
         shapes = {k: tuple(tf.TensorShape(s).as_list())
                   for k, s in shapes.items()}
         for key, s in shapes.items():
@@ -408,7 +450,13 @@ class MetaTransfer(keras.Model):
     def transfer(self, support_x, support_y, query_x):
         """Predictions on ``query_x [B, M, ...]`` of the query learners that
         the supports ``support_x [B, N, ds]``, ``support_y [B, N, es]``
-        decode to (NumPy ``[B, M, ...]``)."""
+        decode to (NumPy ``[B, M, ...]``).
+
+        Args:
+          support_x: support inputs ``[B, N, ds]``.
+          support_y: support targets ``[B, N, es]``.
+          query_x: query inputs ``[B, M, ...]``.
+        """
         t = self._floats(support_x=support_x, support_y=support_y,
                          query_x=query_x)
         if self._transfer_function is None:
@@ -419,7 +467,12 @@ class MetaTransfer(keras.Model):
 
     def query_weights(self, support_x, support_y):
         """The decoded query learners' weights: for each task, a list of
-        NumPy arrays in the order of ``query_learner.trainable_variables``."""
+        NumPy arrays in the order of ``query_learner.trainable_variables``.
+
+        Args:
+          support_x: support inputs ``[B, N, ds]``.
+          support_y: support targets ``[B, N, es]``.
+        """
         if self.predicts_query:
             raise ValueError("the deep_kernel encoder has no query learner "
                              "weights: it predicts the query directly.")
@@ -434,7 +487,12 @@ class MetaTransfer(keras.Model):
 
     def query_model(self, support_x, support_y):
         """The query learner of one task (``support_x [N, ds]``) as a new
-        Keras model with the decoded weights."""
+        Keras model with the decoded weights.
+
+        Args:
+          support_x: one task's support inputs ``[N, ds]``.
+          support_y: its support targets ``[N, es]``.
+        """
         sx, sy = np.asarray(support_x), np.asarray(support_y)
         weights = self.query_weights(sx[None], sy[None])[0]
         model = keras.models.clone_model(self.query_learner)

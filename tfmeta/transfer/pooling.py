@@ -30,7 +30,16 @@ def point_mlp(hidden, out, depth, seed, name):
 
 
 class PoolingEncoder(keras.layers.Layer):
-    """``z = pool_i h(x_i, y_i)`` with ``pool`` = ``"mean"`` or ``"max"``."""
+    """``z = pool_i h(x_i, y_i)`` with ``pool`` = ``"mean"`` or ``"max"``.
+
+    Args:
+      k: size of the code ``z``, >= 1.
+      pool: ``"mean"`` (DeepSets; default) or ``"max"`` (PointNet).
+      hidden: width of ``h``'s hidden layers (default 128).
+      depth: hidden ReLU layers of ``h`` (default 3), then a linear one.
+      seed: seed of the weight initializers (default ``None``).
+      **kwargs: passed on to ``keras.layers.Layer`` (e.g. ``name``).
+    """
 
     predicts_query = False
     first_order = False
@@ -72,7 +81,15 @@ class PoolingEncoder(keras.layers.Layer):
 
 
 class TransformerEncoder(PoolingEncoder):
-    """``z = mean_i [softmax(Q K^T) V]_i`` over the encodings ``h(x_i, y_i)``."""
+    """``z = mean_i [softmax(Q K^T) V]_i`` over the encodings ``h(x_i, y_i)``.
+
+    Args:
+      k: size of the code ``z``, >= 1.
+      hidden: width of ``h``'s hidden layers (default 128).
+      depth: hidden ReLU layers of ``h`` (default 3), then a linear one.
+      seed: seed of the weight initializers (default ``None``).
+      **kwargs: passed on to ``keras.layers.Layer`` (e.g. ``name``).
+    """
 
     def __init__(self, k, hidden=128, depth=3, seed=None, **kwargs):
         super().__init__(k, pool="mean", hidden=hidden, depth=depth, seed=seed,

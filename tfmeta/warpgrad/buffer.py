@@ -14,7 +14,16 @@ from tfmeta.meta_learner import TASK_KEYS
 
 
 def from_tasks(theta, carry, init, seeds):
-    """The buffer of per-task stacks ``[B, K, ...]`` (``seeds`` ``[B, 2]``)."""
+    """The buffer of per-task stacks ``[B, K, ...]`` (``seeds`` ``[B, 2]``).
+
+    Args:
+      theta: per task variable, the iterates theta_k ``[B, K, ...]``.
+      carry: per task variable, the momentum terms m_k (or theta_{k+1})
+        ``[B, K, ...]``.
+      init: per meta-variable, the initialization-gradient increments
+        ``[B, K, ...]`` (empty list without an initialization term).
+      seeds: the tasks' minibatch seeds ``[B, 2]``.
+    """
     num_tasks, steps = tf.shape(seeds)[0], tf.shape(theta[0])[1]
     flat = lambda t: tf.reshape(  # noqa: E731
         t, tf.concat([[-1], tf.shape(t)[2:]], 0))
@@ -29,7 +38,13 @@ def from_tasks(theta, carry, init, seeds):
 
 
 def entry(buffer, tasks, e):
-    """Entry ``e``: ``(theta_k, carry_k, step, task, seed)``."""
+    """Entry ``e``: ``(theta_k, carry_k, step, task, seed)``.
+
+    Args:
+      buffer: a buffer (``from_tasks``).
+      tasks: the task batch the buffer was collected from.
+      e: the entry's index (scalar int tensor).
+    """
     task = {key: tasks[key][buffer["task"][e]] for key in TASK_KEYS}
     return ([t[e] for t in buffer["theta"]], [c[e] for c in buffer["carry"]],
             buffer["step"][e], task, buffer["seed"][e])
@@ -38,7 +53,17 @@ def entry(buffer, tasks, e):
 def replay(buffer, tasks, indices, sample_gradient, like, loss_dtype):
     """Mean of ``sample_gradient(theta, carry, step, task, seed) -> (grads,
     L_meta)`` over buffer ``indices`` (one ``tf.while_loop``), the mean
-    L_meta, and the sum of the entries' initialization increments."""
+    L_meta, and the sum of the entries' initialization increments.
+
+    Args:
+      buffer: a buffer (``from_tasks``).
+      tasks: the task batch the buffer was collected from.
+      indices: int tensor of the entries to replay.
+      sample_gradient: ``fn(theta, carry, step, task, seed) -> (grads,
+        L_meta)``, e.g. a wrapper of ``objective.warp_gradient``.
+      like: tensors shaped as ``grads`` (zeros start the sum).
+      loss_dtype: dtype of L_meta (``objective.loss_dtype``).
+    """
     def body(n, acc, loss):
         g, ml = sample_gradient(*entry(buffer, tasks, indices[n]))
         return n + 1, [a + b for a, b in zip(acc, g)], loss + ml

@@ -39,7 +39,13 @@ class NoInit:
 class LeapInit(NoInit):
     """Warp-Leap (eq. 15-17): Leap's pull-forward gradient of the task
     parameters' path (``tfmeta.leap.flat_increment``, one flat
-    accumulator)."""
+    accumulator).
+
+    Args:
+      metric: ``"length"`` (default) or ``"energy"``.
+      loss_in_manifold: include the loss in the manifold (default ``True``).
+      stabilizer: use ``-|df_i|`` (default ``True``).
+    """
 
     name = "leap"
 
@@ -97,7 +103,12 @@ class MAMLInit(NoInit):
 
 def make(initialization, **leap_options):
     """The term of an ``initialization`` name (``None``, ``"leap"``,
-    ``"maml"``)."""
+    ``"maml"``).
+
+    Args:
+      initialization: ``None``, ``"leap"`` or ``"maml"``.
+      **leap_options: ``LeapInit``'s arguments, for ``"leap"``.
+    """
     if initialization == "leap":
         return LeapInit(**leap_options)
     if initialization == "maml":

@@ -18,8 +18,12 @@ from tfmeta.warpgrad.partition import check_warp_shapes, partition
 from tfmeta.warpgrad.strategies import STRATEGIES
 
 OBJECTIVES = ("full", "approximate")
+"""The ``objective`` choices: ``"full"`` (eq. 11), ``"approximate"``
+(eq. 12)."""
 META_TRAINING = ("online", "offline", "continual")
+"""The ``meta_training`` choices: Algorithms 1-3 (``strategies``)."""
 INITIALIZATIONS = (None, "leap", "maml")
+"""The ``initialization`` choices: ``None`` (fixed), ``"leap"``, ``"maml"``."""
 
 
 @registry.register("warpgrad", "WarpGrad: meta-learned warp layers "
@@ -31,13 +35,15 @@ class WarpGrad(MetaLearner):
     Args:
       learner: a built Keras model with at least one ``WarpLayer`` (see
         ``tfmeta.layers.warped_sequential``) and at least one task layer.
-      objective: ``"full"`` (eq. 11: second order through the task step) or
-        ``"approximate"`` (eq. 12: stop-gradient on the task update).
-      meta_training: ``"online"`` (Algorithm 1: the warp gradient of every
-        iterate theta_k, k = 0..K-1, accumulated while the task trains, one
-        outer step per meta-batch) or ``"offline"`` (Algorithm 2: the iterates
-        go to a replay buffer, then one outer step per ``replay_batch_size``
-        buffer entries, drawn without replacement).
+      objective: ``"full"`` (eq. 11: second order through the task step; the
+        default) or ``"approximate"`` (eq. 12: stop-gradient on the task
+        update).
+      meta_training: ``"online"`` (the default; Algorithm 1: the warp
+        gradient of every iterate theta_k, k = 0..K-1, accumulated while the
+        task trains, one outer step per meta-batch) or ``"offline"``
+        (Algorithm 2: the iterates go to a replay buffer, then one outer
+        step per ``replay_batch_size`` buffer entries, drawn without
+        replacement).
         ``"continual"`` (Algorithm 3: no task resets; the task parameters
         theta are trained continually by ``init_weight`` times the multi-task
         loss gradient every step, and phi every ``replay_batch_size`` steps
@@ -50,14 +56,20 @@ class WarpGrad(MetaLearner):
         (``experiments/warpgrad_rnn.py``).
       replay_batch_size: eta of Algorithm 2 (default 1); in continual mode,
         the number of steps between warp updates.
-      initialization: ``None`` (task parameters start from the learner's fixed
-        initialization; only phi is meta-learned), ``"leap"`` (Warp-Leap,
-        eq. 15-17) or ``"maml"`` (Warp-MAML, eq. 14: the MAML gradient through
-        the warped adaptation, phi held fixed; our reading of the paper's
+      initialization: ``None`` (the default: task parameters start from
+        the learner's fixed initialization; only phi is meta-learned),
+        ``"leap"`` (Warp-Leap, eq. 15-17) or ``"maml"`` (Warp-MAML, eq. 14:
+        the MAML gradient through the warped adaptation, phi held fixed;
+        our reading of the paper's
         "C_MAML = L_MAML under the constraint P = I").
-      init_weight: lambda of eq. 13; the initialization's gradient is scaled
-        by it (Algorithm 1, line 14).
-      leap_metric, loss_in_manifold, stabilizer: Leap's options (``Leap``).
+      init_weight: lambda of eq. 13, >= 0 (default 1.0); the
+        initialization's gradient is scaled by it (Algorithm 1, line 14).
+      leap_metric: Warp-Leap's metric, ``"length"`` (default) or
+        ``"energy"`` (``tfmeta.Leap``'s ``metric``).
+      loss_in_manifold: Warp-Leap: include the loss in the task manifold
+        (default ``True``; ``tfmeta.Leap``).
+      stabilizer: Warp-Leap: use ``-|df_i|`` (default ``True``;
+        ``tfmeta.Leap``).
       learn_task_lr: meta-learn the task learning rate alpha (appendix F,
         table 3 "learned alpha"): a single scalar variable ``task_lr``,
         initialized at the inner SGD's (constant) learning rate, used by
@@ -75,7 +87,14 @@ class WarpGrad(MetaLearner):
         (eq. 12 stops the gradient through the task step, so alpha would
         get none), online or offline meta-training. Reported in the History
         as ``task_lr``; saved with the meta-learner's weights
-        (checkpoints, ``tfmeta.load``).
+        (checkpoints, ``tfmeta.load``). Default ``False``.
+      task_lr_learning_rate: the SGD step size of alpha's own update
+        (default 0.001, the paper's).
+      task_lr_clip: alpha's meta-gradient is clipped to
+        ``[-task_lr_clip, task_lr_clip]`` (default 0.001, the paper's).
+      **kwargs: the ``tfmeta.MetaLearner`` arguments (``inner_optimizer``,
+        ``inner_steps``, ``eval_steps``, ``inner_batch_size``,
+        ``parallel_tasks``, ``vectorize_tasks``, ``seed``, ``name``).
 
     L_task is the task loss on support minibatch k (the step the task took);
     L_meta is the same loss on a query minibatch (appendix E: different
@@ -225,13 +244,22 @@ class WarpGrad(MetaLearner):
 
     # ----------------------------------------- task/warp parameter lists
     def split(self, params):
-        """``(theta, phi)``: task and warp entries of a learner-ordered list."""
+        """``(theta, phi)``: task and warp entries of a learner-ordered list.
+
+        Args:
+          params: a list in the learner's ``trainable_variables`` order.
+        """
         return ([params[j] for j in self.task_indices],
                 [params[j] for j in self.warp_indices])
 
     def merge(self, theta, phi):
         """The learner-ordered list of task entries ``theta`` and warp
-        entries ``phi`` (extra entries of ``phi``, alpha, ignored)."""
+        entries ``phi`` (extra entries of ``phi``, alpha, ignored).
+
+        Args:
+          theta: the task entries (``task_variables`` order).
+          phi: the warp entries (``warp_variables`` order; alpha may follow).
+        """
         full = [None] * len(self.task_mask)
         for j, t in zip(self.task_indices, theta):
             full[j] = t
@@ -241,7 +269,11 @@ class WarpGrad(MetaLearner):
 
     def outer_params(self, params):
         """The arguments of L (eq. 11): phi, then alpha with
-        ``learn_task_lr`` (the current value of ``task_lr``)."""
+        ``learn_task_lr`` (the current value of ``task_lr``).
+
+        Args:
+          params: the learner's parameters (``trainable_variables`` order).
+        """
         phi = self.split(params)[1]
         if self.learn_task_lr:
             phi.append(tf.convert_to_tensor(self.task_lr))
@@ -249,7 +281,14 @@ class WarpGrad(MetaLearner):
 
     def meta_grads(self, warp_grads, init_grads):
         """Gradient list aligned with ``meta_variables`` (then alpha's, with
-        ``learn_task_lr``)."""
+        ``learn_task_lr``).
+
+        Args:
+          warp_grads: gradients aligned with ``outer_params`` (phi, then
+            alpha).
+          init_grads: the initialization term's gradients for the task entries
+            (ignored without an ``initialization``).
+        """
         warp_grads = list(warp_grads)
         extra = [warp_grads.pop()] if self.learn_task_lr else []
         if self.initialization is None:
@@ -262,10 +301,17 @@ class WarpGrad(MetaLearner):
                       seed):
         """grad_phi L_meta(theta' ; phi) at one sampled iterate (eq. 11/12;
         ``tfmeta.warpgrad.warp_gradient`` with this learner's task loss).
+        Returns ``(grads aligned with phi, L_meta)``.
 
-        ``phi``: ``outer_params``; ``theta``: task parameters theta_k;
-        ``carry``: the momentum term m_k (SGD) or theta_{k+1} (other
-        optimizers). Returns ``(grads aligned with phi, L_meta)``.
+        Args:
+          phi: ``outer_params`` (phi, then alpha with ``learn_task_lr``).
+          nontrainable: the learner's non-trainable state tensors.
+          theta: task parameters theta_k.
+          carry: the momentum term m_k (SGD) or theta_{k+1} (other
+            optimizers).
+          step: the iterate's index k.
+          task: the task (dict of the task keys).
+          seed: the task's stateless ``[2]`` seed.
         """
         batch, meta_batch = sample_batches(task, self.inner_batch_size, seed,
                                            step)
@@ -285,7 +331,14 @@ class WarpGrad(MetaLearner):
     def carry(self, step, theta, theta_next, grads):
         """What a sample stores besides theta_k (task entries): the momentum
         term ``theta_{k+1} - theta_k + c alpha g_k`` (SGD), else
-        theta_{k+1}."""
+        theta_{k+1}.
+
+        Args:
+          step: the update's index k.
+          theta: all learner parameters at theta_k.
+          theta_next: all learner parameters at theta_{k+1}.
+          grads: the gradient at theta_k (all parameters).
+        """
         theta_next = self.split(theta_next)[0]
         if self.grad_coef is None:
             return theta_next
@@ -294,7 +347,17 @@ class WarpGrad(MetaLearner):
             self.split(theta)[0], theta_next, self.split(grads)[0])]
 
     def run_task(self, params, nontrainable, task, seed, record):
-        """``tfmeta.warpgrad.trajectory.run_task`` of this meta-learner."""
+        """``tfmeta.warpgrad.trajectory.run_task`` of this meta-learner.
+
+        Args:
+          params: the learner's parameters at the start.
+          nontrainable: its non-trainable state.
+          task: the task (dict of the task keys).
+          seed: the task's stateless ``[2]`` seed.
+          record: ``True`` writes the iterates for the replay buffer
+            (Algorithm 2); ``False`` accumulates the warp gradient online
+            (Algorithm 1).
+        """
         return trajectory.run_task(self, params, nontrainable, task, seed,
                                    record)
 
@@ -313,12 +376,26 @@ class WarpGrad(MetaLearner):
 
     # -------------------------------------------------- offline (Alg. 2)
     def collect_graph(self, tasks, params, nontrainable):
-        """``tfmeta.warpgrad.trajectory.collect`` of this meta-learner."""
+        """``tfmeta.warpgrad.trajectory.collect`` of this meta-learner.
+
+        Args:
+          tasks: a checked task batch.
+          params: the learner's parameters at the start.
+          nontrainable: its non-trainable state.
+        """
         return trajectory.collect(self, tasks, params, nontrainable)
 
     def replay_gradient(self, tasks, buffer, indices, phi, nontrainable):
         """Mean warp gradient and L_meta over buffer ``indices``; the sum of
-        their initialization increments."""
+        their initialization increments.
+
+        Args:
+          tasks: the task batch the buffer was collected from.
+          buffer: the replay buffer (tensors).
+          indices: the entries to replay.
+          phi: ``outer_params``.
+          nontrainable: the learner's non-trainable state tensors.
+        """
         def sample(theta, carry, step, task, seed):
             return self.warp_gradient(phi, nontrainable, theta, carry, step,
                                       task, seed)
@@ -329,7 +406,11 @@ class WarpGrad(MetaLearner):
     # ------------------------------------------------ inspection (tests)
     def collect(self, tasks):
         """Algorithm 2's replay buffer for one task batch, as NumPy arrays
-        (``tfmeta.warpgrad.buffer``), entries ordered task-major."""
+        (``tfmeta.warpgrad.buffer``), entries ordered task-major.
+
+        Args:
+          tasks: one task batch (dict of ``[B, ...]`` arrays or tensors).
+        """
         tasks = self.task_batch(tasks)
         if self._collect_function is None:
             self._collect_function = tf.function(
@@ -342,7 +423,13 @@ class WarpGrad(MetaLearner):
         """``(L(phi), grad_phi L(phi))`` of eq. 11 (or 12) at the current
         warp parameters, averaged over buffer ``indices`` (default: all),
         with the stored iterates held fixed. With ``learn_task_lr`` the
-        gradient list ends with ``dL/d alpha`` at the current ``task_lr``."""
+        gradient list ends with ``dL/d alpha`` at the current ``task_lr``.
+
+        Args:
+          tasks: the task batch the buffer was collected from.
+          buffer: its replay buffer (``collect``).
+          indices: buffer entries to average over (default ``None``: all).
+        """
         tasks = self.task_batch(tasks)
         buffer = tf.nest.map_structure(tf.convert_to_tensor, buffer)
         if indices is None:

@@ -7,10 +7,15 @@ from tfmeta import inner_loop, inner_optimizers
 
 #: Fold-in key of the L_meta minibatch seeds: they differ from L_task's.
 QUERY_STREAM = 1_000_003
+"""Fold-in key of the L_meta minibatch seeds: they differ from L_task's."""
 
 
 def loss_dtype(dtype):
-    """Losses of half-precision models are float32 (``inner_loop.task_loss``)."""
+    """Losses of half-precision models are float32 (``inner_loop.task_loss``).
+
+    Args:
+      dtype: the model's variable dtype (a ``tf.DType``).
+    """
     return tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
 
 
@@ -18,7 +23,14 @@ def gradient_coefficient(inner_update, objective, meta_training):
     """``c`` of the inner SGD step ``theta + m - c alpha g`` (eq. 11 needs a
     step linear in the gradient): 1, or ``1 + momentum`` for Nesterov;
     ``None`` for other inner optimizers, which only eq. 12 (with the stored
-    theta_{k+1}) supports."""
+    theta_{k+1}) supports.
+
+    Args:
+      inner_update: the meta-learner's ``InnerOptimizer``.
+      objective: ``"full"`` or ``"approximate"``.
+      meta_training: ``"online"``, ``"offline"`` or ``"continual"`` (for
+        the error message).
+    """
     if isinstance(inner_update, inner_optimizers.SGD):
         m = inner_update.momentum
         return 1.0 + m if inner_update.nesterov else 1.0
@@ -39,7 +51,14 @@ def sample_batches(task, batch_size, seed, step):
     """``(L_task batch, L_meta batch)`` of sample ``step``: support minibatch
     ``step`` (the one the task's own step ``step`` drew) and a query
     minibatch from another stream (appendix E: different batches of task
-    data)."""
+    data).
+
+    Args:
+      task: one task (dict of the task keys).
+      batch_size: minibatch size, or ``None`` for whole splits.
+      seed: the task's stateless ``[2]`` seed.
+      step: the iterate's index k.
+    """
     batch = inner_loop.minibatch(task["support_x"], task["support_y"],
                                  batch_size, seed, step)
     qseed = tf.random.experimental.stateless_fold_in(
@@ -68,7 +87,16 @@ def warp_gradient(objective, merge, phi, nontrainable, theta, carry, batch,
       merge: ``merge(theta, phi) -> params``, all learner parameters from
         task and warp parameters (extra entries of ``phi`` are ignored).
       phi: the warp parameters differentiated (then alpha, if learned).
+      nontrainable: the learner's non-trainable state tensors.
       theta: task parameters theta_k, held constant.
+      carry: the stored momentum terms m_k (zeros for plain SGD), or the
+        stored theta_{k+1} when ``step_size`` is ``None``.
+      batch: the L_task batch (support minibatch k).
+      meta_batch: the L_meta batch (a query minibatch).
+      step_size: ``step_size(phi) -> c alpha`` (default ``None``: eq. 12
+        with the stored theta_{k+1}).
+      approximate: stop the gradient through theta' (eq. 12; default
+        ``False``).
 
     Returns gradients aligned with ``phi`` (zeros where unconnected).
     """

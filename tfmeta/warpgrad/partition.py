@@ -22,7 +22,11 @@ def _children(layer):
 
 def warp_layers(learner):
     """The ``WarpLayer`` instances inside ``learner`` (outermost only), in
-    the order of its layers."""
+    the order of its layers.
+
+    Args:
+      learner: a built Keras model.
+    """
     found, seen = [], set()
 
     def visit(layer):
@@ -45,7 +49,11 @@ def partition(learner):
 
     A warp layer's variables are warp parameters phi except those it lists
     in ``task_variables`` (e.g. ``ConvWarp(film=True)``'s FiLM task
-    embeddings), which are task parameters."""
+    embeddings), which are task parameters.
+
+    Args:
+      learner: a built Keras model with warp layers.
+    """
     warp_ids = set()
     for layer in warp_layers(learner):
         own = {id(v) for v in layer.trainable_variables}
@@ -64,7 +72,11 @@ def partition(learner):
 
 def check_warp_shapes(learner):
     """A warp layer must keep its input's shape (reported by name), unless
-    it modulates weights (``keeps_shape = False``: Warp-RNN)."""
+    it modulates weights (``keeps_shape = False``: Warp-RNN).
+
+    Args:
+      learner: a built Keras model.
+    """
     for layer in warp_layers(learner):
         if not layer.keeps_shape:
             continue

@@ -36,7 +36,11 @@ def _single_replica(mode):
 class Online:
     """Algorithm 1: ``MetaLearner``'s meta-step over ``task_meta_gradient``
     (the mean over k of the warp gradient at theta_k, plus lambda times the
-    initialization's gradient)."""
+    initialization's gradient).
+
+    Args:
+      meta: the ``WarpGrad`` meta-learner the strategy steps.
+    """
 
     xla_unsupported = None
 
@@ -58,6 +62,9 @@ class Offline(Online):
     of it is undone (meta-parameters, ``task_lr`` and the outer optimizer's
     state restored from before the meta-step), so ``NonFiniteLossError``
     leaves the weights of the last finite meta-step.
+
+    Args:
+      meta: the ``WarpGrad`` meta-learner the strategy steps.
     """
 
     xla_unsupported = (
@@ -112,7 +119,11 @@ class Offline(Online):
 class Continual(Online):
     """Algorithm 3: theta <- theta - lambda beta g_theta every meta-step;
     g_phi accumulated (``warp_accumulators``, ``warp_count``), phi <- phi -
-    beta g_phi / eta every eta meta-steps, in the same single outer step."""
+    beta g_phi / eta every eta meta-steps, in the same single outer step.
+
+    Args:
+      meta: the ``WarpGrad`` meta-learner the strategy steps.
+    """
 
     def meta_step(self, tasks):
         _single_replica("continual")
@@ -180,3 +191,4 @@ class Continual(Online):
 
 
 STRATEGIES = {"online": Online, "offline": Offline, "continual": Continual}
+"""The strategy class of each ``meta_training`` name."""
