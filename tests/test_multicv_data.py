@@ -163,3 +163,39 @@ def test_real_notmnist_smoke():
     assert data.train[0].shape == (7200, 32, 32, 3)
     assert data.test[0].shape == (2000, 32, 32, 3)
     assert sorted(set(data.test[1].tolist())) == list(range(10))
+
+
+def test_tfds_builder_source(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (12, 28, 28, 1), dtype=np.uint8)
+    y = np.arange(12) % 3
+
+    class TfmetaMulticvToy(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(builder=self, features=(
+                tfds.features.FeaturesDict({
+                    "image": tfds.features.Image(shape=(28, 28, 1)),
+                    "label": tfds.features.ClassLabel(num_classes=5)})))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(0, 10),
+                    "test": self._generate_examples(10, 12)}
+
+        def _generate_examples(self, a, b):
+            for i in range(a, b):
+                yield i, {"image": x[i], "label": int(y[i])}
+
+    name = "tfmeta_multicv_toy"
+    with pytest.raises(FileNotFoundError, match="not prepared"):
+        multicv.from_tfds("toy", name, tmp_path)
+    TfmetaMulticvToy(data_dir=str(tmp_path)).download_and_prepare()
+    data = multicv.from_tfds("toy", name, tmp_path, mean=(0.5,), std=(0.25,))
+    ref = multicv.from_arrays("toy", (x[:10], y[:10]), (x[10:], y[10:]),
+                              num_classes=5, mean=(0.5,), std=(0.25,))
+    assert data.num_classes == 5
+    np.testing.assert_allclose(np.sort(data.test[0].ravel()),
+                               np.sort(ref.test[0].ravel()))
+    assert data.train[0].shape == (9, 32, 32, 3)

@@ -369,27 +369,37 @@ def load(name, data_dir=None, use_cache=True, **options):
 
 
 def from_tfds(name, builder, data_dir, train_split="train",
-              test_split="test", **options):
-    """A ``DataSet`` from a ``tensorflow-datasets`` builder (e.g. ``"svhn_cropped"``,
-    ``"cifar100"``) already prepared in the local ``data_dir`` (nothing is
-    downloaded); ``options`` go to ``from_arrays``."""
+              test_split="test", image_key="image", label_key="label",
+              **options):
+    """A ``DataSet`` from a ``tensorflow-datasets`` builder (e.g.
+    ``"svhn_cropped"``, ``"cifar100"``) already prepared in the local
+    ``data_dir`` (nothing is downloaded); ``options`` go to
+    ``from_arrays`` (``num_classes`` defaults to the label feature's)."""
     try:
         import tensorflow_datasets as tfds
     except ImportError as err:
         raise ImportError(
-            "from_tfds needs tensorflow-datasets (pip install "
-            "tensorflow-datasets); or pass arrays to from_arrays.") from err
+            "from_tfds needs tensorflow-datasets: pip install 'tfmeta[data]'; "
+            "or pass arrays to from_arrays.") from err
     try:
         b = tfds.builder(builder, data_dir=str(data_dir))
-        splits = [tfds.as_numpy(b.as_dataset(split=s, batch_size=-1,
-                                             as_supervised=True))
-                  for s in (train_split, test_split)]
-        num_classes = b.info.features["label"].num_classes
     except Exception as err:  # noqa: BLE001 - tfds raises many kinds
         raise FileNotFoundError(
-            f"{name}: tensorflow-datasets builder {builder!r} is not prepared "
-            f"in {data_dir} ({err}); nothing is downloaded.") from err
-    options.setdefault("num_classes", num_classes)
+            f"{name}: tensorflow-datasets has no data set {builder!r} in "
+            f"{data_dir} ({type(err).__name__}: {str(err).splitlines()[0]}); "
+            "prepare it there first (nothing is downloaded).") from err
+    if not b.is_prepared():
+        raise FileNotFoundError(
+            f"{name}: tensorflow-datasets data set {builder!r} is not "
+            f"prepared in {data_dir} (looked for {b.data_dir}); prepare it "
+            "there first (nothing is downloaded).")
+    splits = []
+    for split in (train_split, test_split):
+        data = tfds.as_numpy(b.as_dataset(split=split, batch_size=-1))
+        splits.append((data[image_key], data[label_key]))
+    feature = b.info.features[label_key]
+    if getattr(feature, "num_classes", None):
+        options.setdefault("num_classes", feature.num_classes)
     return from_arrays(name, *splits, **options)
 
 
