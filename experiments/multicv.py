@@ -27,7 +27,9 @@ and a linear head per data set, ``multicv.learner``):
   lr 0.1 with cosine annealing, batch 32, and applies the mean pull-forward
   gradient with Adam (lr 0.01); only the encoder is meta-learned, every
   task's head is fresh. Meta-batch: the paper's 10, or all the pretraining
-  sets when fewer are available (here 3).
+  sets when fewer are available (here 3). Below ``paper`` the meta-training
+  epochs run without evaluations, hence without early stopping (one epoch
+  is too short for 10 evaluations without improvement at ``eval_every``).
 * ``pnn``      Progressive Nets (``tfmeta.baselines.ProgressiveNet``): a
   column per pretraining set, trained in passes over them (revisits), 1
   epoch per visit, earlier columns frozen; the held-out set's column comes
@@ -226,12 +228,13 @@ class Fold:
         trainer = self.trainer(leap)
         rng = np.random.default_rng(self.seed)
         size = min(self.cfg["meta_batch"], len(self.pretrain))
+        hook = leap.flat_hook()
         for step in range(self.cfg["meta_steps"]):
             batch = [self.pretrain[i] for i in
                      sorted(rng.choice(len(self.pretrain), size, replace=False))]
             runs = dataset_tasks.leap_meta_step(
                 leap, trainer, batch, epochs=1, seed=self.seed + step,
-                early_stopping=self.cfg["eval_every"] == 1)
+                early_stopping=self.cfg["eval_every"] == 1, hook=hook)
             self.log(f"leap meta-step {step + 1}: final losses " + ", ".join(
                 f"{k} {r.final_loss:.3f}" for k, r in runs.items()))
         return self.heldout_run(leap)

@@ -144,7 +144,8 @@ def test_chunks_follow_one_path_and_leap_step_keeps_the_head():
     head = [v.numpy().copy() for v in meta.learner.trainable_variables[-2:]]
     encoder = [v.numpy().copy() for v in meta.meta_variables]
     out = dataset_tasks.leap_meta_step(
-        meta, trainer, [data, tiny_dataset(seed=1, name="toy2")], epochs=1)
+        meta, trainer, [data, tiny_dataset(seed=1, name="toy2")], epochs=1,
+        hook=hook)
     assert set(out) == {"toy", "toy2"}
     for v, b in zip(meta.learner.trainable_variables[-2:], head):
         np.testing.assert_array_equal(v.numpy(), b)

@@ -232,19 +232,18 @@ class DatasetTrainer:
 
 
 def leap_meta_step(leap, trainer, datasets, epochs=1, seed=0,
-                   early_stopping=True):
+                   early_stopping=True, hook=None):
     """One Leap meta-step (eq. 8) over whole data sets: each of
     ``datasets`` trains from the shared initialization for ``epochs``
     epochs (with ``early_stopping`` as appendix G; without it no
     evaluations either, one compiled loop per data set), Leap's pull-forward term
     accumulated on the fly (``leap.flat_hook()``); the mean over the data
     sets, without the head's entries under ``multi_head``, is applied with
-    ``leap.apply_if_finite``. Returns ``{name: DatasetRun}``."""
+    ``leap.apply_if_finite``. ``hook``: ``leap.flat_hook()``, made once
+    and given to every call so that the trainer traces its loop once (a
+    new hook is a new compiled function). Returns ``{name: DatasetRun}``."""
     params, nontrainable = leap.current_state()
-    hook = leap.flat_hook()
-    if getattr(trainer, "_leap_hook", None) is None:
-        trainer._leap_hook = hook  # one compiled function per trainer
-    hook = trainer._leap_hook
+    hook = leap.flat_hook() if hook is None else hook
     total, runs, losses = None, {}, []
     for i, data in enumerate(datasets):
         run = trainer.train(data, epochs, params, nontrainable,
