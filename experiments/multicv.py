@@ -224,7 +224,8 @@ class Fold:
     def leap(self):
         leap = self.meta(tfmeta.Leap, self.learner(self.heldout.num_classes),
                          metric="energy")
-        leap.compile(optimizer=keras.optimizers.Adam(META_LR), loss=CE)
+        leap.compile(optimizer=keras.optimizers.Adam(self.cfg["meta_lr"]),
+                     loss=CE)
         trainer = self.trainer(leap)
         rng = np.random.default_rng(self.seed)
         size = min(self.cfg["meta_batch"], len(self.pretrain))
@@ -256,7 +257,7 @@ class Fold:
                           learning_rate=LR, batch_size=BATCH,
                           eval_every=self.cfg["eval_every"], seed=self.seed,
                           train_eval_size=self.cfg["train_eval"])
-        predict = tf.function(lambda x: model(x, training=False))
+        predict = tf.function(model.call)
         err = tfmeta.baselines.error_rate(predict, *self.heldout.test)
         return run, err
 
@@ -335,12 +336,18 @@ def main(argv=None):
                         "fashion-mnist/, notmnist/, cifar10/ (default "
                         "$TFMETA_DATA or ../shared/data)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--meta-lr", type=float, default=META_LR,
+                        help="Leap's Adam meta learning rate (paper: 0.01)")
+    parser.add_argument("--meta-steps", type=int,
+                        help="pretraining meta-steps / passes (preset's)")
     parser.add_argument("--out", default="runs/multicv")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite table.md and curves.png from "
                         "results.json")
     args = parser.parse_args(argv)
-    cfg = PRESETS[args.budget]
+    cfg = dict(PRESETS[args.budget], meta_lr=args.meta_lr)
+    if args.meta_steps is not None:
+        cfg["meta_steps"] = args.meta_steps
     methods = args.methods.split(",")
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
@@ -349,9 +356,11 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
     stored = json.loads(path.read_text()) if path.is_file() else {}
-    if stored and stored.get("budget") != args.budget and not args.report_only:
-        parser.error(f"{path} holds a {stored.get('budget')!r} run; use "
-                     "another --out for this budget")
+    if stored and not args.report_only and (
+            stored.get("budget") != args.budget or stored.get("config") != cfg):
+        parser.error(f"{path} holds a run with other settings ("
+                     f"{stored.get('budget')!r}, {stored.get('config')}); use "
+                     "another --out")
     results = stored.get("results", {})
     names = (args.datasets.split(",") if args.datasets
              else multicv.available(args.data_dir))

@@ -92,8 +92,7 @@ def fit_dataset(model, data, epochs, learning_rate=0.1, batch_size=32,
                       from_logits=True))
     if hasattr(model, "batches_per_epoch"):
         model.batches_per_epoch = per_epoch
-    predict = tf.function(lambda xb: model(xb, training=False),
-                          reduce_retracing=True)
+    predict = tf.function(model.call, reduce_retracing=True)
     callback = _Evaluate(predict, (x[:train_eval_size], y[:train_eval_size]),
                          data.val, positive_int("eval_every", eval_every),
                          patience if early_stopping else 10 ** 9, total, log)
