@@ -165,7 +165,7 @@ class HAT(keras.Model):
                 e = tf.convert_to_tensor(v)
                 num = tf.cosh(tf.clip_by_value(s * e, -THRES_COSH,
                                                THRES_COSH)) + 1.0
-                den = tf.cosh(s * e) + 1.0
+                den = tf.cosh(e) + 1.0
                 g = g * self.smax / s * num / den
             out.append(g)
         self.optimizer.apply(out, variables)
