@@ -152,3 +152,11 @@ def test_chunks_follow_one_path_and_leap_step_keeps_the_head():
     assert any(not np.allclose(v.numpy(), b)
                for v, b in zip(meta.meta_variables, encoder))
     assert 0.0 <= trainer.test_error(data, out["toy"]) <= 1.0
+
+
+def test_multi_head_export_is_refused(tmp_path):
+    meta = tfmeta.Reptile(mlp(), multi_head=True)
+    meta.compile(optimizer=keras.optimizers.SGD(1.0), loss=CE)
+    with pytest.raises(NotImplementedError, match="fresh head"):
+        meta.export(tmp_path / "out")
+    assert not (tmp_path / "out").exists()
