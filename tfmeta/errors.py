@@ -37,3 +37,7 @@ class OmniglotDataError(ValueError):
 
 class UsageError(ValueError):
     """Bad input on the command line or in a config file (exit status 2)."""
+
+
+class MultiCVDataError(ValueError):
+    """A Multi-CV data file is unreadable (truncated, corrupt or mis-laid)."""

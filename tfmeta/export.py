@@ -412,6 +412,12 @@ def _check_exportable(meta, path, overwrite):
         raise RuntimeError(
             f"{type(meta).__name__} is not compiled: export needs the task "
             "loss; call compile(optimizer=..., loss=...) first.")
+    if getattr(meta, "multi_head", False):
+        raise NotImplementedError(
+            f"{type(meta).__name__}(multi_head=True) cannot be exported yet: "
+            "the exported adapt would start every task from the stored head "
+            "instead of a fresh one (nothing was written). Use adapt(), "
+            "which draws a fresh head.")
     if os.path.exists(path) and not os.path.isdir(path):
         raise FileExistsError(f"export path {path!r} is a file, not a directory.")
     if os.path.isdir(path) and os.listdir(path):

@@ -41,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmeta import export as export_lib
-from tfmeta import inner_loop, inner_optimizers
+from tfmeta import heads, inner_loop, inner_optimizers
 from tfmeta import checks
 from tfmeta.checks import positive_int
 from tfmeta.errors import NonFiniteLossError
@@ -166,6 +166,9 @@ class MetaLearner(keras.Model):
         ``fit``, ``evaluate`` and ``evaluate_tasks``.
       seed: seed of the minibatch draws (a Keras ``SeedGenerator``, saved with
         the model's weights). Default ``None``: a random seed.
+      multi_head: the learner's last ``Dense`` layer is a per-task head:
+        freshly initialized at every adaptation, not meta-learned
+        (``tfmeta.heads``; Leap appendix G). Default ``False``.
       name: the Keras model's name (default: the class name in lower case).
       **kwargs: passed on to ``keras.Model``.
 
@@ -177,7 +180,8 @@ class MetaLearner(keras.Model):
 
     def __init__(self, learner, inner_optimizer=None, inner_steps=1,
                  eval_steps=None, inner_batch_size=None, parallel_tasks=1,
-                 vectorize_tasks=False, seed=None, name=None, **kwargs):
+                 vectorize_tasks=False, seed=None, multi_head=False,
+                 name=None, **kwargs):
         super().__init__(name=name or type(self).__name__.lower(), **kwargs)
         if not isinstance(learner, keras.Model):
             raise TypeError(
@@ -199,6 +203,8 @@ class MetaLearner(keras.Model):
         self.parallel_tasks = positive_int("parallel_tasks", parallel_tasks)
         self.vectorize_tasks = bool(vectorize_tasks)
         self.seed_generator = keras.random.SeedGenerator(seed)
+        self.multi_head = bool(multi_head)
+        self.head_index = heads.head_indices(learner) if multi_head else ()
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.support_loss_tracker = keras.metrics.Mean(name="support_loss")
         self.grad_norm_tracker = keras.metrics.Mean(name="grad_norm")
@@ -212,8 +218,9 @@ class MetaLearner(keras.Model):
     # ----------------------------------------------------------- Keras API
     @property
     def meta_variables(self):
-        """The variables meta-training updates (the learner's trainables)."""
-        return self.learner.trainable_variables
+        """The variables meta-training updates (the learner's trainables,
+        without the head under ``multi_head``)."""
+        return heads.without(self.learner.trainable_variables, self.head_index)
 
     def call(self, inputs, training=False):
         """Predictions of the meta-learned initialization.
@@ -391,6 +398,7 @@ class MetaLearner(keras.Model):
             return (list(grads), dict(logs)), pred
 
         (grads, logs), preds = self.over_tasks(one, tasks)
+        grads = heads.without(grads, self.head_index)
         logs["loss"] = self.apply_if_finite(
             grads, logs["loss"], tf.shape(tasks["support_x"])[0])
         return MetaStep(logs, preds)
@@ -494,11 +502,24 @@ class MetaLearner(keras.Model):
           hook_state: the hook's initial state (default ``()``).
         """
         spec = self.adaptation()
+        params = self.task_start(params, seed)
         return inner_loop.optimize(
             self.task_objective(), spec.optimizer, params, nontrainable,
             self.support_data(task), spec.steps if steps is None else steps,
             batch_size=spec.batch_size, seed=seed, hook=hook,
             hook_state=hook_state, mask=spec.mask)
+
+    def task_start(self, params, seed):
+        """The parameters a task adapts from: ``params``, with a fresh head
+        drawn from ``seed`` under ``multi_head`` (``tfmeta.heads``).
+
+        Args:
+          params: list of tensors in learner ``trainable_variables`` order.
+          seed: the task's stateless ``[2]`` int64 seed.
+        """
+        if not self.head_index:
+            return params
+        return heads.fresh_head(params, self.head_index, seed)
 
     def query_loss(self, params, nontrainable, task):
         """``(loss, predictions)`` of ``params`` on the task's query split
@@ -907,6 +928,7 @@ class MetaLearner(keras.Model):
             "parallel_tasks": self.parallel_tasks,
             "vectorize_tasks": self.vectorize_tasks,
             "seed": self.seed_generator.get_config().get("seed"),
+            "multi_head": self.multi_head,
         }
 
     @classmethod
