@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from tfmeta import registry
+from tfmeta import inner_loop, registry
 from tfmeta.meta_learner import MetaLearner
 
 #: Grappler options for second-order graphs: TensorFlow 2.21's
@@ -25,7 +25,25 @@ class MAML(MetaLearner):
 
     Its ``fit``/``evaluate`` graphs run with Grappler's arithmetic optimizer
     off (``SECOND_ORDER_GRAPH_OPTIONS``); the rest of the process keeps it.
+
+    Args:
+      checkpoint_every: ``None`` (store every inner step for the backward
+        pass), a positive int ``c`` or ``"sqrt"``: store only every ``c``-th
+        inner state and recompute the segments in the backward pass
+        (``tfmeta.inner_loop.optimize``): the same meta-gradient, memory
+        ~``K / c + c`` inner steps instead of ``K``, one more forward pass
+        of the inner loop (docs/performance.md).
+      **kwargs: ``MetaLearner``'s.
     """
+
+    def __init__(self, learner, checkpoint_every=None, **kwargs):
+        super().__init__(learner, **kwargs)
+        self.checkpoint_every = inner_loop.checkpoint_interval(
+            checkpoint_every)
+
+    def get_config(self):
+        return dict(super().get_config(),
+                    checkpoint_every=self.checkpoint_every)
 
     def graph_options(self):
         return dict(SECOND_ORDER_GRAPH_OPTIONS)
@@ -41,7 +59,8 @@ class MAML(MetaLearner):
     def task_meta_gradient(self, params, nontrainable, task, seed):
         with tf.GradientTape() as tape:
             tape.watch(params)
-            result = self.adapt_task(params, nontrainable, task, seed)
+            result = self.adapt_task(params, nontrainable, task, seed,
+                                     checkpoint_every=self.checkpoint_every)
             loss, pred = self.query_loss(
                 result.params, result.nontrainable, task)
         grads = tape.gradient(loss, params, unconnected_gradients=_ZERO)

@@ -165,6 +165,12 @@ class MetaLearner(keras.Model):
     def __init__(self, learner, inner_optimizer=None, inner_steps=1,
                  eval_steps=None, inner_batch_size=None, parallel_tasks=1,
                  vectorize_tasks=False, seed=None, name=None, **kwargs):
+        if "checkpoint_every" in kwargs:
+            raise ValueError(
+                f"{type(self).__name__} does not differentiate through the "
+                "inner loop, so checkpoint_every does not apply; it is an "
+                "option of the second-order methods (MAML, MetaSGD, WarpGrad "
+                "with initialization='maml').")
         super().__init__(name=name or type(self).__name__.lower(), **kwargs)
         if not isinstance(learner, keras.Model):
             raise TypeError(
@@ -425,18 +431,22 @@ class MetaLearner(keras.Model):
         return context, num_tasks / context.all_reduce("SUM", num_tasks)
 
     def adapt_task(self, params, nontrainable, task, seed, steps=None,
-                   hook=None, hook_state=()):
+                   hook=None, hook_state=(), checkpoint_every=None):
         """Adapts one task from ``params`` with the compiled inner loop
         (``adaptation()``: optimizer, mask, minibatch size) on
         ``support_data(task)``; ``steps`` defaults to ``inner_steps``.
-        Returns ``tfmeta.inner_loop.AdaptResult``; ``hook`` as in
-        ``tfmeta.inner_loop.optimize``."""
+        Returns ``tfmeta.inner_loop.AdaptResult``; ``hook`` and
+        ``checkpoint_every`` (a second-order method's checkpointed
+        gradient) as in ``tfmeta.inner_loop.optimize``."""
         spec = self.adaptation()
         return inner_loop.optimize(
             self.task_objective(), spec.optimizer, params, nontrainable,
             self.support_data(task), spec.steps if steps is None else steps,
             batch_size=spec.batch_size, seed=seed, hook=hook,
-            hook_state=hook_state, mask=spec.mask)
+            hook_state=hook_state, mask=spec.mask,
+            checkpoint_every=checkpoint_every,
+            variables=() if spec.step_size is None
+            else tf.nest.flatten(spec.step_size))
 
     def query_loss(self, params, nontrainable, task):
         """``(loss, predictions)`` of ``params`` on the task's query split

@@ -31,10 +31,12 @@ class MetaSGD(MAML):
     ``inner_optimizer`` must be a Keras SGD with a constant learning rate
     (momentum is allowed; the rates then scale each gradient before it
     enters the velocity).
+    ``checkpoint_every`` is ``MAML``'s: the checkpointed gradient through
+    the inner loop, the rates' included.
     """
 
-    def __init__(self, learner, **kwargs):
-        super().__init__(learner, **kwargs)
+    def __init__(self, learner, checkpoint_every=None, **kwargs):
+        super().__init__(learner, checkpoint_every=checkpoint_every, **kwargs)
         sgd = self.inner_update
         if not isinstance(sgd, inner_optimizers.SGD):
             raise ValueError(
@@ -63,7 +65,8 @@ class MetaSGD(MAML):
         with tf.GradientTape() as tape:
             tape.watch(params)
             tape.watch(alphas)
-            result = self.adapt_task(params, nontrainable, task, seed)
+            result = self.adapt_task(params, nontrainable, task, seed,
+                                     checkpoint_every=self.checkpoint_every)
             loss, pred = self.query_loss(
                 result.params, result.nontrainable, task)
         grads = tape.gradient(loss, list(params) + alphas,

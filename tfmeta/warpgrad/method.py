@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfmeta import leap, registry
+from tfmeta import inner_loop, leap, registry
 from tfmeta.checks import positive_int
 from tfmeta.maml import SECOND_ORDER_GRAPH_OPTIONS
 from tfmeta.meta_learner import MetaLearner
@@ -76,6 +76,9 @@ class WarpGrad(MetaLearner):
         get none), online or offline meta-training. Reported in the History
         as ``task_lr``; saved with the meta-learner's weights
         (checkpoints, ``tfmeta.load``).
+      checkpoint_every: Warp-MAML only: ``None``, a positive int or
+        ``"sqrt"``, the checkpointed gradient through the inner loop of
+        ``tfmeta.MAML`` (the same gradient, less memory).
 
     L_task is the task loss on support minibatch k (the step the task took);
     L_meta is the same loss on a query minibatch (appendix E: different
@@ -91,7 +94,7 @@ class WarpGrad(MetaLearner):
                  replay_batch_size=1, initialization=None, init_weight=1.0,
                  leap_metric="length", loss_in_manifold=True, stabilizer=True,
                  learn_task_lr=False, task_lr_learning_rate=0.001,
-                 task_lr_clip=0.001, **kwargs):
+                 task_lr_clip=0.001, checkpoint_every=None, **kwargs):
         for name, value, known in (
                 ("WarpGrad objective", objective, OBJECTIVES),
                 ("meta_training", meta_training, META_TRAINING),
@@ -102,7 +105,14 @@ class WarpGrad(MetaLearner):
         leap.check_metric(leap_metric)
         if init_weight < 0:
             raise ValueError(f"init_weight must be >= 0, got {init_weight}.")
+        checkpoint_every = inner_loop.checkpoint_interval(checkpoint_every)
+        if checkpoint_every is not None and initialization != "maml":
+            raise ValueError(
+                "checkpoint_every applies to Warp-MAML (initialization="
+                "'maml'), the one WarpGrad variant that differentiates "
+                f"through the inner loop; got initialization={initialization!r}.")
         super().__init__(learner, **kwargs)
+        self.checkpoint_every = checkpoint_every
         check_warp_shapes(learner)
         task_vars, warp_vars = partition(learner)
         if not warp_vars:
@@ -155,7 +165,7 @@ class WarpGrad(MetaLearner):
             leap_metric=leap_metric, loss_in_manifold=self.loss_in_manifold,
             stabilizer=self.stabilizer, learn_task_lr=self.learn_task_lr,
             task_lr_learning_rate=self.task_lr_learning_rate,
-            task_lr_clip=self.task_lr_clip)
+            task_lr_clip=self.task_lr_clip, checkpoint_every=checkpoint_every)
         if initialization == "leap":
             self.path_length_tracker = keras.metrics.Mean(name="path_length")
         self._collect_function = None

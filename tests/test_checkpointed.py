@@ -1,0 +1,157 @@
+"""The checkpointed inner loop (``checkpoint_every``): the meta-gradient of
+MAML, Meta-SGD and Warp-MAML is the plain path's (float64, to 1e-6), for
+segment lengths that do and do not divide K, longer than K and "sqrt";
+bad values are refused."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfmeta
+from conftest import as_dataset, mlp, task_batch
+from tfmeta import layers as L
+from tfmeta.inner_loop import checkpoint_interval
+from tfmeta.warpgrad import WarpGrad
+
+
+def task_gradients(meta, batch):
+    """``task_meta_gradient`` of the first task (and its logs), compiled."""
+    tasks = meta.task_batch(batch)
+    task = {k: v[0] for k, v in tasks.items()}
+
+    @tf.function
+    def run():
+        params, nontrainable = meta.current_state()
+        grads, logs, _ = meta.task_meta_gradient(
+            params, nontrainable, task, tf.constant([3, 4], tf.int64))
+        return grads, logs
+
+    grads, logs = run()
+    return [g.numpy() for g in grads], {k: v.numpy() for k, v in logs.items()}
+
+
+def assert_same(plain, checkpointed):
+    (g0, logs0), (g1, logs1) = plain, checkpointed
+    assert len(g0) == len(g1)
+    assert max(np.abs(g).max() for g in g0) > 1e-3  # a gradient to compare
+    for a, b in zip(g0, g1):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-9)
+    for key in logs0:
+        np.testing.assert_allclose(logs1[key], logs0[key], rtol=1e-9)
+
+
+def maml(cls, optimizer, every, steps, **kwargs):
+    meta = cls(mlp([2, 5, 1], batch_norm=cls is tfmeta.MAML),
+               inner_optimizer=optimizer, inner_steps=steps,
+               inner_batch_size=4, checkpoint_every=every, **kwargs)
+    meta.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    return meta
+
+
+@pytest.mark.parametrize("every", [3, 10, "sqrt"])
+def test_maml_sgd_momentum_gradient_is_unchanged(float64, every):
+    """K = 7 (6 loop steps): c = 3 divides them, 10 > K, sqrt -> 3; with
+    momentum (optimizer state), batch norm (non-trainables) and minibatches
+    (step-indexed draws) in the recomputed segments."""
+    batch = task_batch(num_tasks=1, dtype="float64", seed=2)
+    sgd = lambda: keras.optimizers.SGD(0.2, momentum=0.5)  # noqa: E731
+    plain = task_gradients(maml(tfmeta.MAML, sgd(), None, 7), batch)
+    assert_same(plain, task_gradients(maml(tfmeta.MAML, sgd(), every, 7),
+                                      batch))
+
+
+def test_maml_adam_gradient_is_unchanged_k_not_divisible(float64):
+    batch = task_batch(num_tasks=1, dtype="float64", seed=3)
+    adam = lambda: keras.optimizers.Adam(0.05)  # noqa: E731
+    plain = task_gradients(maml(tfmeta.MAML, adam(), None, 6), batch)
+    assert_same(plain, task_gradients(maml(tfmeta.MAML, adam(), 2, 6), batch))
+
+
+def test_meta_sgd_rate_gradients_are_unchanged(float64):
+    """The per-parameter rates are variables the recomputed segments read."""
+    batch = task_batch(num_tasks=1, dtype="float64", seed=4)
+    metas = [maml(tfmeta.MetaSGD, keras.optimizers.SGD(0.2), every, 5)
+             for every in (None, 3)]
+    rng = np.random.default_rng(0)
+    rates = [rng.uniform(0.1, 0.4, a.shape) for a in metas[0].task_lr]
+    for meta in metas:
+        for a, r in zip(meta.task_lr, rates):
+            a.assign(r)
+    plain, checkpointed = (task_gradients(m, batch) for m in metas)
+    n = len(metas[0].learner.trainable_variables)
+    assert min(np.abs(g).max() for g in plain[0][n:]) > 1e-4
+    assert_same(plain, checkpointed)
+
+
+def test_warp_maml_gradient_is_unchanged(float64):
+    """Warp-MAML: the hook (online warp gradients) runs in the forward pass
+    only; the MAML term and the warp gradients equal the plain path's."""
+    batch = task_batch(num_tasks=1, dtype="float64", seed=5)
+
+    def make(every):
+        keras.utils.set_random_seed(0)
+        learner = L.warped_sequential(
+            (2,), [keras.layers.Dense(3, activation="tanh", name="h1")],
+            lambda i, layer: L.ResidualMLPWarp(2, name=f"w{i + 1}"),
+            head=[keras.layers.Dense(1, name="head")])
+        meta = WarpGrad(learner, inner_optimizer=keras.optimizers.SGD(
+            0.3, momentum=0.5), inner_steps=5, initialization="maml",
+            checkpoint_every=every)
+        meta.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        return meta
+
+    assert_same(task_gradients(make(None), batch),
+                task_gradients(make(2), batch))
+
+
+def test_fit_step_matches_and_config_round_trips():
+    """One ``fit`` meta-step over two tasks (float32): the same weights."""
+    batch = task_batch(num_tasks=2, seed=6)
+    after = []
+    for every in (None, 2):
+        meta = maml(tfmeta.MAML, keras.optimizers.SGD(0.2), every, 5)
+        meta.fit(as_dataset(batch), epochs=1, steps_per_epoch=1, verbose=0)
+        after.append([v.numpy() for v in meta.learner.trainable_variables])
+    for a, b in zip(*after):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    assert meta.get_config()["checkpoint_every"] == 2
+    assert tfmeta.MAML.from_config(meta.get_config()).checkpoint_every == 2
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, True, "log", "SQRT"])
+def test_bad_values_are_refused(value):
+    with pytest.raises(ValueError, match="checkpoint_every must be"):
+        checkpoint_interval(value)
+    with pytest.raises(ValueError, match="checkpoint_every must be"):
+        tfmeta.MAML(mlp([2, 3, 1]), checkpoint_every=value)
+
+
+def test_first_order_methods_refuse_it():
+    for cls in (tfmeta.FOMAML, tfmeta.Reptile, tfmeta.Leap):
+        with pytest.raises(ValueError, match="checkpoint_every does not apply"):
+            cls(mlp([2, 3, 1]), checkpoint_every=2)
+    with pytest.raises(ValueError, match="checkpoint_every does not apply"):
+        tfmeta.ANIL(mlp([2, 3, 1]), first_order=True, checkpoint_every=2)
+    keras.utils.set_random_seed(0)
+    learner = L.warped_sequential(
+        (2,), [keras.layers.Dense(3, name="h1")],
+        lambda i, layer: L.ResidualMLPWarp(2, name=f"w{i + 1}"),
+        head=[keras.layers.Dense(1, name="head")])
+    with pytest.raises(ValueError, match="initialization='maml'"):
+        WarpGrad(learner, checkpoint_every=2, initialization="leap")
+
+
+def test_method_option_is_typed():
+    from tfmeta import config
+    from tfmeta.errors import UsageError
+    for method in ("maml", "metasgd", "anil"):
+        assert config.parse_method_options(
+            method, {"checkpoint_every": "sqrt"}) == {"checkpoint_every": "sqrt"}
+        assert config.parse_method_options(
+            method, {"checkpoint_every": "10"}) == {"checkpoint_every": 10}
+    for bad in ("0", "root", "2.5"):
+        with pytest.raises(UsageError, match="positive integer or sqrt"):
+            config.parse_method_options("maml", {"checkpoint_every": bad})
+    with pytest.raises(UsageError, match="unknown option 'checkpoint_every'"):
+        config.parse_method_options("fomaml", {"checkpoint_every": "2"})
