@@ -13,8 +13,6 @@ from tfmeta.meta_learner import MetaLearner
 #: (``MetaLearner.graph_options``); the other Grappler passes stay on.
 SECOND_ORDER_GRAPH_OPTIONS = {"arithmetic_optimization": False}
 
-_ZERO = tf.UnconnectedGradients.ZERO
-
 
 @registry.register("maml", "MAML: second-order gradient through the inner "
                            "loop")
@@ -63,7 +61,7 @@ class MAML(MetaLearner):
                                      checkpoint_every=self.checkpoint_every)
             loss, pred = self.query_loss(
                 result.params, result.nontrainable, task)
-        grads = tape.gradient(loss, params, unconnected_gradients=_ZERO)
+        grads = self.scaled_gradient(tape, loss, params)
         return grads, {"loss": loss, "support_loss": result.loss_after}, pred
 
 
@@ -78,5 +76,5 @@ class FOMAML(MetaLearner):
         with tf.GradientTape() as tape:
             tape.watch(adapted)
             loss, pred = self.query_loss(adapted, result.nontrainable, task)
-        grads = tape.gradient(loss, adapted, unconnected_gradients=_ZERO)
+        grads = self.scaled_gradient(tape, loss, adapted)
         return grads, {"loss": loss, "support_loss": result.loss_after}, pred

@@ -255,6 +255,12 @@ class MetaLearner(keras.Model):
             warnings.warn(f"jit_compile='auto': not using XLA, since {reason}",
                           stacklevel=2)
             self.jit_compile = False
+        if (self.loss_scale() is not None and type(self).apply_meta_gradient
+                is not MetaLearner.apply_meta_gradient):
+            raise ValueError(
+                f"{type(self).__name__} applies its meta-gradient itself and "
+                "does not support loss scaling (the mixed_float16 dtype "
+                "policy); use mixed_bfloat16, which needs none.")
         if self.meta_variables and not self.optimizer.built:
             self.optimizer.build(self.meta_variables)
         self._adapt_function = None
@@ -552,14 +558,54 @@ class MetaLearner(keras.Model):
                 self.apply_meta_gradient(grads)
                 return tf.constant(True)
 
-            tf.cond(finite, apply, lambda: tf.constant(False))
+            def skip():
+                if self.loss_scale() is not None:
+                    # The loss scaler sees the non-finite gradient: it
+                    # skips the update and halves its scale.
+                    self.apply_meta_gradient(grads)
+                return tf.constant(False)
+
+            tf.cond(finite, apply, skip)
+            if self.loss_scale() is not None:
+                # A finite loss with a non-finite meta-gradient is an
+                # overflow of the scaled backward pass, not a failure.
+                finite = tf.math.is_finite(loss)
         return tf.where(finite, loss, tf.constant(float("nan"), loss.dtype))
 
     def apply_meta_gradient(self, grads):
         """Applies a finite meta-gradient: one outer-optimizer step on
         ``meta_variables`` (exactly one ``optimizer.apply`` per call, so
-        Keras's ``iterations`` counts meta-steps)."""
+        Keras's ``iterations`` counts meta-steps). Under loss scaling the
+        (unscaled) gradients are scaled back for the ``LossScaleOptimizer``,
+        which unscales them, checks them and updates its scale."""
+        scale = self.loss_scale()
+        if scale is not None:
+            grads = [g * tf.cast(scale, g.dtype) for g in grads]
         self.optimizer.apply(grads, self.meta_variables)
+
+    def loss_scale(self):
+        """The current loss scale under ``mixed_float16`` (Keras wraps the
+        outer optimizer in a ``keras.optimizers.LossScaleOptimizer``), else
+        ``None``."""
+        optimizer = getattr(self, "optimizer", None)
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            return tf.cast(optimizer.scale_loss(1.0), tf.float32)
+        return None
+
+    def scaled_gradient(self, tape, loss, sources):
+        """``tape.gradient(loss, sources)`` (zeros where unconnected) with
+        loss scaling: under ``mixed_float16`` the backward pass starts from
+        the loss scale instead of 1, so small float16 cotangents do not
+        underflow, and the gradients (float32, as the master weights) are
+        unscaled before they are returned."""
+        scale = self.loss_scale()
+        if scale is None:
+            return tape.gradient(loss, sources, unconnected_gradients=(
+                tf.UnconnectedGradients.ZERO))
+        grads = tape.gradient(
+            loss, sources, output_gradients=tf.cast(scale, loss.dtype),
+            unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return [g / tf.cast(scale, g.dtype) for g in grads]
 
     def update_metrics(self, logs, targets, preds, extra=True):
         """Updates the trackers from ``logs`` and the compiled metrics from

@@ -8,8 +8,6 @@ import tensorflow as tf
 from tfmeta import inner_optimizers, registry
 from tfmeta.maml import MAML
 
-_ZERO = tf.UnconnectedGradients.ZERO
-
 
 @registry.register("metasgd", "Meta-SGD: per-parameter learning rates "
                               "meta-learned with the initialization")
@@ -69,6 +67,5 @@ class MetaSGD(MAML):
                                      checkpoint_every=self.checkpoint_every)
             loss, pred = self.query_loss(
                 result.params, result.nontrainable, task)
-        grads = tape.gradient(loss, list(params) + alphas,
-                              unconnected_gradients=_ZERO)
+        grads = self.scaled_gradient(tape, loss, list(params) + alphas)
         return grads, {"loss": loss, "support_loss": result.loss_after}, pred
