@@ -8,11 +8,12 @@ The Leap/MAML Omniglot net (4 x conv 64 + batch norm, 28x28, 20-way),
 support minibatches of 20 of a 300-image task, inner SGD 0.1: ``K = --steps``
 updates of ``tfmeta.inner_loop.optimize`` in one ``tf.function`` (what
 ``adapt``/``evaluate`` and the first-order methods run), and the same loop
-differentiated (second-order MAML's task meta-gradient). Each policy runs
-in a fresh process (the Keras dtype policy is global). Prints the CPU's
+differentiated (second-order MAML's task meta-gradient). One model per
+policy, built under it, all in one process, called in turn round after
+round (so that all see the same load of a shared machine). Prints the CPU's
 bfloat16 instructions (``/proc/cpuinfo`` flags: ``avx512_bf16``,
 ``amx_bf16``), then the median over ``--rounds`` calls after a first,
-compiling one.
+compiling one, and the range.
 """
 
 import argparse
@@ -20,7 +21,6 @@ import json
 import os
 import pathlib
 import statistics
-import subprocess
 import sys
 import time
 
@@ -42,8 +42,10 @@ def cpu_flags():
                       "avx512f", "avx2", "f16c"))
 
 
-def point(policy, steps, rounds):
-    sys.path.insert(0, str(ROOT))
+def functions(policy, steps):
+    """``(adapt, second_order)``: compiled functions of a model built under
+    ``policy`` (a layer keeps the policy it was built under, so models of
+    several policies live in one process)."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -53,6 +55,7 @@ def point(policy, steps, rounds):
 
     keras.config.set_dtype_policy(policy)
     model = leap_convnet(seed=0)
+    keras.config.set_dtype_policy("float32")
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     optimizer = inner_optimizers.from_keras(keras.optimizers.SGD(0.1))
     rng = np.random.default_rng(0)
@@ -62,6 +65,7 @@ def point(policy, steps, rounds):
     nontrainable = [tf.convert_to_tensor(v)
                     for v in model.non_trainable_variables]
     seed = tf.constant([1, 2], tf.int64)
+    assert params[0].dtype == tf.float32, params[0].dtype
 
     def adapt(params):
         return inner_loop.adapt(model, loss_fn, optimizer, params,
@@ -79,22 +83,39 @@ def point(policy, steps, rounds):
             result = adapt(params)
         return tape.gradient(result.loss_after, params)
 
-    out = {"policy": policy, "steps": steps,
-           "param_dtype": params[0].dtype.name,
-           "compute_dtype": model.compute_dtype}
-    for name, fn in (("adapt", first_order), ("maml", second_order)):
-        value = fn()  # compiles
-        assert all(np.all(np.isfinite(v)) for v in tf.nest.flatten(value))
-        times = []
-        for _ in range(rounds):
-            start = time.perf_counter()
-            tf.nest.map_structure(lambda t: t.numpy(), fn())
-            times.append(time.perf_counter() - start)
-        out[name + "_ms_per_step"] = round(
-            1000 * statistics.median(times) / steps, 2)
-        out[name + "_spread_ms"] = [round(1000 * min(times) / steps, 2),
-                                    round(1000 * max(times) / steps, 2)]
-    return out
+    return model.compute_dtype, {"adapt": first_order, "maml": second_order}
+
+
+def race(policies, steps, rounds):
+    """Every policy's functions in this process, called in turn, round
+    after round (after a compiling call each)."""
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
+    import tensorflow as tf
+
+    built = {p: functions(p, steps) for p in policies}
+    times = {(p, name): [] for p in policies for name in ("adapt", "maml")}
+    for p, (_, fns) in built.items():
+        for fn in fns.values():
+            value = fn()
+            assert all(np.all(np.isfinite(v)) for v in tf.nest.flatten(value))
+    for _ in range(rounds):
+        for p, (_, fns) in built.items():
+            for name, fn in fns.items():
+                start = time.perf_counter()
+                tf.nest.map_structure(lambda t: t.numpy(), fn())
+                times[p, name].append(time.perf_counter() - start)
+    rows = []
+    for p, (compute, _) in built.items():
+        row = {"policy": p, "steps": steps, "compute_dtype": compute}
+        for name in ("adapt", "maml"):
+            t = times[p, name]
+            row[name + "_ms_per_step"] = round(
+                1000 * statistics.median(t) / steps, 2)
+            row[name + "_spread_ms"] = [round(1000 * min(t) / steps, 2),
+                                        round(1000 * max(t) / steps, 2)]
+        rows.append(row)
+    return rows
 
 
 def main():
@@ -104,24 +125,12 @@ def main():
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=pathlib.Path, default=None)
-    parser.add_argument("--point", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.point:
-        print(json.dumps(point(args.point, args.steps, args.rounds)))
-        return
     print("CPU flags:", " ".join(cpu_flags()) or "(none found)")
-    rows = []
-    for policy in args.policies:
-        run = subprocess.run(
-            [sys.executable, __file__, "--point", policy, "--steps",
-             str(args.steps), "--rounds", str(args.rounds)],
-            capture_output=True, text=True)
-        if run.returncode != 0:
-            print(policy, "failed:", run.stderr.strip().splitlines()[-1:])
-            continue
-        row = json.loads(run.stdout.strip().splitlines()[-1])
-        rows.append(row)
-        print(f"{policy:>15}: adapt {row['adapt_ms_per_step']:7.2f} ms/step "
+    rows = race(args.policies, args.steps, args.rounds)
+    for row in rows:
+        print(f"{row['policy']:>15} ({row['compute_dtype']}): adapt "
+              f"{row['adapt_ms_per_step']:7.2f} ms/step "
               f"{row['adapt_spread_ms']}, second-order "
               f"{row['maml_ms_per_step']:7.2f} ms/step {row['maml_spread_ms']}",
               flush=True)

@@ -49,23 +49,24 @@ def maml(cls, optimizer, every, steps, **kwargs):
     return meta
 
 
-@pytest.mark.parametrize("every", [3, 10, "sqrt"])
-def test_maml_sgd_momentum_gradient_is_unchanged(float64, every):
-    """K = 7 (6 loop steps): c = 3 divides them, 10 > K, sqrt -> 3; with
-    momentum (optimizer state), batch norm (non-trainables) and minibatches
-    (step-indexed draws) in the recomputed segments."""
+def test_maml_gradient_is_unchanged(float64):
+    """K = 7 (6 loop steps): c = 4 does not divide them, 10 > K, sqrt ->
+    3 does; SGD with momentum (optimizer state), batch norm
+    (non-trainables) and minibatches (step-indexed draws) in the
+    recomputed segments."""
     batch = task_batch(num_tasks=1, dtype="float64", seed=2)
     sgd = lambda: keras.optimizers.SGD(0.2, momentum=0.5)  # noqa: E731
     plain = task_gradients(maml(tfmeta.MAML, sgd(), None, 7), batch)
-    assert_same(plain, task_gradients(maml(tfmeta.MAML, sgd(), every, 7),
-                                      batch))
+    for every in (4, 10, "sqrt"):
+        assert_same(plain, task_gradients(
+            maml(tfmeta.MAML, sgd(), every, 7), batch))
 
 
-def test_maml_adam_gradient_is_unchanged_k_not_divisible(float64):
+def test_maml_adam_gradient_is_unchanged(float64):
     batch = task_batch(num_tasks=1, dtype="float64", seed=3)
     adam = lambda: keras.optimizers.Adam(0.05)  # noqa: E731
-    plain = task_gradients(maml(tfmeta.MAML, adam(), None, 6), batch)
-    assert_same(plain, task_gradients(maml(tfmeta.MAML, adam(), 2, 6), batch))
+    plain = task_gradients(maml(tfmeta.MAML, adam(), None, 4), batch)
+    assert_same(plain, task_gradients(maml(tfmeta.MAML, adam(), 2, 4), batch))
 
 
 def test_meta_sgd_rate_gradients_are_unchanged(float64):
@@ -96,7 +97,7 @@ def test_warp_maml_gradient_is_unchanged(float64):
             lambda i, layer: L.ResidualMLPWarp(2, name=f"w{i + 1}"),
             head=[keras.layers.Dense(1, name="head")])
         meta = WarpGrad(learner, inner_optimizer=keras.optimizers.SGD(
-            0.3, momentum=0.5), inner_steps=5, initialization="maml",
+            0.3, momentum=0.5), inner_steps=4, initialization="maml",
             checkpoint_every=every)
         meta.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
         return meta
@@ -106,11 +107,12 @@ def test_warp_maml_gradient_is_unchanged(float64):
 
 
 def test_fit_step_matches_and_config_round_trips():
-    """One ``fit`` meta-step over two tasks (float32): the same weights."""
-    batch = task_batch(num_tasks=2, seed=6)
+    """One ``fit`` meta-step (float32, Grappler's second-order options):
+    the same weights."""
+    batch = task_batch(num_tasks=1, seed=6)
     after = []
     for every in (None, 2):
-        meta = maml(tfmeta.MAML, keras.optimizers.SGD(0.2), every, 5)
+        meta = maml(tfmeta.MAML, keras.optimizers.SGD(0.2), every, 3)
         meta.fit(as_dataset(batch), epochs=1, steps_per_epoch=1, verbose=0)
         after.append([v.numpy() for v in meta.learner.trainable_variables])
     for a, b in zip(*after):
@@ -119,12 +121,12 @@ def test_fit_step_matches_and_config_round_trips():
     assert tfmeta.MAML.from_config(meta.get_config()).checkpoint_every == 2
 
 
-@pytest.mark.parametrize("value", [0, -3, 2.5, True, "log", "SQRT"])
-def test_bad_values_are_refused(value):
+def test_bad_values_are_refused():
+    for value in (0, -3, 2.5, True, "log", "SQRT"):
+        with pytest.raises(ValueError, match="checkpoint_every must be"):
+            checkpoint_interval(value)
     with pytest.raises(ValueError, match="checkpoint_every must be"):
-        checkpoint_interval(value)
-    with pytest.raises(ValueError, match="checkpoint_every must be"):
-        tfmeta.MAML(mlp([2, 3, 1]), checkpoint_every=value)
+        tfmeta.MAML(mlp([2, 3, 1]), checkpoint_every=0)
 
 
 def test_first_order_methods_refuse_it():
