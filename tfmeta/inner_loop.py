@@ -90,6 +90,8 @@ def task_loss(model, loss_fn, params, nontrainable, x, y, training=True):
     """
     pred, nontrainable, reg = model.stateless_call(
         params, nontrainable, x, training=training, return_losses=True)
+    if pred.dtype in (tf.float16, tf.bfloat16):  # mixed precision: the
+        pred = tf.cast(pred, tf.float32)         # loss in float32
     loss = tf.reduce_mean(loss_fn(y, pred))
     if loss.dtype in (tf.float16, tf.bfloat16):
         loss = tf.cast(loss, tf.float32)
@@ -511,10 +513,12 @@ def optimize(objective, optimizer, params, nontrainable, data, steps,
 
 
 def adapt(model, loss_fn, optimizer, params, nontrainable, x, y, steps,
-          batch_size=None, seed=None, hook=None, hook_state=(), mask=None):
+          batch_size=None, seed=None, hook=None, hook_state=(), mask=None,
+          checkpoint_every=None):
     """``optimize`` on the supervised objective of ``model`` and ``loss_fn``
     with support data ``(x, y)`` (``loss_fn(y_true, y_pred)``, e.g.
     ``keras.losses.get("mse")``; ``model``'s variables are not touched)."""
     return optimize(supervised(model, loss_fn), optimizer, params,
                     nontrainable, (x, y), steps, batch_size=batch_size,
-                    seed=seed, hook=hook, hook_state=hook_state, mask=mask)
+                    seed=seed, hook=hook, hook_state=hook_state, mask=mask,
+                    checkpoint_every=checkpoint_every)
