@@ -15,20 +15,25 @@ from tfmeta.inner_loop import checkpoint_interval
 from tfmeta.warpgrad import WarpGrad
 
 
-def task_gradients(meta, batch):
-    """``task_meta_gradient`` of the first task (and its logs), compiled."""
+def task_gradients(meta, batch, everies):
+    """``task_meta_gradient`` of the first task (and its logs) for each
+    ``checkpoint_every`` in ``everies``, traced into one function."""
     tasks = meta.task_batch(batch)
     task = {k: v[0] for k, v in tasks.items()}
 
     @tf.function
     def run():
         params, nontrainable = meta.current_state()
-        grads, logs, _ = meta.task_meta_gradient(
-            params, nontrainable, task, tf.constant([3, 4], tf.int64))
-        return grads, logs
+        out = []
+        for every in everies:
+            meta.checkpoint_every = every
+            grads, logs, _ = meta.task_meta_gradient(
+                params, nontrainable, task, tf.constant([3, 4], tf.int64))
+            out.append((grads, logs))
+        return out
 
-    grads, logs = run()
-    return [g.numpy() for g in grads], {k: v.numpy() for k, v in logs.items()}
+    return [([g.numpy() for g in grads], {k: v.numpy() for k, v in logs.items()})
+            for grads, logs in run()]
 
 
 def assert_same(plain, checkpointed):
@@ -50,37 +55,28 @@ def maml(cls, optimizer, every, steps, **kwargs):
 
 
 def test_maml_gradient_is_unchanged(float64):
-    """K = 7 (6 loop steps): c = 4 does not divide them, 10 > K, sqrt ->
-    3 does; SGD with momentum (optimizer state), batch norm
-    (non-trainables) and minibatches (step-indexed draws) in the
-    recomputed segments."""
+    """K = 7 (6 loop steps): c = 4 does not divide them, sqrt -> 3 does;
+    SGD with momentum (optimizer state), batch norm (non-trainables) and
+    minibatches (step-indexed draws) in the recomputed segments. Adam,
+    K = 4 with c = 10 >= K (one segment)."""
     batch = task_batch(num_tasks=1, dtype="float64", seed=2)
-    sgd = lambda: keras.optimizers.SGD(0.2, momentum=0.5)  # noqa: E731
-    plain = task_gradients(maml(tfmeta.MAML, sgd(), None, 7), batch)
-    for every in (4, 10, "sqrt"):
-        assert_same(plain, task_gradients(
-            maml(tfmeta.MAML, sgd(), every, 7), batch))
-
-
-def test_maml_adam_gradient_is_unchanged(float64):
-    batch = task_batch(num_tasks=1, dtype="float64", seed=3)
-    adam = lambda: keras.optimizers.Adam(0.05)  # noqa: E731
-    plain = task_gradients(maml(tfmeta.MAML, adam(), None, 4), batch)
-    assert_same(plain, task_gradients(maml(tfmeta.MAML, adam(), 2, 4), batch))
+    sgd = maml(tfmeta.MAML, keras.optimizers.SGD(0.2, momentum=0.5), None, 7)
+    plain, *others = task_gradients(sgd, batch, (None, 4, "sqrt"))
+    for checkpointed in others:
+        assert_same(plain, checkpointed)
+    adam = maml(tfmeta.MAML, keras.optimizers.Adam(0.05), None, 4)
+    assert_same(*task_gradients(adam, batch, (None, 10)))
 
 
 def test_meta_sgd_rate_gradients_are_unchanged(float64):
     """The per-parameter rates are variables the recomputed segments read."""
     batch = task_batch(num_tasks=1, dtype="float64", seed=4)
-    metas = [maml(tfmeta.MetaSGD, keras.optimizers.SGD(0.2), every, 5)
-             for every in (None, 3)]
+    meta = maml(tfmeta.MetaSGD, keras.optimizers.SGD(0.2), None, 5)
     rng = np.random.default_rng(0)
-    rates = [rng.uniform(0.1, 0.4, a.shape) for a in metas[0].task_lr]
-    for meta in metas:
-        for a, r in zip(meta.task_lr, rates):
-            a.assign(r)
-    plain, checkpointed = (task_gradients(m, batch) for m in metas)
-    n = len(metas[0].learner.trainable_variables)
+    for a in meta.task_lr:
+        a.assign(rng.uniform(0.1, 0.4, a.shape))
+    plain, checkpointed = task_gradients(meta, batch, (None, 3))
+    n = len(meta.learner.trainable_variables)
     assert min(np.abs(g).max() for g in plain[0][n:]) > 1e-4
     assert_same(plain, checkpointed)
 
@@ -89,36 +85,36 @@ def test_warp_maml_gradient_is_unchanged(float64):
     """Warp-MAML: the hook (online warp gradients) runs in the forward pass
     only; the MAML term and the warp gradients equal the plain path's."""
     batch = task_batch(num_tasks=1, dtype="float64", seed=5)
-
-    def make(every):
-        keras.utils.set_random_seed(0)
-        learner = L.warped_sequential(
-            (2,), [keras.layers.Dense(3, activation="tanh", name="h1")],
-            lambda i, layer: L.ResidualMLPWarp(2, name=f"w{i + 1}"),
-            head=[keras.layers.Dense(1, name="head")])
-        meta = WarpGrad(learner, inner_optimizer=keras.optimizers.SGD(
-            0.3, momentum=0.5), inner_steps=4, initialization="maml",
-            checkpoint_every=every)
-        meta.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
-        return meta
-
-    assert_same(task_gradients(make(None), batch),
-                task_gradients(make(2), batch))
+    keras.utils.set_random_seed(0)
+    learner = L.warped_sequential(
+        (2,), [keras.layers.Dense(3, activation="tanh", name="h1")],
+        lambda i, layer: L.ResidualMLPWarp(2, name=f"w{i + 1}"),
+        head=[keras.layers.Dense(1, name="head")])
+    meta = WarpGrad(learner, inner_optimizer=keras.optimizers.SGD(
+        0.3, momentum=0.5), inner_steps=4, initialization="maml",
+        checkpoint_every=2)
+    meta.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    assert_same(*task_gradients(meta, batch, (None, 2)))
 
 
-def test_fit_step_matches_and_config_round_trips():
+def test_config_round_trips():
+    meta = tfmeta.MAML(mlp([2, 3, 1]), checkpoint_every="sqrt")
+    assert meta.get_config()["checkpoint_every"] == "sqrt"
+    assert tfmeta.MAML.from_config(meta.get_config()).checkpoint_every == "sqrt"
+
+
+@pytest.mark.slow
+def test_fit_step_matches():
     """One ``fit`` meta-step (float32, Grappler's second-order options):
-    the same weights."""
+    the same weights (slow: two fit graphs, ~8 s)."""
     batch = task_batch(num_tasks=1, seed=6)
     after = []
     for every in (None, 2):
-        meta = maml(tfmeta.MAML, keras.optimizers.SGD(0.2), every, 3)
+        meta = maml(tfmeta.MAML, keras.optimizers.SGD(0.2), every, 2)
         meta.fit(as_dataset(batch), epochs=1, steps_per_epoch=1, verbose=0)
         after.append([v.numpy() for v in meta.learner.trainable_variables])
     for a, b in zip(*after):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
-    assert meta.get_config()["checkpoint_every"] == 2
-    assert tfmeta.MAML.from_config(meta.get_config()).checkpoint_every == 2
 
 
 def test_bad_values_are_refused():
