@@ -421,8 +421,9 @@ def _checkpointed(stepper, state, batch, transitions, every, variables=()):
                     tape.watch(variables)
                     s = segment(pack(saved, j * c, ()), j * c, plain)
                     ys = [t for t, f in zip(unpack(s), floats) if f]
-                g = tape.gradient(ys, xs + variables, output_gradients=cot,
-                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                g = tape.gradient(
+                    ys, xs + variables, output_gradients=cot,
+                    unconnected_gradients=tf.UnconnectedGradients.ZERO)
                 return (j - 1, g[:len(xs)],
                         [a + b for a, b in zip(var_grads, g[len(xs):])])
 
