@@ -57,15 +57,23 @@ class ANIL(MAML):
         of names.
       first_order: drop the second-order terms (cheaper; the body still
         learns from the query loss at the adapted head). Default ``False``.
+      checkpoint_every: second order only, as ``MAML``'s (the checkpointed
+        gradient through the inner loop). Default ``None``.
       **kwargs: the ``tfmeta.MetaLearner`` arguments (``inner_optimizer``,
         ``inner_steps``, ``eval_steps``, ``inner_batch_size``,
         ``parallel_tasks``, ``vectorize_tasks``, ``seed``, ``name``).
     """
 
-    def __init__(self, learner, head=None, first_order=False, **kwargs):
-        super().__init__(learner, **kwargs)
+    def __init__(self, learner, head=None, first_order=False,
+                 checkpoint_every=None, **kwargs):
+        super().__init__(learner, checkpoint_every=checkpoint_every, **kwargs)
         self.head = list(head) if isinstance(head, tuple) else head
         self.first_order = bool(first_order)
+        if self.first_order and self.checkpoint_every is not None:
+            raise ValueError(
+                "ANIL(first_order=True) does not differentiate through the "
+                "inner loop, so checkpoint_every does not apply; got "
+                f"checkpoint_every={self.checkpoint_every!r}.")
         layers = head_layers(learner, self.head)
         ids = {id(v) for l in layers for v in l.trainable_weights}
         self.task_mask = [id(v) in ids for v in learner.trainable_variables]

@@ -171,6 +171,21 @@ class Optional(Kind):
         return None if value is None else self.kind.parse(name, value)
 
 
+class Segments(Kind):
+    """``checkpoint_every`` of a second-order method: a positive integer or
+    ``sqrt`` (``tfmeta.MAML``)."""
+
+    what, metavar = "a positive integer or sqrt", "{N,sqrt}"
+
+    def parse(self, name, value):
+        if isinstance(value, str) and value.strip() == "sqrt":
+            return "sqrt"
+        try:
+            return Int().parse(name, value)
+        except UsageError:
+            self.fail(name, value)
+
+
 # ----------------------------------------------------------------- schema
 class Option:
     """One option: its kind, default and help (``flag=None``: no flag)."""
@@ -287,11 +302,13 @@ COMMON_METHOD_OPTIONS = {"parallel_tasks": Int()}
 METHOD_OPTIONS = {
     "leap": {"metric": Choice(["energy", "length"]),
              "loss_in_manifold": Bool(), "stabilizer": Bool()},
-    "reptile": {}, "maml": {}, "fomaml": {},
+    "reptile": {}, "maml": {"checkpoint_every": Optional(Segments())},
+    "fomaml": {},
     "finetune": {"num_heads": Optional(Int())},
     "scratch": {},
-    "anil": {"head": Optional(Int()), "first_order": Bool()},
-    "metasgd": {},
+    "anil": {"head": Optional(Int()), "first_order": Bool(),
+             "checkpoint_every": Optional(Segments())},
+    "metasgd": {"checkpoint_every": Optional(Segments())},
     "transfer": {"encoder_steps": Int(), "encoder_lr": PositiveNumber(),
                  "first_order": Bool(), "decoder_hidden": Int()},
 }

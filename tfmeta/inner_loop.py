@@ -39,6 +39,7 @@ both give the same path and hook state.
 
 import collections
 import dataclasses
+import math
 from typing import Any, Optional
 
 import tensorflow as tf
@@ -102,6 +103,8 @@ def task_loss(model, loss_fn, params, nontrainable, x, y, training=True):
     """
     pred, nontrainable, reg = model.stateless_call(
         params, nontrainable, x, training=training, return_losses=True)
+    if pred.dtype in (tf.float16, tf.bfloat16):  # mixed precision: the
+        pred = tf.cast(pred, tf.float32)         # loss in float32
     loss = tf.reduce_mean(loss_fn(y, pred))
     if loss.dtype in (tf.float16, tf.bfloat16):
         loss = tf.cast(loss, tf.float32)
@@ -405,8 +408,150 @@ class Stepper:
                            hook_state)
 
 
+def checkpoint_interval(value):
+    """``checkpoint_every`` checked: ``None``, a positive int or ``"sqrt"``."""
+    if value is None or value == "sqrt":
+        return value
+    if isinstance(value, str):
+        raise ValueError(f"checkpoint_every must be a positive integer, "
+                         f"'sqrt' or None; got {value!r}.")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"checkpoint_every must be a positive integer, "
+                         f"'sqrt' or None; got {value!r}.")
+    return int(value)
+
+
+def _segments(transitions, every):
+    """``(c, m)``: steps per segment and number of segments for
+    ``transitions`` loop steps (Python ints when ``transitions`` is static,
+    else tensors); ``every="sqrt"`` takes ``c = ceil(sqrt(transitions))``."""
+    n = tf.get_static_value(transitions)
+    if n is not None:
+        n = int(n)
+        c = max(1, math.ceil(math.sqrt(n))) if every == "sqrt" else every
+        return c, -(-n // c)
+    if every == "sqrt":
+        c = tf.maximum(1, tf.cast(tf.math.ceil(tf.sqrt(
+            tf.cast(transitions, tf.float32))), tf.int32))
+    else:
+        c = tf.constant(every)
+    return c, (transitions + c - 1) // c
+
+
+def _as_tf_variable(v):
+    """The ``tf.Variable`` of a Keras variable (or ``v`` itself)."""
+    return v if isinstance(v, tf.Variable) else v.value
+
+
+def _checkpointed(stepper, state, batch, transitions, every, variables=()):
+    """Loop steps ``0 .. transitions - 1`` from ``state`` (the loop of
+    ``optimize``) with a checkpointed gradient: the forward pass keeps only
+    the state at the start of every segment of ``c`` steps (parameters,
+    inner-optimizer state, non-trainables, loss and gradient); the backward
+    pass walks the segments in reverse, recomputes each from its checkpoint
+    under a tape and backpropagates the cotangent through it. Memory:
+    ``m = ceil(transitions / c)`` checkpoints plus one segment's tape
+    instead of every step's; time: one more forward pass of the loop.
+
+    A ``tf.custom_gradient`` over the whole loop rather than
+    ``tf.recompute_grad`` per segment: ``while_v2`` decides itself which
+    intermediates of a differentiated loop it keeps, the hook runs once (in
+    the forward pass only; its state is returned as the plain loop computes
+    it, not through the custom gradient) and the segments are recomputed
+    without it. ``variables`` the loop reads (Meta-SGD's rates, a learned
+    step size) get their gradients through the recomputed segments too:
+    they are passed as inputs, since ``tf.custom_gradient`` sees only the
+    trainable variables a function reads.
+    """
+    variables = [_as_tf_variable(v) for v in variables]
+    c, m = _segments(transitions, every)
+    static_c = c if isinstance(c, int) else None
+    static_m = m if isinstance(m, int) else None
+    plain = Stepper(stepper.objective, stepper.optimizer, stepper.mask)
+    hook_state0 = state.hook_state
+    template = (state.params, state.nontrainable, state.opt_state,
+                state.loss, state.grads)
+    floats = [t.dtype.is_floating for t in tf.nest.flatten(template)]
+
+    def pack(flat, step, hook_state):
+        params, nt, opt_state, loss, grads = tf.nest.pack_sequence_as(
+            template, list(flat))
+        return LoopState(step, list(params), list(nt), opt_state, loss,
+                         list(grads), hook_state, ())
+
+    def unpack(s):
+        return tf.nest.flatten((s.params, s.nontrainable, s.opt_state,
+                                s.loss, s.grads))
+
+    def segment(s, start, stp):
+        """Steps ``start .. min(start + c, transitions) - 1`` from ``s``."""
+        end = tf.minimum(start + c, transitions)
+        return tf.while_loop(
+            lambda s: s.step < end,
+            lambda s: (stp.step(s, batch(s.step + 1)),),
+            (s,), maximum_iterations=static_c)[0]
+
+    out = {}
+
+    @tf.custom_gradient
+    def loop(*args):
+        flat = args[:len(floats)]
+        arrays = [tf.TensorArray(t.dtype, size=m, element_shape=t.shape)
+                  for t in flat]
+
+        def body(j, s, arrays):
+            arrays = [a.write(j, t) for a, t in zip(arrays, unpack(s))]
+            return j + 1, segment(s, j * c, stepper), arrays
+
+        _, last, arrays = tf.while_loop(
+            lambda j, *_: j < m, body,
+            (tf.constant(0), pack(flat, tf.constant(0), hook_state0), arrays),
+            maximum_iterations=static_m)
+        out["hook_state"] = last.hook_state
+        result = unpack(last)
+
+        def grad(*cotangents, variables=None):
+            read = list(variables or [])  # trainable ones tf saw read
+            variables = explicit + read
+            cot = [tf.zeros_like(t) if d is None else d
+                   for d, t, f in zip(cotangents, result, floats) if f]
+            var_grads = [tf.zeros(v.shape, v.dtype) for v in variables]
+
+            def back(j, cot, var_grads):
+                saved = [a.read(j) for a in arrays]
+                xs = [t for t, f in zip(saved, floats) if f]
+                with tf.GradientTape(watch_accessed_variables=False) as tape:
+                    tape.watch(xs)
+                    tape.watch(variables)
+                    s = segment(pack(saved, j * c, ()), j * c, plain)
+                    ys = [t for t, f in zip(unpack(s), floats) if f]
+                g = tape.gradient(
+                    ys, xs + variables, output_gradients=cot,
+                    unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                return (j - 1, g[:len(xs)],
+                        [a + b for a, b in zip(var_grads, g[len(xs):])])
+
+            # One segment at a time: the recomputations do not depend on
+            # the cotangent, so with parallel iterations several would be
+            # held at once (measured: half the plain path's memory at K=100).
+            _, cot, var_grads = tf.while_loop(
+                lambda j, *_: j >= 0, back, (m - 1, cot, var_grads),
+                maximum_iterations=static_m, parallel_iterations=1)
+            it = iter(cot)
+            inputs = [next(it) if f else None for f in floats]
+            inputs += var_grads[:len(explicit)]
+            return (inputs, var_grads[len(explicit):]) if read else inputs
+
+        return result, grad
+
+    explicit = variables
+    flat = loop(*unpack(state), *[tf.convert_to_tensor(v) for v in variables])
+    return pack(flat, tf.cast(transitions, tf.int32), out["hook_state"])
+
+
 def optimize(objective, optimizer, params, nontrainable, data, steps,
-             batch_size=None, seed=None, hook=None, hook_state=(), mask=None):
+             batch_size=None, seed=None, hook=None, hook_state=(), mask=None,
+             checkpoint_every=None, variables=()):
     """Run ``steps`` updates of ``optimizer`` on ``objective`` in one
     ``tf.while_loop``.
 
@@ -429,6 +574,15 @@ def optimize(objective, optimizer, params, nontrainable, data, steps,
         (default ``()``).
       mask: one bool per parameter; ``False`` parameters are held fixed
         during adaptation (e.g. WarpGrad's warp layers). Default: all adapt.
+      checkpoint_every: ``None`` (default), a positive int ``c`` or
+        ``"sqrt"`` (``c = ceil(sqrt(steps - 1))``): differentiate the loop
+        through checkpoints every ``c`` steps, recomputing the segments in
+        the backward pass (``_checkpointed``); the same gradient with memory
+        ~``(steps / c + c)`` inner states instead of ``steps``. The hook
+        runs in the forward pass only; its state is the plain loop's.
+      variables: with ``checkpoint_every``, the variables the loop reads
+        whose gradients are wanted (``Adaptation.step_size``: Meta-SGD's
+        rates, a learned step size).
 
     Returns:
       ``AdaptResult(params, nontrainable, loss_before, loss_after, hook_state)``
@@ -444,13 +598,20 @@ def optimize(objective, optimizer, params, nontrainable, data, steps,
     # A static bound lets XLA differentiate through the loop (second-order
     # MAML under ``jit_compile=True`` needs fixed-size gradient accumulators).
     # (``loss_before`` stays out of the loop: a loop variable costs ops.)
+    checkpoint_every = checkpoint_interval(checkpoint_every)
     k = tf.get_static_value(steps)
     loss0 = state.loss_before
-    state = tf.while_loop(
-        lambda s: s.step < steps - 1,
-        lambda s: (stepper.step(s, batch(s.step + 1)),),
-        (state._replace(loss_before=()),),
-        maximum_iterations=None if k is None else max(int(k) - 1, 0))[0]
+    if checkpoint_every is not None:
+        state = _checkpointed(
+            stepper, state._replace(loss_before=()), batch,
+            tf.maximum(tf.cast(steps, tf.int32) - 1, 0) if k is None
+            else max(int(k) - 1, 0), checkpoint_every, variables)
+    else:
+        state = tf.while_loop(
+            lambda s: s.step < steps - 1,
+            lambda s: (stepper.step(s, batch(s.step + 1)),),
+            (state._replace(loss_before=()),),
+            maximum_iterations=None if k is None else max(int(k) - 1, 0))[0]
     # The loop ends at i = max(steps - 1, 0), computed from ``steps`` rather
     # than taken from the loop's output: with the loop's counter feeding the
     # last step, XLA recompiled a ``vectorize_tasks`` meta-step on every call
@@ -461,7 +622,8 @@ def optimize(objective, optimizer, params, nontrainable, data, steps,
 
 
 def adapt(model, loss_fn, optimizer, params, nontrainable, x, y, steps,
-          batch_size=None, seed=None, hook=None, hook_state=(), mask=None):
+          batch_size=None, seed=None, hook=None, hook_state=(), mask=None,
+          checkpoint_every=None):
     """``optimize`` on the supervised objective of ``model`` and ``loss_fn``
     with support data ``(x, y)``.
 
@@ -488,4 +650,5 @@ def adapt(model, loss_fn, optimizer, params, nontrainable, x, y, steps,
     """
     return optimize(supervised(model, loss_fn), optimizer, params,
                     nontrainable, (x, y), steps, batch_size=batch_size,
-                    seed=seed, hook=hook, hook_state=hook_state, mask=mask)
+                    seed=seed, hook=hook, hook_state=hook_state, mask=mask,
+                    checkpoint_every=checkpoint_every)

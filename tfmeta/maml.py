@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from tfmeta import registry
+from tfmeta import inner_loop, registry
 from tfmeta.meta_learner import MetaLearner
 
 #: Grappler options for second-order graphs: TensorFlow 2.21's
@@ -12,8 +12,6 @@ from tfmeta.meta_learner import MetaLearner
 #: meta-learner's own ``fit``/``evaluate`` graphs run
 #: (``MetaLearner.graph_options``); the other Grappler passes stay on.
 SECOND_ORDER_GRAPH_OPTIONS = {"arithmetic_optimization": False}
-
-_ZERO = tf.UnconnectedGradients.ZERO
 
 
 @registry.register("maml", "MAML: second-order gradient through the inner "
@@ -25,7 +23,25 @@ class MAML(MetaLearner):
 
     Its ``fit``/``evaluate`` graphs run with Grappler's arithmetic optimizer
     off (``SECOND_ORDER_GRAPH_OPTIONS``); the rest of the process keeps it.
+
+    Args:
+      checkpoint_every: ``None`` (store every inner step for the backward
+        pass), a positive int ``c`` or ``"sqrt"``: store only every ``c``-th
+        inner state and recompute the segments in the backward pass
+        (``tfmeta.inner_loop.optimize``): the same meta-gradient, memory
+        ~``K / c + c`` inner steps instead of ``K``, one more forward pass
+        of the inner loop (docs/performance.md).
+      **kwargs: ``MetaLearner``'s.
     """
+
+    def __init__(self, learner, checkpoint_every=None, **kwargs):
+        super().__init__(learner, **kwargs)
+        self.checkpoint_every = inner_loop.checkpoint_interval(
+            checkpoint_every)
+
+    def get_config(self):
+        return dict(super().get_config(),
+                    checkpoint_every=self.checkpoint_every)
 
     def graph_options(self):
         return dict(SECOND_ORDER_GRAPH_OPTIONS)
@@ -41,10 +57,11 @@ class MAML(MetaLearner):
     def task_meta_gradient(self, params, nontrainable, task, seed):
         with tf.GradientTape() as tape:
             tape.watch(params)
-            result = self.adapt_task(params, nontrainable, task, seed)
+            result = self.adapt_task(params, nontrainable, task, seed,
+                                     checkpoint_every=self.checkpoint_every)
             loss, pred = self.query_loss(
                 result.params, result.nontrainable, task)
-        grads = tape.gradient(loss, params, unconnected_gradients=_ZERO)
+        grads = self.scaled_gradient(tape, loss, params)
         return grads, {"loss": loss, "support_loss": result.loss_after}, pred
 
 
@@ -59,5 +76,5 @@ class FOMAML(MetaLearner):
         with tf.GradientTape() as tape:
             tape.watch(adapted)
             loss, pred = self.query_loss(adapted, result.nontrainable, task)
-        grads = tape.gradient(loss, adapted, unconnected_gradients=_ZERO)
+        grads = self.scaled_gradient(tape, loss, adapted)
         return grads, {"loss": loss, "support_loss": result.loss_after}, pred

@@ -182,6 +182,12 @@ class MetaLearner(keras.Model):
                  eval_steps=None, inner_batch_size=None, parallel_tasks=1,
                  vectorize_tasks=False, seed=None, multi_head=False,
                  name=None, **kwargs):
+        if "checkpoint_every" in kwargs:
+            raise ValueError(
+                f"{type(self).__name__} does not differentiate through the "
+                "inner loop, so checkpoint_every does not apply; it is an "
+                "option of the second-order methods (MAML, MetaSGD, WarpGrad "
+                "with initialization='maml').")
         super().__init__(name=name or type(self).__name__.lower(), **kwargs)
         if not isinstance(learner, keras.Model):
             raise TypeError(
@@ -280,6 +286,12 @@ class MetaLearner(keras.Model):
             warnings.warn(f"jit_compile='auto': not using XLA, since {reason}",
                           stacklevel=2)
             self.jit_compile = False
+        if (self.loss_scale() is not None and type(self).apply_meta_gradient
+                is not MetaLearner.apply_meta_gradient):
+            raise ValueError(
+                f"{type(self).__name__} applies its meta-gradient itself and "
+                "does not support loss scaling (the mixed_float16 dtype "
+                "policy); use mixed_bfloat16, which needs none.")
         if self.meta_variables and not self.optimizer.built:
             self.optimizer.build(self.meta_variables)
         self._adapt_function = None
@@ -484,12 +496,13 @@ class MetaLearner(keras.Model):
         return context, num_tasks / context.all_reduce("SUM", num_tasks)
 
     def adapt_task(self, params, nontrainable, task, seed, steps=None,
-                   hook=None, hook_state=()):
+                   hook=None, hook_state=(), checkpoint_every=None):
         """Adapts one task from ``params`` with the compiled inner loop
         (``adaptation()``: optimizer, mask, minibatch size) on
         ``support_data(task)``; ``steps`` defaults to ``inner_steps``.
-        Returns ``tfmeta.inner_loop.AdaptResult``; ``hook`` as in
-        ``tfmeta.inner_loop.optimize``.
+        Returns ``tfmeta.inner_loop.AdaptResult``; ``hook`` and
+        ``checkpoint_every`` (a second-order method's checkpointed
+        gradient) as in ``tfmeta.inner_loop.optimize``.
 
         Args:
           params: list of tensors, the parameters to adapt from (learner
@@ -500,6 +513,8 @@ class MetaLearner(keras.Model):
           steps: updates (default ``None``: ``inner_steps``).
           hook: the inner loop's hook (default ``None``).
           hook_state: the hook's initial state (default ``()``).
+          checkpoint_every: ``None`` (default), a positive int or ``"sqrt"``:
+            checkpoint the loop's gradient (``inner_loop.optimize``).
         """
         spec = self.adaptation()
         params = self.task_start(params, seed)
@@ -507,7 +522,10 @@ class MetaLearner(keras.Model):
             self.task_objective(), spec.optimizer, params, nontrainable,
             self.support_data(task), spec.steps if steps is None else steps,
             batch_size=spec.batch_size, seed=seed, hook=hook,
-            hook_state=hook_state, mask=spec.mask)
+            hook_state=hook_state, mask=spec.mask,
+            checkpoint_every=checkpoint_every,
+            variables=() if spec.step_size is None
+            else tf.nest.flatten(spec.step_size))
 
     def task_start(self, params, seed):
         """The parameters a task adapts from: ``params``, with a fresh head
@@ -640,18 +658,64 @@ class MetaLearner(keras.Model):
                 self.apply_meta_gradient(grads)
                 return tf.constant(True)
 
-            tf.cond(finite, apply, lambda: tf.constant(False))
+            def skip():
+                if self.loss_scale() is not None:
+                    # The loss scaler sees the non-finite gradient: it
+                    # skips the update and halves its scale.
+                    self.apply_meta_gradient(grads)
+                return tf.constant(False)
+
+            tf.cond(finite, apply, skip)
+            if self.loss_scale() is not None:
+                # A finite loss with a non-finite meta-gradient is an
+                # overflow of the scaled backward pass, not a failure.
+                finite = tf.math.is_finite(loss)
         return tf.where(finite, loss, tf.constant(float("nan"), loss.dtype))
 
     def apply_meta_gradient(self, grads):
         """Applies a finite meta-gradient: one outer-optimizer step on
         ``meta_variables`` (exactly one ``optimizer.apply`` per call, so
-        Keras's ``iterations`` counts meta-steps).
+        Keras's ``iterations`` counts meta-steps). Under loss scaling the
+        (unscaled) gradients are scaled back for the ``LossScaleOptimizer``,
+        which unscales them, checks them and updates its scale.
 
         Args:
           grads: a finite meta-gradient aligned with ``meta_variables``.
         """
+        scale = self.loss_scale()
+        if scale is not None:
+            grads = [g * tf.cast(scale, g.dtype) for g in grads]
         self.optimizer.apply(grads, self.meta_variables)
+
+    def loss_scale(self):
+        """The current loss scale under ``mixed_float16`` (Keras wraps the
+        outer optimizer in a ``keras.optimizers.LossScaleOptimizer``), else
+        ``None``."""
+        optimizer = getattr(self, "optimizer", None)
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            return tf.cast(optimizer.scale_loss(1.0), tf.float32)
+        return None
+
+    def scaled_gradient(self, tape, loss, sources):
+        """``tape.gradient(loss, sources)`` (zeros where unconnected) with
+        loss scaling: under ``mixed_float16`` the backward pass starts from
+        the loss scale instead of 1, so small float16 cotangents do not
+        underflow, and the gradients (float32, as the master weights) are
+        unscaled before they are returned.
+
+        Args:
+          tape: the ``tf.GradientTape`` that recorded ``loss``.
+          loss: a scalar loss.
+          sources: the tensors or variables to differentiate with respect to.
+        """
+        scale = self.loss_scale()
+        if scale is None:
+            return tape.gradient(loss, sources, unconnected_gradients=(
+                tf.UnconnectedGradients.ZERO))
+        grads = tape.gradient(
+            loss, sources, output_gradients=tf.cast(scale, loss.dtype),
+            unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return [g / tf.cast(scale, g.dtype) for g in grads]
 
     def update_metrics(self, logs, targets, preds, extra=True):
         """Updates the trackers from ``logs`` and the compiled metrics from

@@ -8,8 +8,6 @@ import tensorflow as tf
 from tfmeta import inner_optimizers, registry
 from tfmeta.maml import MAML
 
-_ZERO = tf.UnconnectedGradients.ZERO
-
 
 @registry.register("metasgd", "Meta-SGD: per-parameter learning rates "
                               "meta-learned with the initialization")
@@ -30,14 +28,16 @@ class MetaSGD(MAML):
 
     Args:
       learner: a built Keras model, the task learner.
+      checkpoint_every: ``MAML``'s: the checkpointed gradient through the
+        inner loop, the rates' included. Default ``None``.
       **kwargs: the ``tfmeta.MetaLearner`` arguments. ``inner_optimizer``
         must be a Keras SGD with a constant learning rate, the initial value
         of every alpha (momentum is allowed; the rates then scale each
         gradient before it enters the velocity).
     """
 
-    def __init__(self, learner, **kwargs):
-        super().__init__(learner, **kwargs)
+    def __init__(self, learner, checkpoint_every=None, **kwargs):
+        super().__init__(learner, checkpoint_every=checkpoint_every, **kwargs)
         sgd = self.inner_update
         if not isinstance(sgd, inner_optimizers.SGD):
             raise ValueError(
@@ -66,9 +66,9 @@ class MetaSGD(MAML):
         with tf.GradientTape() as tape:
             tape.watch(params)
             tape.watch(alphas)
-            result = self.adapt_task(params, nontrainable, task, seed)
+            result = self.adapt_task(params, nontrainable, task, seed,
+                                     checkpoint_every=self.checkpoint_every)
             loss, pred = self.query_loss(
                 result.params, result.nontrainable, task)
-        grads = tape.gradient(loss, list(params) + alphas,
-                              unconnected_gradients=_ZERO)
+        grads = self.scaled_gradient(tape, loss, list(params) + alphas)
         return grads, {"loss": loss, "support_loss": result.loss_after}, pred

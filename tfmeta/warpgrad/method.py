@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfmeta import leap, registry
+from tfmeta import inner_loop, leap, registry
 from tfmeta.checks import positive_int
 from tfmeta.maml import SECOND_ORDER_GRAPH_OPTIONS
 from tfmeta.meta_learner import MetaLearner
@@ -92,6 +92,9 @@ class WarpGrad(MetaLearner):
         (default 0.001, the paper's).
       task_lr_clip: alpha's meta-gradient is clipped to
         ``[-task_lr_clip, task_lr_clip]`` (default 0.001, the paper's).
+      checkpoint_every: Warp-MAML only: ``None`` (default), a positive int
+        or ``"sqrt"``, the checkpointed gradient through the inner loop of
+        ``tfmeta.MAML`` (the same gradient, less memory).
       **kwargs: the ``tfmeta.MetaLearner`` arguments (``inner_optimizer``,
         ``inner_steps``, ``eval_steps``, ``inner_batch_size``,
         ``parallel_tasks``, ``vectorize_tasks``, ``seed``, ``name``).
@@ -110,7 +113,7 @@ class WarpGrad(MetaLearner):
                  replay_batch_size=1, initialization=None, init_weight=1.0,
                  leap_metric="length", loss_in_manifold=True, stabilizer=True,
                  learn_task_lr=False, task_lr_learning_rate=0.001,
-                 task_lr_clip=0.001, **kwargs):
+                 task_lr_clip=0.001, checkpoint_every=None, **kwargs):
         for name, value, known in (
                 ("WarpGrad objective", objective, OBJECTIVES),
                 ("meta_training", meta_training, META_TRAINING),
@@ -121,7 +124,14 @@ class WarpGrad(MetaLearner):
         leap.check_metric(leap_metric)
         if init_weight < 0:
             raise ValueError(f"init_weight must be >= 0, got {init_weight}.")
+        checkpoint_every = inner_loop.checkpoint_interval(checkpoint_every)
+        if checkpoint_every is not None and initialization != "maml":
+            raise ValueError(
+                "checkpoint_every applies to Warp-MAML (initialization="
+                "'maml'), the one WarpGrad variant that differentiates "
+                f"through the inner loop; got initialization={initialization!r}.")
         super().__init__(learner, **kwargs)
+        self.checkpoint_every = checkpoint_every
         check_warp_shapes(learner)
         task_vars, warp_vars = partition(learner)
         if not warp_vars:
@@ -174,7 +184,7 @@ class WarpGrad(MetaLearner):
             leap_metric=leap_metric, loss_in_manifold=self.loss_in_manifold,
             stabilizer=self.stabilizer, learn_task_lr=self.learn_task_lr,
             task_lr_learning_rate=self.task_lr_learning_rate,
-            task_lr_clip=self.task_lr_clip)
+            task_lr_clip=self.task_lr_clip, checkpoint_every=checkpoint_every)
         if initialization == "leap":
             self.path_length_tracker = keras.metrics.Mean(name="path_length")
         self._collect_function = None

@@ -55,8 +55,9 @@ def run_task(meta, params, nontrainable, task, seed, record):
     with tape or contextlib.nullcontext():
         if tape is not None:
             tape.watch(theta0)
-        result = meta.adapt_task(params, nontrainable, task, seed,
-                                 hook=hook, hook_state=state)
+        result = meta.adapt_task(
+            params, nontrainable, task, seed, hook=hook, hook_state=state,
+            checkpoint_every=meta.checkpoint_every if tape else None)
         loss, pred = meta.query_loss(result.params, result.nontrainable,
                                      task)
     tape_grads = None
