@@ -409,7 +409,11 @@ class Stepper:
 
 
 def checkpoint_interval(value):
-    """``checkpoint_every`` checked: ``None``, a positive int or ``"sqrt"``."""
+    """``checkpoint_every`` checked: ``None``, a positive int or ``"sqrt"``.
+
+    Args:
+      value: the value given; anything else raises ``ValueError``.
+    """
     if value is None or value == "sqrt":
         return value
     if isinstance(value, str):
@@ -644,6 +648,7 @@ def adapt(model, loss_fn, optimizer, params, nontrainable, x, y, steps,
       hook: as in ``optimize`` (default ``None``).
       hook_state: the hook's initial state (default ``()``).
       mask: one bool per parameter (default ``None``: all adapt).
+      checkpoint_every: as in ``optimize`` (default ``None``).
 
     Returns:
       ``AdaptResult`` as ``optimize``.

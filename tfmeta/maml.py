@@ -25,6 +25,7 @@ class MAML(MetaLearner):
     off (``SECOND_ORDER_GRAPH_OPTIONS``); the rest of the process keeps it.
 
     Args:
+      learner: a built Keras model, the task learner.
       checkpoint_every: ``None`` (store every inner step for the backward
         pass), a positive int ``c`` or ``"sqrt"``: store only every ``c``-th
         inner state and recompute the segments in the backward pass
