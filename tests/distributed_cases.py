@@ -16,6 +16,7 @@ import collections
 import os
 import pickle
 import sys
+import time
 
 import keras
 import numpy as np
@@ -94,9 +95,10 @@ def tasks(case):
     return batch
 
 
-def run(name, strategy=None, steps=3):
-    """``steps`` meta-steps of case ``name`` under ``strategy`` (default:
-    one device): ``{"weights": {path: array}, "history": {key: list}}``."""
+def run(name, strategy=None, steps=3, callbacks=None):
+    """``steps`` meta-steps (one per epoch) of case ``name`` under
+    ``strategy`` (default: one device): ``{"weights": [(path, array)],
+    "history": {key: list}}``."""
     case = CASES[name]
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
@@ -104,7 +106,8 @@ def run(name, strategy=None, steps=3):
         meta.compile(optimizer=case.outer(), loss="mse",
                      metrics=[keras.metrics.MeanAbsoluteError()])
     data = tf.data.Dataset.from_tensors(tasks(case)).repeat()
-    history = meta.fit(data, epochs=steps, steps_per_epoch=1, verbose=0)
+    history = meta.fit(data, epochs=steps, steps_per_epoch=1, verbose=0,
+                       callbacks=callbacks)
     return {"weights": [(v.path, np.array(v.numpy())) for v in meta.weights],
             "history": {k: list(map(float, v))
                         for k, v in history.history.items()}}
@@ -131,13 +134,22 @@ def main(argv=None):
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--backup-dir", help="keras.callbacks.BackupAndRestore "
+                        "there (one case)")
+    parser.add_argument("--pause", type=float, default=0.0,
+                        help="seconds of sleep before each meta-step (so "
+                        "that a test can kill the run in the middle)")
     args = parser.parse_args(argv)
     strategy = (tf.distribute.MultiWorkerMirroredStrategy()
                 if args.strategy == "multiworker" else None)
+    callbacks = [keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: time.sleep(args.pause))]
+    if args.backup_dir:
+        callbacks.append(keras.callbacks.BackupAndRestore(args.backup_dir))
     results = {}
     for name in args.cases.split(","):
         try:
-            results[name] = run(name, strategy, args.steps)
+            results[name] = run(name, strategy, args.steps, callbacks)
         except Exception as err:  # noqa: BLE001 - reported by the test
             results[name] = {"error": f"{type(err).__name__}: {err}"[:2000]}
     with open(args.out, "wb") as f:

@@ -580,8 +580,9 @@ class MetaLearner(keras.Model):
         finite = tf.reduce_all(
             [finite] + [tf.reduce_all(tf.math.is_finite(g)) for g in grads])
         self.grad_norm_tracker.update_state(tf.linalg.global_norm(grads))
-        if replicas > 1:
-            # An optimizer update cannot sit in tf.cond across replicas: feed
+        if tf.distribute.has_strategy():
+            # An optimizer update cannot sit in tf.cond under a strategy
+            # (even of one replica, its update is a merge_call): feed
             # zeros instead. NaN never reaches the weights, but the skipped
             # step still counts as an optimizer iteration.
             with reduced_gradients(self.optimizer, replicas):
@@ -826,6 +827,27 @@ class MetaLearner(keras.Model):
         for var, value in zip(model.non_trainable_variables, nontrainable):
             var.assign(value)
         return model
+
+    # ----------------------------------------------------- saved weights
+    def save_own_variables(self, store):
+        """Keras's own variables, then the state of the minibatch seed
+        generator (Keras saves no seed generator's state), so that a run
+        restored from its weights (``BackupAndRestore``, the CLI's
+        checkpoints) draws the minibatches an uninterrupted run draws."""
+        super().save_own_variables(store)
+        store[str(self._own_count())] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        """Inverse of ``save_own_variables``; weights saved before the seed
+        generator's state was saved load as before (the state unchanged)."""
+        count = self._own_count()
+        if len(store.keys()) == count + 1:
+            self.seed_generator.state.assign(store[str(count)])
+            store = {str(i): store[str(i)] for i in range(count)}
+        super().load_own_variables(store)
+
+    def _own_count(self):
+        return len(self._trainable_variables + self._non_trainable_variables)
 
     # ------------------------------------------------------- config/export
     def get_config(self):
