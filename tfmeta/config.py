@@ -129,6 +129,22 @@ class Mapping(Kind):
         return dict(value)
 
 
+class Cluster(Mapping):
+    """``cluster``: TF_CONFIG's cluster, ``{"worker": ["host:port", ...]}``
+    (other job names as well), as a multiworker run records it."""
+
+    what = 'a cluster, e.g. {"worker": ["host:2222", ...]}'
+
+    def parse(self, name, value):
+        value = super().parse(name, value)
+        for job, addresses in value.items():
+            if not isinstance(job, str) or not isinstance(addresses, list) \
+                    or not addresses or not all(
+                        isinstance(a, str) and a.strip() for a in addresses):
+                self.fail(name, value)
+        return value
+
+
 class Optional(Kind):
     """``kind`` or ``None`` (``null`` in a config file: "use the default")."""
 
@@ -155,6 +171,9 @@ class Option:
 METHOD_NAMES = ("leap", "reptile", "maml", "fomaml", "finetune", "scratch",
                 "anil", "metasgd")
 TASK_FAMILIES = ("sine", "omniglot")
+#: ``strategy``: one device, ``tf.distribute.MirroredStrategy`` (this
+#: machine's GPUs) or ``MultiWorkerMirroredStrategy`` (TF_CONFIG's cluster).
+STRATEGIES = ("one", "mirrored", "multiworker")
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop"}
 
 OPTIONS = {o.name: o for o in [
@@ -188,6 +207,12 @@ OPTIONS = {o.name: o for o in [
            "deterministic TensorFlow ops (--no-deterministic is faster)"),
     Option("vectorize_tasks", Bool(), False,
            "batch the tasks of a meta-step (fast for small nets)"),
+    Option("strategy", Choice(STRATEGIES, "strategy"), "one",
+           "tf.distribute strategy: one device, mirrored (this machine's "
+           "GPUs) or multiworker (the cluster of TF_CONFIG in the "
+           "environment; docs/distributed.md)"),
+    Option("cluster", Optional(Cluster()), None,
+           "the multiworker cluster, recorded from TF_CONFIG", flag=False),
 ]}
 
 DEFAULTS = {name: option.default for name, option in OPTIONS.items()}
