@@ -127,6 +127,25 @@ def compare(expected, got, name=""):
                                    atol=1e-7, err_msg=f"{name}: {key}")
 
 
+def multiworker_strategy(heartbeat_timeout=300):
+    """``MultiWorkerMirroredStrategy`` of TF_CONFIG's cluster, with a
+    heartbeat timeout of TensorFlow's coordination service of
+    ``heartbeat_timeout`` seconds instead of its default 10 s, which a
+    worker starved of CPU on a loaded test machine can miss (it is then
+    declared dead and the job aborted). A dead worker is still noticed at
+    once by the launcher (its exit status)."""
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.eager import context
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    workers = resolver.cluster_spec().num_tasks("worker")
+    context.context().configure_coordination_service(
+        service_type="standalone", service_leader="/job:worker/replica:0/task:0",
+        heartbeat_timeout_in_ms=int(heartbeat_timeout * 1000),
+        coordinated_jobs=[coordination_config_pb2.CoordinatedJob(
+            name="worker", num_tasks=workers)])
+    return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--strategy", choices=["one", "multiworker"],
@@ -140,8 +159,8 @@ def main(argv=None):
                         help="seconds of sleep before each meta-step (so "
                         "that a test can kill the run in the middle)")
     args = parser.parse_args(argv)
-    strategy = (tf.distribute.MultiWorkerMirroredStrategy()
-                if args.strategy == "multiworker" else None)
+    strategy = (multiworker_strategy() if args.strategy == "multiworker"
+                else None)
     callbacks = [keras.callbacks.LambdaCallback(
         on_epoch_begin=lambda epoch, logs: time.sleep(args.pause))]
     if args.backup_dir:
