@@ -128,7 +128,8 @@ def test_finished_run_is_not_trained_again(reference):
 def test_help_lists_every_option():
     text = cli.parser()._subparsers._group_actions[0].choices["train"].format_help()
     for option in cli.DEFAULTS:
-        if option not in ("method", "method_options", "deterministic"):
+        if option not in ("method", "method_options", "deterministic",
+                          "cluster"):
             assert "--" + option.replace("_", "-") in text, option
 
 

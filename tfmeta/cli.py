@@ -363,8 +363,10 @@ class RunDir:
         except UsageError as err:
             raise UsageError(f"{self.config_file} is not a valid tfmeta config "
                              f"({err})") from err
+        # (a restarted multiworker job may have other addresses: the
+        # cluster of the run's first start stays in config.json)
         differ = sorted(k for k in set(stored) | set(config)
-                        if stored.get(k) != config.get(k))
+                        if stored.get(k) != config.get(k) and k != "cluster")
         if differ:
             details = ", ".join(f"{k}: {stored.get(k)!r} -> {config.get(k)!r}"
                                 for k in differ)
@@ -453,8 +455,52 @@ def _fault_injection(variable, step):
 
 
 # -------------------------------------------------------------- building
-def build(config):
-    """The compiled meta-learner and task family of a config."""
+def strategy(name):
+    """The ``tf.distribute`` strategy of a ``strategy`` option (``None``:
+    one device). Created first, before any other TensorFlow work, as
+    ``MultiWorkerMirroredStrategy`` requires."""
+    if name == "one":
+        return None
+    import tensorflow as tf
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def cluster(name):
+    """The cluster a ``strategy`` runs on, as config.json records it:
+    TF_CONFIG's ``cluster`` for ``multiworker`` (a ``UsageError`` naming
+    TF_CONFIG when it is missing or malformed), else ``None``."""
+    if name != "multiworker":
+        return None
+    text = os.environ.get("TF_CONFIG", "").strip()
+    example = ('{"cluster": {"worker": ["host0:2222", "host1:2222"]}, '
+               '"task": {"type": "worker", "index": 0}}')
+    if not text:
+        raise UsageError(
+            "--strategy multiworker needs TF_CONFIG in the environment, e.g. "
+            f"TF_CONFIG='{example}' on worker 0 (experiments/"
+            "launch_multiworker.py sets it per worker; docs/distributed.md).")
+    try:
+        tf_config = json.loads(text)
+        spec = schema.Cluster().parse("TF_CONFIG cluster",
+                                      tf_config["cluster"])
+        task = tf_config["task"]
+        index = task["index"]
+        if task["type"] not in spec or not 0 <= int(index) < len(
+                spec[task["type"]]):
+            raise ValueError(f"task {task} is not in the cluster")
+    except (ValueError, KeyError, TypeError, UsageError) as err:
+        raise UsageError(
+            f"TF_CONFIG is not a valid multiworker configuration ({err}); "
+            f"expected e.g. {example}.") from None
+    return spec
+
+
+def build(config, distribute=True):
+    """The compiled meta-learner and task family of a config; built in the
+    scope of the config's ``strategy`` unless ``distribute=False``."""
+    distribution = strategy(config["strategy"]) if distribute else None
     import keras
 
     import tfmeta
@@ -468,17 +514,21 @@ def build(config):
     inner = getattr(keras.optimizers, OPTIMIZERS[config["inner_optimizer"]])(
         config["inner_lr"])
     outer = _outer_optimizer(config)
-    try:
-        meta = cls(family.learner(config["seed"]), inner_optimizer=inner,
-                   inner_steps=config["inner_steps"],
-                   eval_steps=config["eval_steps"],
-                   inner_batch_size=config["inner_batch_size"],
-                   vectorize_tasks=bool(config["vectorize_tasks"]),
-                   seed=config["seed"], **config["method_options"])
-    except (TypeError, ValueError) as err:
-        raise UsageError(f"bad method_options for {config['method']} "
-                         f"{config['method_options']}: {err}") from err
-    meta.compile(optimizer=outer, loss=family.loss, metrics=list(family.metrics))
+    scope = (distribution.scope() if distribution is not None
+             else contextlib.nullcontext())
+    with scope:
+        try:
+            meta = cls(family.learner(config["seed"]), inner_optimizer=inner,
+                       inner_steps=config["inner_steps"],
+                       eval_steps=config["eval_steps"],
+                       inner_batch_size=config["inner_batch_size"],
+                       vectorize_tasks=bool(config["vectorize_tasks"]),
+                       seed=config["seed"], **config["method_options"])
+        except (TypeError, ValueError) as err:
+            raise UsageError(f"bad method_options for {config['method']} "
+                             f"{config['method_options']}: {err}") from err
+        meta.compile(optimizer=outer, loss=family.loss,
+                     metrics=list(family.metrics))
     return meta, family
 
 
@@ -700,7 +750,12 @@ def cmd_train(args):
     cli = {k: getattr(args, k) for k in DEFAULTS if hasattr(args, k)}
     if args.method_option:
         cli["method_options"] = schema.parse_key_values(args.method_option)
+    if file_options.get("cluster") is not None:
+        raise UsageError(
+            "cluster is not an option: a multiworker run records the cluster "
+            "of TF_CONFIG (remove 'cluster' from the config file).")
     config = resolve_config(file_options, cli)
+    config["cluster"] = cluster(config["strategy"])
     resume_from = (None if args.resume_from is None else
                    schema.Int().parse("--resume-from", args.resume_from))
     run = RunDir(check_out(args.out))
@@ -820,7 +875,7 @@ def _load_run(path):
     step, weights = run.latest()
     if weights is None:
         raise UsageError(f"{run.path} has no checkpoint yet.")
-    meta, family = build(config)
+    meta, family = build(config, distribute=False)  # one device suffices
     _restore(meta, run)
     return run, config, meta, family, step
 

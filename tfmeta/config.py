@@ -160,6 +160,22 @@ class Mapping(Kind):
         return dict(value)
 
 
+class Cluster(Mapping):
+    """``cluster``: TF_CONFIG's cluster, ``{"worker": ["host:port", ...]}``
+    (other job names as well), as a multiworker run records it."""
+
+    what = 'a cluster, e.g. {"worker": ["host:2222", ...]}'
+
+    def parse(self, name, value):
+        value = super().parse(name, value)
+        for job, addresses in value.items():
+            if not isinstance(job, str) or not isinstance(addresses, list) \
+                    or not addresses or not all(
+                        isinstance(a, str) and a.strip() for a in addresses):
+                self.fail(name, value)
+        return value
+
+
 class Optional(Kind):
     """``kind`` or ``None`` (``null`` in a config file: "use the default")."""
 
@@ -223,6 +239,9 @@ ENCODER_NAMES = ("context", "nonlinear", "linear", "mean", "max",
 # Options of the methods with an inner loop, which ``transfer`` has not.
 INNER_LOOP_OPTIONS = ("inner_steps", "eval_steps", "inner_lr",
                       "inner_optimizer", "inner_batch_size", "vectorize_tasks")
+#: ``strategy``: one device, ``tf.distribute.MirroredStrategy`` (this
+#: machine's GPUs) or ``MultiWorkerMirroredStrategy`` (TF_CONFIG's cluster).
+STRATEGIES = ("one", "mirrored", "multiworker")
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop"}
 
 OPTIONS = {o.name: o for o in [
@@ -276,6 +295,12 @@ OPTIONS = {o.name: o for o in [
     Option("max_episode_frames", Optional(Int()), None,
            "atari only: cut episodes after this many frames (default: full "
            "games)"),
+    Option("strategy", Choice(STRATEGIES, "strategy"), "one",
+           "tf.distribute strategy: one device, mirrored (this machine's "
+           "GPUs) or multiworker (the cluster of TF_CONFIG in the "
+           "environment; docs/distributed.md)"),
+    Option("cluster", Optional(Cluster()), None,
+           "the multiworker cluster, recorded from TF_CONFIG", flag=False),
 ]}
 
 DEFAULTS = {name: option.default for name, option in OPTIONS.items()}
@@ -446,6 +471,15 @@ def _check_method_and_family(config, given):
                 + ("meta-transfer decodes the query learner)."
                    if method == "transfer" else
                    "the tasks are A2C agents; --updates sets their steps)."))
+    if family in NO_INNER_LOOP and config.get("strategy", "one") != "one":
+        raise UsageError(
+            f"strategy {config['strategy']} does not apply to {method} on "
+            f"{family} yet: " + ("MetaTransfer's meta-step is not under the "
+                                 "tf.distribute path of the other methods."
+                                 if method == "transfer" else
+                                 "RLLeap steps Python environments eagerly "
+                                 "(docs/distributed.md).") + " Use --strategy "
+            "one.")
     if method == "transfer":
         if config["encoder"] is None:
             raise UsageError(f"transfer needs --encoder (one of "

@@ -114,12 +114,45 @@ def graph_options(options):
             {k: before.get(k, True) for k in options})
 
 
+@contextlib.contextmanager
+def reduced_gradients(optimizer, replicas):
+    """While the block runs, ``optimizer.apply`` takes gradients that are
+    already all-reduced across ``tf.distribute`` replicas (every replica
+    holds the same meta-gradient) and does not sum them again, as Keras's
+    TensorFlow optimizer otherwise does in a replica context. Nothing
+    changes on one replica."""
+    if replicas == 1 or not hasattr(optimizer, "_all_reduce_sum_gradients"):
+        yield
+        return
+    # (an instance attribute shadows the method; Keras's tracking
+    # __setattr__ is bypassed)
+    vars(optimizer)["_all_reduce_sum_gradients"] = list
+    try:
+        yield
+    finally:
+        vars(optimizer).pop("_all_reduce_sum_gradients", None)
+
+
 def flatten_tasks(t):
     """``[B, N, ...] -> [B * N, ...]``, for symbolic and real tensors."""
     if isinstance(t, keras.KerasTensor):
         n = None if None in t.shape[:2] else t.shape[0] * t.shape[1]
         return keras.KerasTensor((n,) + tuple(t.shape[2:]), t.dtype)
     return tf.reshape(t, tf.concat([[-1], tf.shape(t)[2:]], 0))
+
+
+def step_logs(logs):
+    """The logs a ``train_step``/``test_step`` returns. Under a
+    ``MultiWorkerMirroredStrategy`` of several workers Keras (3.15) reduces
+    them with ``strategy.reduce("MEAN", value, axis=0)``, which fails on
+    scalars: there they get a leading axis of one, which that reduction
+    removes (the values are the same on every replica)."""
+    strategy = tf.distribute.get_strategy()
+    if not (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.extended._in_multi_worker_mode()):
+        return logs
+    return {k: tf.reshape(v, [1]) if tf.is_tensor(v) and v.shape.rank == 0
+            else v for k, v in logs.items()}
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
@@ -279,6 +312,15 @@ class MetaLearner(keras.Model):
         if reason and jit_compile is True:
             raise ValueError(f"{type(self).__name__} cannot be compiled with "
                              f"XLA (jit_compile=True): {reason}")
+        reason = self.distribution_unsupported()
+        strategy = self._distribute_strategy or (
+            tf.distribute.get_strategy() if tf.distribute.has_strategy()
+            else None)
+        if reason and strategy is not None:
+            raise ValueError(
+                f"{type(self).__name__} cannot run under "
+                f"{type(strategy).__name__}: {reason} Build and compile it "
+                "outside a tf.distribute strategy's scope.")
         self.task_loss_fn = keras.losses.get(loss)
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
                         jit_compile=jit_compile, **kwargs)
@@ -299,6 +341,12 @@ class MetaLearner(keras.Model):
 
     def xla_unsupported(self):
         """Why this configuration cannot be compiled with XLA, or ``None``."""
+        return None
+
+    def distribution_unsupported(self):
+        """Why this configuration cannot run under a ``tf.distribute``
+        strategy (``compile`` refuses it in a strategy's scope), or
+        ``None``."""
         return None
 
     def graph_options(self):
@@ -630,29 +678,32 @@ class MetaLearner(keras.Model):
           num_tasks: tasks behind the means (default ``None``: equal shares).
         """
         grads = list(grads)
-        finite = tf.reduce_all(
-            [tf.math.is_finite(loss)]
-            + [tf.reduce_all(tf.math.is_finite(g)) for g in grads])
-        # (grad_norm: under several replicas, the mean of the replicas' own
-        # norms; the exact one would cost a second all-reduce of the weights.)
-        self.grad_norm_tracker.update_state(tf.linalg.global_norm(grads))
-        # Under tf.distribute Keras sums the gradients across replicas, so
-        # each contributes its share of the mean; all replicas must also
-        # agree on skipping, or the all-reduce would hang.
+        # Under tf.distribute the replicas' shares of the mean are summed
+        # here, once per meta-step (with the count of non-finite losses), so
+        # that every replica holds one device's meta-gradient: its norm, the
+        # skip decision and the optimizer step (Keras's own all-reduce is
+        # not repeated, ``reduced_gradients``) are one device's.
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync if context else 1
+        finite = tf.math.is_finite(loss)
         if replicas > 1:
             share = (1.0 / replicas if num_tasks is None
                      else self._replica_share(num_tasks)[1])
-            grads = [g * tf.cast(share, g.dtype) for g in grads]
-            failed = context.all_reduce(
-                "SUM", 1.0 - tf.cast(finite, tf.float32))
+            *grads, failed = context.all_reduce(
+                "SUM", [g * tf.cast(share, g.dtype) for g in grads]
+                + [1.0 - tf.cast(finite, tf.float32)])
             finite = failed < 0.5
-            # An optimizer update cannot sit in tf.cond across replicas: feed
+        finite = tf.reduce_all(
+            [finite] + [tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+        self.grad_norm_tracker.update_state(tf.linalg.global_norm(grads))
+        if tf.distribute.has_strategy():
+            # An optimizer update cannot sit in tf.cond under a strategy
+            # (even of one replica, its update is a merge_call): feed
             # zeros instead. NaN never reaches the weights, but the skipped
             # step still counts as an optimizer iteration.
-            self.apply_meta_gradient(
-                [tf.where(finite, g, tf.zeros_like(g)) for g in grads])
+            with reduced_gradients(self.optimizer, replicas):
+                self.apply_meta_gradient(
+                    [tf.where(finite, g, tf.zeros_like(g)) for g in grads])
         else:
             def apply():
                 self.apply_meta_gradient(grads)
@@ -675,9 +726,12 @@ class MetaLearner(keras.Model):
     def apply_meta_gradient(self, grads):
         """Applies a finite meta-gradient: one outer-optimizer step on
         ``meta_variables`` (exactly one ``optimizer.apply`` per call, so
-        Keras's ``iterations`` counts meta-steps). Under loss scaling the
-        (unscaled) gradients are scaled back for the ``LossScaleOptimizer``,
-        which unscales them, checks them and updates its scale.
+        Keras's ``iterations`` counts meta-steps). Under ``tf.distribute``
+        ``grads`` is already the all-reduced mean, the same on every
+        replica, and ``optimizer.apply`` does not reduce it again. Under
+        loss scaling the (unscaled) gradients are scaled back for the
+        ``LossScaleOptimizer``, which unscales them, checks them and updates
+        its scale.
 
         Args:
           grads: a finite meta-gradient aligned with ``meta_variables``.
@@ -846,7 +900,8 @@ class MetaLearner(keras.Model):
         tasks = self.prepare_tasks(data)
         step = self.meta_step(tasks)
         targets = tasks["query_y"] if step.targets is None else step.targets
-        return self.update_metrics(step.logs, targets, step.predictions)
+        return step_logs(
+            self.update_metrics(step.logs, targets, step.predictions))
 
     def evaluate_task(self, params, nontrainable, task, seed, steps=None):
         """Adapts one task for ``steps`` (default ``eval_steps``): ``(logs,
@@ -875,8 +930,9 @@ class MetaLearner(keras.Model):
                 params, nontrainable, task, seed), tasks)
         results = self.update_metrics(logs, tasks["query_y"], preds,
                                       extra=False)
-        return {k: v for k, v in results.items()
-                if k not in self.extra_metrics() and k != "grad_norm"}
+        return step_logs({k: v for k, v in results.items()
+                          if k not in self.extra_metrics()
+                          and k != "grad_norm"})
 
     # ------------------------------------------------- per-task evaluation
     def evaluate_tasks(self, tasks, steps=None):
@@ -977,6 +1033,27 @@ class MetaLearner(keras.Model):
         for var, value in zip(model.non_trainable_variables, nontrainable):
             var.assign(value)
         return model
+
+    # ----------------------------------------------------- saved weights
+    def save_own_variables(self, store):
+        """Keras's own variables, then the state of the minibatch seed
+        generator (Keras saves no seed generator's state), so that a run
+        restored from its weights (``BackupAndRestore``, the CLI's
+        checkpoints) draws the minibatches an uninterrupted run draws."""
+        super().save_own_variables(store)
+        store[str(self._own_count())] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        """Inverse of ``save_own_variables``; weights saved before the seed
+        generator's state was saved load as before (the state unchanged)."""
+        count = self._own_count()
+        if len(store.keys()) == count + 1:
+            self.seed_generator.state.assign(store[str(count)])
+            store = {str(i): store[str(i)] for i in range(count)}
+        super().load_own_variables(store)
+
+    def _own_count(self):
+        return len(self._trainable_variables + self._non_trainable_variables)
 
     # ------------------------------------------------------- config/export
     def get_config(self):

@@ -119,6 +119,14 @@ class RLLeap(keras.Model):
             raise ValueError(
                 "RLLeap's meta-step steps Python environments: it runs "
                 "eagerly (run_eagerly=False and jit_compile are refused).")
+        if self._distribute_strategy is not None or \
+                tf.distribute.has_strategy():
+            strategy = self._distribute_strategy or tf.distribute.get_strategy()
+            raise ValueError(
+                f"RLLeap cannot run under {type(strategy).__name__}: its "
+                "meta-step steps Python environments eagerly, task after "
+                "task, outside any replica function. Build and compile it "
+                "outside a tf.distribute strategy's scope.")
         kwargs.update(run_eagerly=True, jit_compile=False)
         super().compile(optimizer=optimizer, **kwargs)
 

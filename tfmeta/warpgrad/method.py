@@ -176,6 +176,7 @@ class WarpGrad(MetaLearner):
         self.task_lr_clip = float(task_lr_clip)
         if self.learn_task_lr:
             self.task_lr, self.inner_update = step_size.create(self)
+            self.task_lr_value = step_size.Value(self.task_lr)
         self.meta_loss_tracker = keras.metrics.Mean(name="meta_loss")
         self._config = dict(
             objective=objective, meta_training=meta_training,
@@ -190,19 +191,33 @@ class WarpGrad(MetaLearner):
         self._collect_function = None
         self._objective_function = None
         if meta_training == "continual":  # Algorithm 3's g_phi and i
+            # (updated in the replica context under tf.distribute, with the
+            # same all-reduced values on every replica)
             self.warp_accumulators = [
                 self.add_weight(shape=v.shape, initializer="zeros",
                                 dtype=v.dtype, trainable=False,
-                                name=f"warp_grad_{n}")
+                                name=f"warp_grad_{n}",
+                                aggregation="only_first_replica")
                 for n, v in enumerate(self.warp_variables)]
             self.warp_count = self.add_weight(
                 shape=(), initializer="zeros", dtype="int64",
-                trainable=False, name="warp_count")
+                trainable=False, name="warp_count",
+                aggregation="only_first_replica")
         self.strategy = STRATEGIES[meta_training](self)
 
     # ------------------------------------------------------- Keras / base
     def xla_unsupported(self):
         return self.strategy.xla_unsupported or super().xla_unsupported()
+
+    def distribution_unsupported(self):
+        if self.meta_training == "offline":
+            return ("meta_training='offline' (Algorithm 2) takes one outer "
+                    "step per replay batch inside the meta-step's loop over "
+                    "its buffer, where tf.distribute cannot synchronize an "
+                    "optimizer update; and the buffer of a meta-batch split "
+                    "over replicas would replay only each replica's own "
+                    "tasks. Use meta_training='online' or 'continual'.")
+        return super().distribution_unsupported()
 
     def graph_options(self):
         if self.initialization == "maml":  # second order, as MAML
@@ -249,7 +264,7 @@ class WarpGrad(MetaLearner):
     def update_metrics(self, logs, targets, preds, extra=True):
         results = super().update_metrics(logs, targets, preds, extra)
         if self.learn_task_lr:  # the value after this meta-step
-            results["task_lr"] = tf.cast(tf.identity(self.task_lr), tf.float32)
+            results["task_lr"] = self.task_lr_value.result()
         return results
 
     # ----------------------------------------- task/warp parameter lists

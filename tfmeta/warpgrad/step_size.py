@@ -49,11 +49,29 @@ def create(meta):
 
 
 def apply(meta, g):
-    """alpha's own SGD step on its (clipped) meta-gradient ``g``."""
-    context = tf.distribute.get_replica_context()
-    if context is not None and context.num_replicas_in_sync > 1:
-        g = context.all_reduce("SUM", g)  # each replica holds mean / replicas
+    """alpha's own SGD step on its (clipped) meta-gradient ``g`` (under
+    ``tf.distribute`` already all-reduced: the same on every replica)."""
     alpha = meta.task_lr
     g = tf.clip_by_value(tf.cast(g, alpha.dtype), -meta.task_lr_clip,
                          meta.task_lr_clip)
     alpha.assign(alpha - meta.task_lr_learning_rate * g)
+
+
+class Value(keras.metrics.Metric):
+    """The History's ``task_lr``: the value of alpha (not an average). A
+    metric, so that ``fit`` under ``tf.distribute`` reads it as the other
+    metrics (not as a mean of the replicas' logs)."""
+
+    def __init__(self, variable, name="task_lr"):
+        super().__init__(name=name)
+        self._read = lambda: variable  # not tracked: a weight of the model
+
+    def update_state(self, *args, **kwargs):
+        pass
+
+    def reset_state(self):
+        pass
+
+    def result(self):
+        return tf.cast(tf.identity(self._read()), tf.float32)
+

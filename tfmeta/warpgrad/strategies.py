@@ -14,6 +14,8 @@ per outer step (Keras's ``iterations`` counts them), skipped when not finite,
 ``grad_norm`` logged.
 """
 
+import contextlib
+
 import numpy as np
 import tensorflow as tf
 
@@ -22,15 +24,16 @@ from tfmeta.meta_learner import TASK_KEYS, MetaLearner, MetaStep
 
 
 def _single_replica(mode):
-    """Offline and continual steps apply the optimizer inside a loop or a
-    ``tf.cond``, which ``tf.distribute`` cannot synchronize: refuse."""
+    """Offline steps apply the optimizer inside a loop, which
+    ``tf.distribute`` cannot synchronize: refuse (``WarpGrad.compile``
+    refuses it under a strategy first)."""
     context = tf.distribute.get_replica_context()
     if context is not None and context.num_replicas_in_sync > 1:
         raise ValueError(
             f"meta_training={mode!r} runs on one replica only: its outer "
             "steps sit in a loop or a condition, where tf.distribute cannot "
             "synchronize an optimizer update. Use meta_training='online' "
-            "under a distribution strategy.")
+            "or 'continual' under a distribution strategy.")
 
 
 class Online:
@@ -126,7 +129,6 @@ class Continual(Online):
     """
 
     def meta_step(self, tasks):
-        _single_replica("continual")
         meta = self.meta
         params, nontrainable = meta.current_state()
 
@@ -138,7 +140,8 @@ class Continual(Online):
         (grads, logs), preds = meta.over_tasks(one, tasks)
         theta, phi = meta.split(grads)
         grads = meta.merge([meta.init_weight * g for g in theta], phi)
-        logs["loss"] = meta.apply_if_finite(grads, logs["loss"])
+        logs["loss"] = meta.apply_if_finite(grads, logs["loss"],
+                                            tf.shape(tasks["support_x"])[0])
         return MetaStep(logs, preds)
 
     def task_gradients(self, params, nontrainable, task, seed):
@@ -161,33 +164,57 @@ class Continual(Online):
 
     def apply(self, grads):
         """One ``optimizer.apply``: the task variables, plus the warp
-        variables with the mean accumulated g_phi on every eta-th call."""
+        variables with the mean accumulated g_phi on every eta-th call
+        (on the other calls the warp variables and their optimizer state
+        are left as they are: ``updates_only_if``, no condition around the
+        optimizer, which tf.distribute could not synchronize)."""
         meta = self.meta
         theta_grads, phi_grads = meta.split(grads)
         for acc, g in zip(meta.warp_accumulators, phi_grads):
             acc.assign_add(g)
         meta.warp_count.assign_add(1)
+        warp = meta.warp_count >= meta.replay_batch_size
+        eta = tf.cast(meta.warp_count, theta_grads[0].dtype)
+        mean = [tf.where(warp, a / eta, tf.zeros_like(a))
+                for a in meta.warp_accumulators]
+        with updates_only_if(meta.optimizer, meta.warp_variables, warp):
+            # (tf.identity: all gradients from this graph, which is a
+            # tf.cond branch on one device; Keras refuses a mix of graphs)
+            meta.optimizer.apply([tf.identity(g) for g in theta_grads] + mean,
+                                 meta.task_variables + meta.warp_variables)
+        for acc in meta.warp_accumulators:
+            acc.assign(tf.where(warp, tf.zeros_like(acc), acc))
+        meta.warp_count.assign(tf.where(
+            warp, tf.zeros([], meta.warp_count.dtype), meta.warp_count))
 
-        def with_warp():
-            eta = tf.cast(meta.warp_count, theta_grads[0].dtype)
-            # All gradients from this branch's graph: the optimizer's
-            # all-reduce refuses a mix of graphs.
-            meta.optimizer.apply(
-                [tf.identity(g) for g in theta_grads]
-                + [a / eta for a in meta.warp_accumulators],
-                meta.task_variables + meta.warp_variables)
-            for acc in meta.warp_accumulators:
-                acc.assign(tf.zeros_like(acc))
-            meta.warp_count.assign(0)
+
+@contextlib.contextmanager
+def updates_only_if(optimizer, variables, condition):
+    """While the block runs, ``optimizer`` updates ``variables`` (and their
+    optimizer state) only where ``condition`` holds: a condition inside each
+    variable's own update, where no replicas need to meet, so an
+    ``optimizer.apply`` with it runs under ``tf.distribute`` too. The
+    optimizer's ``iterations`` counts the call either way."""
+    keys = {optimizer._var_key(v) for v in variables}
+    update_step = optimizer.update_step
+
+    def maybe_update(grad, variable, learning_rate):
+        if optimizer._var_key(variable) not in keys:
+            return update_step(grad, variable, learning_rate)
+
+        def update():
+            update_step(grad, variable, learning_rate)
             return tf.constant(True)
 
-        def task_only():
-            meta.optimizer.apply([tf.identity(g) for g in theta_grads],
-                                 meta.task_variables)
-            return tf.constant(False)
+        tf.cond(condition, update, lambda: tf.constant(False))
 
-        tf.cond(meta.warp_count >= meta.replay_batch_size, with_warp,
-                task_only)
+    # (an instance attribute shadows the method; Keras's tracking
+    # __setattr__ is bypassed)
+    vars(optimizer)["update_step"] = maybe_update
+    try:
+        yield
+    finally:
+        vars(optimizer).pop("update_step", None)
 
 
 STRATEGIES = {"online": Online, "offline": Offline, "continual": Continual}
