@@ -194,7 +194,14 @@ def updates_only_if(optimizer, variables, condition):
     optimizer state) only where ``condition`` holds: a condition inside each
     variable's own update, where no replicas need to meet, so an
     ``optimizer.apply`` with it runs under ``tf.distribute`` too. The
-    optimizer's ``iterations`` counts the call either way."""
+    optimizer's ``iterations`` counts the call either way.
+
+    Args:
+      optimizer: a Keras optimizer (its ``update_step`` is wrapped while
+        the block runs).
+      variables: the variables whose updates the condition gates.
+      condition: a scalar bool tensor.
+    """
     keys = {optimizer._var_key(v) for v in variables}
     update_step = optimizer.update_step
 
