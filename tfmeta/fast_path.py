@@ -59,12 +59,14 @@ def on_accelerator():
 def jit_compile(meta):
     """The default ``jit_compile`` of meta-learner ``meta``: Keras's
     ``"auto"`` (XLA) on an accelerator, ``True`` for a small dense learner
-    on CPU, else ``False``; never XLA where ``meta.xla_unsupported()``."""
+    on CPU on one device, else ``False``; never XLA where
+    ``meta.xla_unsupported()``."""
     if meta.xla_unsupported():
         return False
     if on_accelerator():
         return "auto"
-    return small_dense(meta.learner)
+    return (small_dense(meta.learner)
+            and tf.distribute.get_strategy().num_replicas_in_sync == 1)
 
 
 def _per_epoch(callback):
@@ -104,7 +106,6 @@ def steps_per_execution(meta, x, steps_per_epoch=None, validation_data=None,
     (Keras runs whole executions, so a count it does not divide would run
     extra steps) and every callback acting per epoch only."""
     if (not small_dense(meta.learner) or meta.run_eagerly
-            or tf.distribute.has_strategy()
             or meta.distribute_strategy.num_replicas_in_sync > 1
             or not all(_per_epoch(c) for c in callbacks)):
         return 1
