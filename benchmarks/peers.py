@@ -90,7 +90,13 @@ def classes(w):
 
 
 # ------------------------------------------------------------------ tfmeta
-def tfmeta_contender(w):
+def tfmeta_plain_contender(w):
+    """tfmeta without the fast defaults (before issue 23: no XLA, one
+    meta-step per execution); not in the default contenders."""
+    return tfmeta_contender(w, jit_compile=False, steps_per_execution=1)
+
+
+def tfmeta_contender(w, **compile_kwargs):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path.insert(0, str(ROOT))
     import keras
@@ -114,7 +120,8 @@ def tfmeta_contender(w):
            "reptile": tfmeta.Reptile}[w["method"]]
     meta = cls(learner, inner_optimizer=keras.optimizers.SGD(w["inner_lr"]),
                inner_steps=w["steps"])
-    meta.compile(optimizer=keras.optimizers.Adam(OUTER_LR), loss=loss)
+    meta.compile(optimizer=keras.optimizers.Adam(OUTER_LR), loss=loss,
+                 **compile_kwargs)
     sx, sy, qx, qy = task_data(w)
     data = tf.data.Dataset.from_tensors(
         {"support_x": sx, "support_y": sy, "query_x": qx, "query_y": qy}).repeat()
@@ -263,7 +270,7 @@ def worker(contender, workload):
         import peers_jax
         run = peers_jax.contender(w, task_data(w), OUTER_LR)
     else:
-        run = globals()[f"{contender}_contender"](w)
+        run = globals()[f"{contender.replace('-', '_')}_contender"](w)
     unit = w["unit"]
     start = time.perf_counter()
     run(unit)  # warm-up: tracing, compiling, allocation
@@ -284,14 +291,18 @@ def worker(contender, workload):
         else ""}))
 
 
-def measure(contender, workload):
+def measure(contender, workload, timeout=None):
     # (PyTorch's OpenMP threads must not spin while other processes run,
     # as in run.py)
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2",
                OMP_WAIT_POLICY="PASSIVE")
-    out = subprocess.run(
-        [sys.executable, str(pathlib.Path(__file__).resolve()), "--worker",
-         contender, workload], text=True, capture_output=True, env=env)
+    try:
+        out = subprocess.run(
+            [sys.executable, str(pathlib.Path(__file__).resolve()), "--worker",
+             contender, workload], text=True, capture_output=True, env=env,
+            timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"stopped after {timeout} s"}
     if out.returncode:
         tail = (out.stderr or out.stdout).strip().splitlines()[-3:]
         return {"error": " | ".join(tail)}
@@ -310,8 +321,11 @@ def main(argv=None):
                         help="rounds of JAX on the conv net (minutes per "
                         "meta-step: XLA's CPU convolutions)")
     parser.add_argument("--only", help="comma-separated workloads")
-    parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument("--contenders", default=",".join(CONTENDERS),
+                        help="of " + ", ".join(CONTENDERS + ("tfmeta-plain",)))
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--timeout", type=float, default=900,
+                        help="seconds per measurement (process) at most")
     parser.add_argument("--worker", nargs=2, metavar=("CONTENDER", "WORKLOAD"))
     args = parser.parse_args(argv)
     if args.worker:
@@ -327,7 +341,7 @@ def main(argv=None):
                 if (c == "jax" and WORKLOADS[wl]["net"] == "conv"
                         and r >= args.slow_rounds):
                     continue
-                res = measure(c, wl)
+                res = measure(c, wl, args.timeout)
                 results[wl][c].append(res)
                 loads.append(load())
                 print(f"round {r + 1} {wl:13s} {c:12s} " + (
