@@ -1,7 +1,7 @@
 """What Leap's on-the-fly meta-gradient (eq. 8, accumulated after every task
 step) costs on top of the plain compiled inner loop: the loop alone, with
-Leap's hook as ``Leap`` chooses it (``Leap.flat_hook``), in graph mode and
-compiled alone as one XLA cluster, alternating in one process (medians of
+Leap's hook (``Leap.flat_hook``) and with the hook compiled alone as one XLA
+cluster, alternating in one process (medians of
 ``--rounds``, and the spread of the per-round overheads); for the sine MLP
 also the whole loop compiled with XLA, with and without the hook (overhead
 against the XLA plain loop).
@@ -65,10 +65,8 @@ def main(argv=None):
         xla_hook = tf.function(plain_hook, jit_compile=True)
         contenders = {
             "plain loop": bench.tfmeta_loop(w, steps),
-            "loop + Leap hook (default)": bench.tfmeta_loop(
+            "loop + Leap hook": bench.tfmeta_loop(
                 w, steps, leap.flat_hook(), init),
-            "loop + Leap hook (graph)": bench.tfmeta_loop(
-                w, steps, lambda s, i, *a: plain_hook(s, *a), init),
             "loop + Leap hook (XLA)": bench.tfmeta_loop(
                 w, steps, lambda s, i, *a: xla_hook(s, *a), init),
         }

@@ -121,24 +121,6 @@ def test_an_explicit_choice_wins():
     assert conv.jit_compile is True and conv.steps_per_execution == 3
 
 
-def test_leaps_default_hook_gives_the_increment():
-    """Leap compiles its hook alone with XLA for a small dense learner
-    (``Leap.flat_hook``); the increment is eq. 8's all the same."""
-    rng = np.random.default_rng(0)
-    for learner in (mlp([2, 8, 1]), conv_learner()):
-        leap = tfmeta.Leap(learner)
-        params = [tf.convert_to_tensor(v) for v in learner.trainable_variables]
-        theta_next = [p + rng.normal(size=p.shape).astype("float32")
-                      for p in params]
-        grads = [rng.normal(size=p.shape).astype("float32") for p in params]
-        args = (params, theta_next, tf.constant(1.5), tf.constant(1.2), grads)
-        state = tfmeta.leap.flat_state(params)
-        (got,), got_len = leap.flat_hook()(state, 0, *args)
-        (want,), want_len = tfmeta.leap.flat_increment(state, *args)
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-        assert float(got_len) == pytest.approx(float(want_len), rel=1e-6)
-
-
 def test_evaluate_after_fit_runs_its_own_steps():
     """fit's meta-steps per execution end with fit: evaluate(steps=3) on
     a repeated dataset runs 3 steps, not a whole execution of fit's."""

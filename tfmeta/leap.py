@@ -5,7 +5,7 @@ import functools
 import keras
 import tensorflow as tf
 
-from tfmeta import fast_path, registry
+from tfmeta import registry
 from tfmeta.meta_learner import MetaLearner
 
 METRICS = {"length": 1, "energy": 2}
@@ -131,15 +131,8 @@ class Leap(MetaLearner):
                 "stabilizer": self.stabilizer}
 
     def flat_hook(self):
-        """The inner loop hook: ``flat_increment`` with this Leap's options,
-        compiled alone with XLA for a small dense learner
-        (``fast_path.small_dense``; not with ``vectorize_tasks``): in graph
-        mode its ~35 small ops per step cost more than one XLA launch
-        (``benchmarks/leap_hook.py``, docs/performance.md). Inside a meta-step
-        compiled with XLA it is part of the one cluster either way."""
+        """The inner loop hook: ``flat_increment`` with this Leap's options."""
         increment = functools.partial(flat_increment, **self.leap_options())
-        if fast_path.small_dense(self.learner) and not self.vectorize_tasks:
-            increment = tf.function(increment, jit_compile=True)
         return lambda state, i, *args: increment(state, *args)
 
     def task_meta_gradient(self, params, nontrainable, task, seed):
