@@ -124,7 +124,8 @@ class StopOnNonFinite(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
-        self.applied = int(self.model.optimizer.iterations)
+        # (np.asarray: under a tf.distribute strategy a MirroredVariable)
+        self.applied = int(np.asarray(self.model.optimizer.iterations))
 
     def on_train_batch_end(self, batch, logs=None):
         value = (logs or {}).get("loss")
@@ -133,7 +134,8 @@ class StopOnNonFinite(keras.callbacks.Callback):
                 # ``batch`` is the execution's last step; the meta-steps
                 # applied since the epoch began count up to the bad one
                 # (apply_if_finite skips all after it)
-                batch = int(self.model.optimizer.iterations) - self.applied
+                batch = (int(np.asarray(self.model.optimizer.iterations))
+                         - self.applied)
             self.batch, self.value = batch, float(np.asarray(value))
             self.model.stop_training = True
 
