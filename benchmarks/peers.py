@@ -365,18 +365,23 @@ def summary(runs):
 def write_report(out, results, loads, started, args):
     out.mkdir(parents=True, exist_ok=True)
     versions = []
-    for name in ("tensorflow", "keras", "torch", "learn2learn", "higher",
-                 "jax", "optax"):
-        try:
-            from importlib.metadata import version
-            versions.append(f"{name} {version(name)}")
-        except Exception:  # noqa: BLE001 - not installed
-            versions.append(f"{name} not installed")
+    from importlib.metadata import version
+    for names in (("tensorflow-cpu", "tensorflow"), ("keras",), ("torch",),
+                  ("learn2learn",), ("higher",), ("jax",), ("optax",)):
+        for name in names:
+            try:
+                versions.append(f"{name} {version(name)}")
+                break
+            except Exception:  # noqa: BLE001 - not installed
+                pass
+        else:
+            versions.append(f"{names[-1]} not installed")
     lines = [
         f"`python benchmarks/peers.py --rounds {args.rounds}`, started "
         f"{started:%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
         f"{os.cpu_count()} cores; {', '.join(versions)}. Load average "
-        f"(1 min) during the run: {min(loads)}-{max(loads)}. Medians of "
+        f"(1 min) during the run: {min(loads, key=float)}-"
+        f"{max(loads, key=float)}. Medians of "
         f"{args.rounds} rounds (JAX on the conv net: {args.slow_rounds}; a "
         "fresh process each, contenders interleaved); "
         "spread = min-max over rounds; ratio = tfmeta's rate / the peer's.",
