@@ -31,7 +31,9 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[$(TF_EXTRA),test,data,rl,mujoco,bench]"
+	bash benchmarks/install_learn2learn.sh $(PY)
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/peers.py
 
 # The documentation site (mkdocs.yml): the tutorials run first (their figures
 # go to build/tutorials), then a strict build into site/.

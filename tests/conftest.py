@@ -174,3 +174,15 @@ def one_meta_step(meta, batch):
     before = weights(meta)
     meta.fit(as_dataset(batch), epochs=1, steps_per_epoch=1, verbose=0)
     return before, weights(meta)
+
+
+@pytest.fixture(autouse=True)
+def _no_automatic_xla(request, monkeypatch):
+    """The suite compiles without XLA unless a test asks for it: the fast
+    defaults (tfmeta.fast_path) would compile most of its small dense
+    meta-learners with XLA, whose compile time costs far more than the few
+    meta-steps a test runs (4 test files took 164 s of CPU instead of 94 s).
+    tests/test_fast_path.py tests the automatic choice itself."""
+    if request.module.__name__ != "test_fast_path":
+        monkeypatch.setattr(tfmeta.fast_path, "jit_compile",
+                            lambda meta: False)

@@ -43,6 +43,7 @@ import tensorflow as tf
 from tfmeta import export as export_lib
 from tfmeta import heads, inner_loop, inner_optimizers
 from tfmeta import checks
+from tfmeta import fast_path
 from tfmeta.checks import positive_int
 from tfmeta.errors import NonFiniteLossError
 
@@ -164,10 +165,18 @@ class StopOnNonFinite(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
+        # (np.asarray: under a tf.distribute strategy a MirroredVariable)
+        self.applied = int(np.asarray(self.model.optimizer.iterations))
 
     def on_train_batch_end(self, batch, logs=None):
         value = (logs or {}).get("loss")
         if value is not None and not math.isfinite(float(np.asarray(value))):
+            if self.model.steps_per_execution > 1:
+                # ``batch`` is the execution's last step; the meta-steps
+                # applied since the epoch began count up to the bad one
+                # (apply_if_finite skips all after it)
+                batch = (int(np.asarray(self.model.optimizer.iterations))
+                         - self.applied)
             self.batch, self.value = batch, float(np.asarray(value))
             self.model.stop_training = True
 
@@ -286,11 +295,15 @@ class MetaLearner(keras.Model):
         return super().compute_loss(x, y, y_pred, sample_weight, training)
 
     def compile(self, optimizer="sgd", loss=None, metrics=None,
-                jit_compile=False, **kwargs):
+                jit_compile=None, **kwargs):
         """Keras ``compile``; ``loss`` is the task loss ``loss(y_true, y_pred)``.
 
-        ``optimizer`` takes the meta-gradient (the outer step). XLA is off by
-        default because it is much slower for conv nets on CPU.
+        ``optimizer`` takes the meta-gradient (the outer step).
+        ``jit_compile=None`` and no ``steps_per_execution`` choose the fast
+        path from the learner (``tfmeta.fast_path``): XLA and several
+        meta-steps per ``fit`` execution for small dense nets, neither for
+        conv nets (on CPU XLA is 15-20x slower for them); a value given
+        here is used as given.
 
         Args:
           optimizer: the outer optimizer (a Keras optimizer or its name); it
@@ -298,11 +311,15 @@ class MetaLearner(keras.Model):
           loss: the task loss, a Keras loss or its name (required).
           metrics: Keras metrics on the query predictions after adaptation
             (default ``None``).
-          jit_compile: ``True`` for XLA, ``"auto"`` to let Keras decide
-            (refused configurations then run without XLA, with a warning);
-            default ``False``.
-          **kwargs: the other ``keras.Model.compile`` arguments.
+          jit_compile: ``True`` for XLA, ``False`` without, ``"auto"`` to let
+            Keras decide (refused configurations then run without XLA, with
+            a warning); default ``None``: chosen from the learner.
+          **kwargs: the other ``keras.Model.compile`` arguments
+            (``steps_per_execution`` given here is used as given).
         """
+        self.auto_steps_per_execution = "steps_per_execution" not in kwargs
+        if jit_compile is None:
+            jit_compile = fast_path.jit_compile(self)
         if loss is None:
             raise ValueError(
                 "compile() needs loss=: the task loss, e.g. 'mse' or "
@@ -356,17 +373,24 @@ class MetaLearner(keras.Model):
         return {}
 
     def make_train_function(self, force=False):
+        # (Keras builds it for one steps_per_execution, which fit may change)
+        force = force or self.steps_per_execution != getattr(
+            self.train_function, "steps_per_execution", None)
         if self.train_function is not None and not force:
             return self.train_function
         super().make_train_function(force)
         self.train_function = self._scoped(self.train_function)
+        self.train_function.steps_per_execution = self.steps_per_execution
         return self.train_function
 
     def make_test_function(self, force=False):
+        force = force or self.steps_per_execution != getattr(
+            self.test_function, "steps_per_execution", None)
         if self.test_function is not None and not force:
             return self.test_function
         super().make_test_function(force)
         self.test_function = self._scoped(self.test_function)
+        self.test_function.steps_per_execution = self.steps_per_execution
         return self.test_function
 
     def _scoped(self, function):
@@ -409,8 +433,17 @@ class MetaLearner(keras.Model):
         """
         guard = StopOnNonFinite()
         kwargs.setdefault("shuffle", False)  # task datasets draw their own order
-        history = super().fit(
-            *args, callbacks=list(callbacks or []) + [guard], **kwargs)
+        given = self.steps_per_execution
+        if getattr(self, "auto_steps_per_execution", False):
+            self.steps_per_execution = fast_path.steps_per_execution(
+                self, args[0] if args else kwargs.get("x"),
+                kwargs.get("steps_per_epoch"), kwargs.get("validation_data"),
+                kwargs.get("validation_steps"), list(callbacks or []))
+        try:
+            history = super().fit(
+                *args, callbacks=list(callbacks or []) + [guard], **kwargs)
+        finally:  # evaluate/predict after fit run one step per execution
+            self.steps_per_execution = given
         if guard.batch is not None:
             raise NonFiniteLossError(
                 f"Meta-training stopped: the meta-loss became {guard.value} at "
@@ -695,6 +728,10 @@ class MetaLearner(keras.Model):
             finite = failed < 0.5
         finite = tf.reduce_all(
             [finite] + [tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+        if self.steps_per_execution > 1:
+            # fit stops at a non-finite meta-step only when the execution
+            # ends: no later meta-step of the epoch applies (StopOnNonFinite)
+            finite &= tf.math.is_finite(self.loss_tracker.result())
         self.grad_norm_tracker.update_state(tf.linalg.global_norm(grads))
         if tf.distribute.has_strategy():
             # An optimizer update cannot sit in tf.cond under a strategy
