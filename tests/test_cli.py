@@ -70,6 +70,7 @@ def test_evaluate_and_list(reference, capsys):
     assert "leap" in out and "maml" in out and "sine" in out
 
 
+@pytest.mark.slow   # 26 s; the resume tests below also compare bit for bit
 def test_same_seed_is_bit_identical_and_another_seed_is_not(reference, tmp_path):
     again = tmp_path / "again"
     assert tfmeta(TRAIN + ["--out", str(again)]).returncode == 0

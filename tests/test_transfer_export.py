@@ -100,7 +100,8 @@ def test_train_resume_evaluate_export_and_serve(tmp_path, capsys):
     np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("encoder", ["context", "deep_kernel"])
+@pytest.mark.parametrize("encoder", [
+    "context", pytest.param("deep_kernel", marks=pytest.mark.slow)])
 def test_export_load_round_trip(tmp_path, encoder):
     if encoder == "deep_kernel":
         meta = tfmeta.MetaTransfer(encoder, support_dims=(1, 1),

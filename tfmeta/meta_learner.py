@@ -325,10 +325,10 @@ class MetaLearner(keras.Model):
                 "compile() needs loss=: the task loss, e.g. 'mse' or "
                 "keras.losses.SparseCategoricalCrossentropy(from_logits=True).")
         checks.outer_learning_rate(self, optimizer)
-        reason = self.xla_unsupported()
-        if reason and jit_compile is True:
+        xla_reason = self.xla_unsupported()
+        if xla_reason and jit_compile is True:
             raise ValueError(f"{type(self).__name__} cannot be compiled with "
-                             f"XLA (jit_compile=True): {reason}")
+                             f"XLA (jit_compile=True): {xla_reason}")
         reason = self.distribution_unsupported()
         strategy = self._distribute_strategy or (
             tf.distribute.get_strategy() if tf.distribute.has_strategy()
@@ -341,9 +341,9 @@ class MetaLearner(keras.Model):
         self.task_loss_fn = keras.losses.get(loss)
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
                         jit_compile=jit_compile, **kwargs)
-        if reason and self.jit_compile:  # "auto" chose XLA (e.g. on a GPU)
-            warnings.warn(f"jit_compile='auto': not using XLA, since {reason}",
-                          stacklevel=2)
+        if xla_reason and self.jit_compile:  # "auto" chose XLA (a GPU)
+            warnings.warn(f"jit_compile='auto': not using XLA, since "
+                          f"{xla_reason}", stacklevel=2)
             self.jit_compile = False
         if (self.loss_scale() is not None and type(self).apply_meta_gradient
                 is not MetaLearner.apply_meta_gradient):
@@ -1076,13 +1076,21 @@ class MetaLearner(keras.Model):
         """Keras's own variables, then the state of the minibatch seed
         generator (Keras saves no seed generator's state), so that a run
         restored from its weights (``BackupAndRestore``, the CLI's
-        checkpoints) draws the minibatches an uninterrupted run draws."""
+        checkpoints) draws the minibatches an uninterrupted run draws.
+
+        Args:
+          store: Keras's dict-like variable store of this layer.
+        """
         super().save_own_variables(store)
         store[str(self._own_count())] = self.seed_generator.state
 
     def load_own_variables(self, store):
         """Inverse of ``save_own_variables``; weights saved before the seed
-        generator's state was saved load as before (the state unchanged)."""
+        generator's state was saved load as before (the state unchanged).
+
+        Args:
+          store: Keras's dict-like variable store of this layer.
+        """
         count = self._own_count()
         if len(store.keys()) == count + 1:
             self.seed_generator.state.assign(store[str(count)])
