@@ -210,6 +210,14 @@ class MetaTransfer(keras.Model):
           jit_compile: XLA (default ``False``).
           **kwargs: the other ``keras.Model.compile`` arguments.
         """
+        if tf.distribute.has_strategy() and \
+                tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            raise ValueError(
+                "MetaTransfer does not run under a tf.distribute strategy of "
+                "several replicas yet: its meta-step is not on the "
+                "MetaLearner path that splits tasks over replicas and "
+                "all-reduces the meta-gradient (docs/distributed.md). Build "
+                "and compile it outside the strategy's scope.")
         if loss is None:
             raise ValueError("compile() needs loss=: the query loss, e.g. "
                              "'mse'.")
