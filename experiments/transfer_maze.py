@@ -21,7 +21,8 @@ and ``table3_reward.png``.
 Presets: ``tiny`` (1 seed, N = 6, 40 meta-steps: a check that everything
 runs), ``small`` (3 seeds, N = 6, 12, 24, ``SMALL_STEPS`` meta-steps of 10
 mazes; 63 runs, sized for about 30 minutes on 2 idle CPU cores from the
-tiny preset's cost; not yet run), ``paper`` (Adam 5e-4, 100 epochs of 500
+tiny preset's cost; run once on the loaded machine: 1542 s of
+training, docs/transfer.md), ``paper`` (Adam 5e-4, 100 epochs of 500
 meta-steps, as for the other experiments).
 
     python experiments/transfer_maze.py --preset tiny --out runs/transfer_maze_tiny

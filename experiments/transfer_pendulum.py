@@ -24,7 +24,8 @@ Presets (``--preset``; every number can be overridden):
   of 10 tasks (support 50, query 50 points): 140 runs, sized for about 30
   minutes on 2 idle CPU cores from the tiny preset's cost (~15-20 ms per
   meta-step on an idle machine, 50-70 ms on a loaded one, plus ~3 s of
-  tracing a run); not yet run.
+  tracing a run); run once on the loaded machine: 1745 s of training
+  (docs/transfer.md).
 * ``paper``: 3 seeds, the paper's Adam 5e-4, 100 epochs of 500 meta-steps
   (the epoch's size is our guess, as for cos -> sin).
 
