@@ -212,8 +212,14 @@ def test_ctrl_c_exits_130_and_says_where_to_resume(tmp_path):
     out = tmp_path / "r"
     args = ["train", "reptile", *SMALL, "--steps", "100000", "--out", str(out)]
     with open(tmp_path / "stderr", "w+") as err:
-        process = tfmeta_process(args, quiet=False, stdout=subprocess.DEVNULL,
-                                 stderr=err)
+        # The child gets SIGINT's default disposition, as a command typed in
+        # a terminal does, even where this test runs with SIGINT ignored
+        # (a job started in the background with nohup ... &): Python then
+        # installs no KeyboardInterrupt handler, and tfmeta (rightly)
+        # leaves an ignored SIGINT ignored.
+        process = tfmeta_process(
+            args, quiet=False, stdout=subprocess.DEVNULL, stderr=err,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             for _ in range(1200):  # a checkpoint exists: it is training
                 if (out / "checkpoint.json").exists() or process.poll() is not None:
