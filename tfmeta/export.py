@@ -418,6 +418,13 @@ def _check_exportable(meta, path, overwrite):
             "the exported adapt would start every task from the stored head "
             "instead of a fresh one (nothing was written). Use adapt(), "
             "which draws a fresh head.")
+    _check_target(path, overwrite)
+
+
+def _check_target(path, overwrite):
+    """Refuses an export path that is a file, or a non-empty directory
+    unless ``overwrite`` and it is a previous tfmeta export (nothing is
+    written either way)."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise FileExistsError(f"export path {path!r} is a file, not a directory.")
     if os.path.isdir(path) and os.listdir(path):
@@ -573,15 +580,7 @@ def _export_transfer(meta, path, overwrite):
         raise RuntimeError("MetaTransfer is not compiled: export records the "
                            "query loss; call compile(optimizer=..., loss=...) "
                            "first.")
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise FileExistsError(f"export path {path!r} is a file, not a directory.")
-    if os.path.isdir(path) and os.listdir(path):
-        if not overwrite:
-            raise FileExistsError(
-                f"export path {path!r} exists and is not empty; pass "
-                "overwrite=True to replace a previous tfmeta export there "
-                "(nothing was written).")
-        check_replaceable(path)
+    _check_target(path, overwrite)
     specs = transfer_specs(meta)
     metadata = _transfer_metadata(meta, specs)
     text = json.dumps(metadata, indent=2, sort_keys=True)
