@@ -77,8 +77,11 @@ class Int(Kind):
         return number
 
 
-class PositiveNumber(Kind):
-    what, metavar = "a positive number", "X"
+class _Number(Kind):
+    """A finite number ``>= 0``, ``> 0`` unless ``allow_zero``."""
+
+    metavar = "X"
+    allow_zero = False
 
     def parse(self, name, value):
         number = value
@@ -88,25 +91,19 @@ class PositiveNumber(Kind):
             except ValueError:
                 self.fail(name, value)
         if isinstance(number, bool) or not isinstance(number, (int, float)) \
-                or not math.isfinite(number) or not number > 0:
+                or not math.isfinite(number) or number < 0 \
+                or (number == 0 and not self.allow_zero):
             self.fail(name, number)
         return float(number)
 
 
-class NonNegativeNumber(Kind):
-    what, metavar = "a number >= 0", "X"
+class PositiveNumber(_Number):
+    what = "a positive number"
 
-    def parse(self, name, value):
-        number = value
-        if isinstance(value, str):
-            try:
-                number = float(value.strip())
-            except ValueError:
-                self.fail(name, value)
-        if isinstance(number, bool) or not isinstance(number, (int, float)) \
-                or not math.isfinite(number) or number < 0:
-            self.fail(name, number)
-        return float(number)
+
+class NonNegativeNumber(_Number):
+    what = "a number >= 0"
+    allow_zero = True
 
 
 class Names(Kind):
