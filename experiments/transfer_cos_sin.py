@@ -27,7 +27,6 @@ Presets (``--preset``; every number can be overridden):
     python experiments/transfer_cos_sin.py --preset tiny --out runs/transfer_cos_sin_tiny
 """
 
-import argparse
 import os
 import pathlib
 import sys
@@ -42,7 +41,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import tfmeta  # noqa: E402
 from tfmeta.tasks import cos_sin  # noqa: E402
-from tfmeta.transfer import ENCODERS, GRADIENT_ENCODERS  # noqa: E402
+from tfmeta.transfer import GRADIENT_ENCODERS  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import transfer_report as report  # noqa: E402
@@ -77,38 +76,18 @@ SUPPORT, QUERY, K = 10, 10, cos_sin.TASK_DIM
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
-    parser.add_argument("--out", default=None,
-                        help="output directory (default runs/transfer_cos_sin_<preset>)")
-    parser.add_argument("--encoders", default=",".join(ENCODERS))
-    parser.add_argument("--meta-steps", type=int, default=None)
-    parser.add_argument("--seeds", default=None, help="e.g. 0,1,2")
+    parser = report.parser(__doc__, PRESETS)
     parser.add_argument("--sigmas", default=None, help="table sigmas, e.g. 0,1.5")
     parser.add_argument("--figure-sigmas", default=None,
                         help="extra sigmas for the figure ('' for none)")
     args = parser.parse_args(argv)
-    config = dict(PRESETS[args.preset])
-    if args.meta_steps is not None:
-        if args.meta_steps < 1:
-            parser.error("--meta-steps must be positive")
-        config["meta_steps"] = args.meta_steps
-    if args.seeds is not None:
-        config["seeds"] = [int(s) for s in args.seeds.split(",")]
+    config = report.config(parser, args, PRESETS, "transfer_cos_sin")
     for key in ("sigmas", "figure_sigmas"):
         value = getattr(args, key)
         if value is not None:
             config[key] = [float(s) for s in value.split(",") if s]
             if any(s < 0 for s in config[key]):
                 parser.error(f"--{key.replace('_', '-')} must be >= 0")
-    encoders = args.encoders.split(",")
-    unknown = set(encoders) - set(ENCODERS)
-    if unknown:
-        parser.error(f"unknown encoder(s) {sorted(unknown)}; choose from "
-                     f"{', '.join(ENCODERS)}")
-    config["encoders"] = encoders
-    config["out"] = args.out or f"runs/transfer_cos_sin_{args.preset}"
-    config["preset"] = args.preset
     return config
 
 

@@ -28,7 +28,6 @@ meta-steps, as for the other experiments).
     python experiments/transfer_maze.py --preset tiny --out runs/transfer_maze_tiny
 """
 
-import argparse
 import os
 import pathlib
 import sys
@@ -45,7 +44,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import tfmeta  # noqa: E402
 import transfer_report as report  # noqa: E402
 from tfmeta.tasks import maze  # noqa: E402
-from tfmeta.transfer import ENCODERS, GRADIENT_ENCODERS  # noqa: E402
+from tfmeta.transfer import GRADIENT_ENCODERS  # noqa: E402
 
 SMALL_STEPS = 800
 PRESETS = {
@@ -70,35 +69,15 @@ PAPER = {
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
-    parser.add_argument("--out", default=None, help="output directory "
-                        "(default runs/transfer_maze_<preset>)")
-    parser.add_argument("--encoders", default=",".join(ENCODERS))
-    parser.add_argument("--meta-steps", type=int, default=None)
-    parser.add_argument("--seeds", default=None, help="e.g. 0,1,2")
+    parser = report.parser(__doc__, PRESETS)
     parser.add_argument("--widths", default=None, help="e.g. 6,12,24")
     args = parser.parse_args(argv)
-    config = dict(PRESETS[args.preset])
-    if args.meta_steps is not None:
-        if args.meta_steps < 1:
-            parser.error("--meta-steps must be positive")
-        config["meta_steps"] = args.meta_steps
-    if args.seeds is not None:
-        config["seeds"] = [int(s) for s in args.seeds.split(",")]
+    config = report.config(parser, args, PRESETS, "transfer_maze")
     if args.widths is not None:
         config["widths"] = [int(w) for w in args.widths.split(",")]
         bad = [w for w in config["widths"] if w < 2 or w % 2]
         if bad:
             parser.error(f"--widths must be even numbers >= 2, got {bad}")
-    encoders = args.encoders.split(",")
-    unknown = set(encoders) - set(ENCODERS)
-    if unknown:
-        parser.error(f"unknown encoder(s) {sorted(unknown)}; choose from "
-                     f"{', '.join(ENCODERS)}")
-    config["encoders"] = encoders
-    config["out"] = args.out or f"runs/transfer_maze_{args.preset}"
-    config["preset"] = args.preset
     return config
 
 

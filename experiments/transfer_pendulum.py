@@ -32,7 +32,6 @@ Presets (``--preset``; every number can be overridden):
     python experiments/transfer_pendulum.py --preset tiny --out runs/transfer_pendulum_tiny
 """
 
-import argparse
 import os
 import pathlib
 import sys
@@ -49,7 +48,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import tfmeta  # noqa: E402
 import transfer_report as report  # noqa: E402
 from tfmeta.tasks import pendulum  # noqa: E402
-from tfmeta.transfer import ENCODERS, GRADIENT_ENCODERS  # noqa: E402
+from tfmeta.transfer import GRADIENT_ENCODERS  # noqa: E402
 
 SMALL_STEPS = 500
 PRESETS = {
@@ -82,38 +81,18 @@ PAPER_CURRENT_STATE = 3.23
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
-    parser.add_argument("--out", default=None, help="output directory "
-                        "(default runs/transfer_pendulum_<preset>)")
-    parser.add_argument("--encoders", default=",".join(ENCODERS))
-    parser.add_argument("--meta-steps", type=int, default=None)
-    parser.add_argument("--seeds", default=None, help="e.g. 0,1,2")
+    parser = report.parser(__doc__, PRESETS)
     parser.add_argument("--sigmas", default=None, help="Table 4 sigmas")
     parser.add_argument("--parameter-sigmas", default=None,
                         help="Figure 3 sigmas ('' for none)")
     args = parser.parse_args(argv)
-    config = dict(PRESETS[args.preset])
-    if args.meta_steps is not None:
-        if args.meta_steps < 1:
-            parser.error("--meta-steps must be positive")
-        config["meta_steps"] = args.meta_steps
-    if args.seeds is not None:
-        config["seeds"] = [int(s) for s in args.seeds.split(",")]
+    config = report.config(parser, args, PRESETS, "transfer_pendulum")
     for key in ("sigmas", "parameter_sigmas"):
         value = getattr(args, key)
         if value is not None:
             config[key] = [float(s) for s in value.split(",") if s]
             if any(s < 0 for s in config[key]):
                 parser.error(f"--{key.replace('_', '-')} must be >= 0")
-    encoders = args.encoders.split(",")
-    unknown = set(encoders) - set(ENCODERS)
-    if unknown:
-        parser.error(f"unknown encoder(s) {sorted(unknown)}; choose from "
-                     f"{', '.join(ENCODERS)}")
-    config["encoders"] = encoders
-    config["out"] = args.out or f"runs/transfer_pendulum_{args.preset}"
-    config["preset"] = args.preset
     return config
 
 

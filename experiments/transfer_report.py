@@ -6,7 +6,7 @@ import csv
 
 import numpy as np
 
-from tfmeta.transfer import GRADIENT_ENCODERS
+from tfmeta.transfer import ENCODERS, GRADIENT_ENCODERS
 
 
 def stats(rows, encoder, sigma, key="query_mse", column="sigma"):
@@ -98,3 +98,39 @@ def plot_vs_sigma(rows, encoders, path, key="query_mse", ylabel="query MSE"):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def parser(doc, presets):
+    """The arguments every meta-transfer experiment takes: ``--preset``,
+    ``--out``, ``--encoders``, ``--meta-steps``, ``--seeds``."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    p.add_argument("--preset", choices=sorted(presets), default="tiny")
+    p.add_argument("--out", default=None,
+                   help="output directory (default runs/<experiment>_<preset>)")
+    p.add_argument("--encoders", default=",".join(ENCODERS))
+    p.add_argument("--meta-steps", type=int, default=None)
+    p.add_argument("--seeds", default=None, help="e.g. 0,1,2")
+    return p
+
+
+def config(p, args, presets, experiment):
+    """The preset of ``args`` with the common arguments applied (checked:
+    ``p.error`` on bad values)."""
+    cfg = dict(presets[args.preset])
+    if args.meta_steps is not None:
+        if args.meta_steps < 1:
+            p.error("--meta-steps must be positive")
+        cfg["meta_steps"] = args.meta_steps
+    if args.seeds is not None:
+        cfg["seeds"] = [int(s) for s in args.seeds.split(",")]
+    encoders = args.encoders.split(",")
+    unknown = set(encoders) - set(ENCODERS)
+    if unknown:
+        p.error(f"unknown encoder(s) {sorted(unknown)}; choose from "
+                f"{', '.join(ENCODERS)}")
+    cfg["encoders"] = encoders
+    cfg["out"] = args.out or f"runs/{experiment}_{args.preset}"
+    cfg["preset"] = args.preset
+    return cfg
