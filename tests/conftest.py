@@ -101,6 +101,30 @@ def assert_export_adapts_like_meta(meta, path, sx, sy, qx):
             np.testing.assert_array_equal(adapted[name].numpy(), var.numpy())
     return got, adapted
 
+def fit_lowers_the_query_loss(meta, train, steps=30):
+    """``fit`` for ``steps`` meta-steps on the task batch ``train`` lowers
+    its mean query loss after adaptation below 0.9 of the start's."""
+    start = meta.evaluate_tasks(train)["loss_after"].mean()
+    meta.fit(as_dataset(train).repeat(), epochs=1, steps_per_epoch=steps,
+             verbose=0)
+    after = meta.evaluate_tasks(train)["loss_after"].mean()
+    assert after < 0.9 * start, (start, after)
+
+
+def assert_exported_adapt_matches(meta, path, sx, sy):
+    """The SavedModel at ``path`` adapts to the weights ``meta.adapt``
+    gives on the same support split; returns the exported ``adapt``'s
+    outputs (by ``tfmeta.export.adapted_weight_names``)."""
+    loaded = tf.saved_model.load(path)   # held: its variables must live
+    out = loaded.adapt(sx, sy)
+    names = tfmeta.export.adapted_weight_names(meta.learner)
+    expected = meta.adapt(sx, sy).trainable_variables
+    for name, value in zip(names, expected):
+        np.testing.assert_allclose(out[name].numpy(), value.numpy(),
+                                   rtol=1e-5, atol=1e-6)
+    return out
+
+
 @pytest.fixture
 def float64():
     """Build models in float64 so finite differences are meaningful."""
