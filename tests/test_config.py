@@ -178,14 +178,21 @@ def expected(name, given):
             given = int(given)
         if type(given) is int and kind.minimum <= given <= (kind.maximum or given):
             return given
-    elif isinstance(kind, schema.PositiveNumber):
+    elif isinstance(kind, (schema.PositiveNumber, schema.NonNegativeNumber)):
         try:
             value = float(given) if isinstance(given, (str, int, float)) \
                 and not isinstance(given, bool) else None
         except ValueError:
             value = None
-        if value is not None and math.isfinite(value) and value > 0:
+        zero_ok = isinstance(kind, schema.NonNegativeNumber)
+        if value is not None and math.isfinite(value) and (
+                value > 0 or (zero_ok and value == 0)):
             return value
+    elif isinstance(kind, schema.Names):
+        names = given.split(",") if isinstance(given, str) else given
+        if isinstance(names, (list, tuple)) and names and all(
+                isinstance(n, str) and n.strip() for n in names):
+            return [n.strip() for n in names]
     elif isinstance(kind, (schema.Choice, schema.Path)):
         if isinstance(given, str) and given.strip() and (
                 isinstance(kind, schema.Path) or given in kind.choices):
