@@ -20,11 +20,16 @@ Hyper-parameters:
   evaluation batch size and iterations); the outer step (plain SGD on
   ``phi - W``, Algorithm 2) starts at Table 3's outer step size and is
   annealed linearly to 0 over the run (``tfmeta.linear_annealing``).
-  Differences from the paper's code: tfmeta restarts the inner Adam for
-  every task (the paper keeps its moments across meta-training tasks), and
-  draws each inner minibatch independently without replacement (the paper
-  cycles through the training shots).
-* MAML / FOMAML (MAML paper, section 5.2 and appendix A.1, quoted from
+  As in the paper's code, the inner Adam is one optimizer for the whole run
+  (``carry_inner_state=True``): its moments and step count carry over from
+  task to task in meta-training, and each test episode starts from them
+  and leaves them unchanged (``--fresh-inner-adam`` restarts it per task
+  instead: the ablation). Difference from the paper's code: each inner
+  minibatch is drawn independently without replacement (the paper cycles
+  through the training shots).
+* MAML / FOMAML / ANIL / Meta-SGD (MAML's settings for all four; ANIL
+  adapts only the last Dense layer, Meta-SGD starts its per-parameter
+  rates at MAML's inner rate; MAML paper, section 5.2 and appendix A.1, quoted from
   memory: that paper is not in ``../shared/papers``; check before citing):
   inner SGD, 5-way: 1 step of 0.4, meta-batch 32;
   20-way: 5 steps of 0.1, meta-batch 16; K support and K query drawings per
@@ -38,9 +43,9 @@ Presets (``--budget``):
 ======  ===========================================  ==============  =======  ========
 preset  cells                                        meta-steps      seeds    episodes
 ======  ===========================================  ==============  =======  ========
-paper   Reptile, MAML, FOMAML x 4 settings           Table 3 / 60K   3        1000
+paper   all five methods x 4 settings                Table 3 / 60K   3        1000
 small   Reptile 5w5s, Reptile 5w1s, MAML 5w1s        see SMALL_STEPS 1        1000
-tiny    Reptile, MAML, FOMAML x 5-way 1-shot         30              1        20
+tiny    all five methods x 5-way 1-shot              30              1        20
 ======  ===========================================  ==============  =======  ========
 
 Measured costs (2 CPU cores of the dev machine, 2026-11-30, load ~1 from
@@ -83,7 +88,7 @@ import tfmeta  # noqa: E402
 from tfmeta.tasks import fewshot  # noqa: E402
 from tfmeta.tasks import omniglot_fewshot as of  # noqa: E402
 
-METHODS = ("Reptile", "MAML", "FOMAML")
+METHODS = ("Reptile", "MAML", "FOMAML", "ANIL", "MetaSGD")
 SETTINGS = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1),
             "20w5s": (20, 5)}
 MODES = ("non-transductive", "transductive")
@@ -179,21 +184,26 @@ def build(method, cfg, seed):
     metrics = ["sparse_categorical_accuracy"]
     if method == "Reptile":
         net = of.convnet(ways, head="flatten", seed=seed)
-        inner = lambda: keras.optimizers.Adam(cfg["adam_lr"], beta_1=0.0)  # noqa: E731
-        meta = tfmeta.Reptile(net, inner_optimizer=inner(),
-                              inner_steps=cfg["inner_steps"],
-                              inner_batch_size=cfg["inner_batch"], seed=seed)
+        # The inner Adam is one optimizer for the whole run, as in the
+        # paper's code (section 5.1): its moments and step count carry over
+        # from task to task in meta-training; tests start from them and
+        # leave them unchanged (carry_inner_state).
+        meta = tfmeta.Reptile(
+            net, inner_optimizer=keras.optimizers.Adam(cfg["adam_lr"],
+                                                       beta_1=0.0),
+            inner_steps=cfg["inner_steps"], eval_steps=cfg["eval_steps"],
+            inner_batch_size=cfg["inner_batch"],
+            eval_batch_size=cfg["eval_batch"],
+            carry_inner_state=cfg.get("carry", True), seed=seed)
         meta.compile(optimizer=keras.optimizers.SGD(tfmeta.linear_annealing(
             cfg["outer_step"], cfg["meta_steps"])), loss=loss(),
             metrics=metrics)
-        test = tfmeta.Reptile(net, inner_optimizer=inner(),
-                              inner_steps=cfg["eval_steps"],
-                              inner_batch_size=cfg["eval_batch"],
-                              seed=seed + 1)
-        test.compile(loss=loss())
-        return meta, test
-    cls = tfmeta.MAML if method == "MAML" else tfmeta.FOMAML
+        return meta, meta
+    cls = {"MAML": tfmeta.MAML, "FOMAML": tfmeta.FOMAML, "ANIL": tfmeta.ANIL,
+           "MetaSGD": tfmeta.MetaSGD}[method]
     net = of.convnet(ways, head="mean", seed=seed)
+    # ANIL adapts only the last Dense layer (its default head); Meta-SGD
+    # meta-learns one rate per parameter, starting from MAML's inner rate.
     meta = cls(net, inner_optimizer=keras.optimizers.SGD(cfg["inner_lr"]),
                inner_steps=cfg["inner_steps"], eval_steps=cfg["eval_steps"],
                seed=seed)
@@ -366,6 +376,10 @@ def parse_args(argv=None):
     parser.add_argument("--data-dir", help="directory holding omniglot/ "
                         "(default $TFMETA_DATA or ../shared/data)")
     parser.add_argument("--out", default="runs/fewshot_omniglot")
+    parser.add_argument("--fresh-inner-adam", action="store_true",
+                        help="Reptile: restart the inner Adam for every task "
+                        "(the ablation; default: carry it across tasks as "
+                        "the paper's code does)")
     parser.add_argument("--time-steps", action="store_true",
                         help="only measure seconds per meta-step and per "
                         "test episode of the preset's cells")
@@ -436,6 +450,7 @@ def main(argv=None):
         for method, setting in cells:
             cfg = config(method, setting, {(method, setting):
                                            steps_of(method, setting)})
+            cfg["carry"] = not args.fresh_inner_adam
             print(f"== {method} {setting} seed {seed}: {cfg} "
                   f"({time.perf_counter() - start:.0f} s elapsed)", flush=True)
             result, curve, train_s, test_s = run_cell(

@@ -363,7 +363,7 @@ def test_experiment_presets():
                           ("MAML", "5w1s")}
     assert preset["episodes"] >= 1000 and seconds <= 3600
     args, paper, cells = script.parse_args(["--budget", "paper"])
-    assert len(cells) == 12 and paper["seeds"] == 3
+    assert len(cells) == 20 and paper["seeds"] == 3
     assert script.steps_for(args, paper, "Reptile", "5w5s") == 100_000
     assert script.config("Reptile", "5w5s", None)["eval_steps"] == 100
     with pytest.raises(SystemExit):

@@ -225,7 +225,19 @@ class _ExportModule(tf.Module):
         # Keras learner would store its variables a second time).
         self._keras = _Untracked(learner=learner, loss_fn=meta.task_loss_fn,
                                  update=update, mask=spec.mask)
-        self._batch_size = spec.batch_size
+        self._batch_size = spec.eval_batch_size
+        if spec.inner_state is not None:
+            # A carried inner optimizer state (carry_inner_state): its values
+            # now, which every adaptation starts from.
+            opt_state, updates = inner_loop.carried_inner_state(spec)
+            self.inner_slots = [[tf.Variable(t, trainable=False,
+                                             name=f"inner_state_{k}_{i}")
+                                 for i, t in enumerate(slot)]
+                                for k, slot in enumerate(opt_state)]
+            self.inner_updates = tf.Variable(updates, trainable=False,
+                                             name="inner_updates")
+        else:
+            self.inner_slots, self.inner_updates = None, None
         self._eval_steps = int(spec.eval_steps)
         self._compute_dtype = learner.compute_dtype
         self._x_spec, self._y_spec = x_spec, y_spec
@@ -324,7 +336,12 @@ class _ExportModule(tf.Module):
             self._cast(support_x), support_y, steps,
             batch_size=self._batch_size,
             seed=tf.constant(ADAPT_SEED, tf.int64),
-            mask=self._keras.mask)  # e.g. WarpGrad: warp layers stay fixed
+            mask=self._keras.mask,  # e.g. WarpGrad: warp layers stay fixed
+            opt_state=None if self.inner_slots is None else tuple(
+                [tf.convert_to_tensor(v) for v in slot]
+                for slot in self.inner_slots),
+            step_offset=0 if self.inner_updates is None
+            else tf.convert_to_tensor(self.inner_updates))
         return result
 
     def _adapt(self, support_x, support_y, steps):

@@ -44,9 +44,11 @@ from typing import Any, Optional
 
 import tensorflow as tf
 
+#: ``opt_state``: the inner optimizer's state after the last update (what a
+#: carried inner optimizer, ``MetaLearner(carry_inner_state=True)``, keeps).
 AdaptResult = collections.namedtuple(
     "AdaptResult", ["params", "nontrainable", "loss_before", "loss_after",
-                    "hook_state"])
+                    "hook_state", "opt_state"], defaults=((),))
 
 #: The loop's state after update ``step`` (``params`` = theta_step, ``loss``
 #: and ``grads`` at theta_step on minibatch ``step``).
@@ -73,6 +75,14 @@ class Adaptation:
       step_size: the variable of a meta-learned scalar step size that
         ``optimizer`` reads (WarpGrad ``learn_task_lr``), else ``None``;
         ``export`` stores its value at export time.
+      eval_batch_size: support minibatch size per update in ``adapt``,
+        ``evaluate`` and ``export`` (``None``: full split).
+      inner_state: with ``carry_inner_state``, ``(slots, updates)``: the
+        variables of the carried inner optimizer state (a tuple of lists
+        aligned with the learner's trainable variables) and of the number
+        of inner updates it has taken; every adaptation starts from them
+        (``export`` stores their values at export time). ``None``: every
+        adaptation starts a fresh inner optimizer.
     """
 
     steps: int
@@ -81,6 +91,8 @@ class Adaptation:
     mask: Optional[list] = None
     batch_size: Optional[int] = None
     step_size: Any = None
+    eval_batch_size: Optional[int] = None
+    inner_state: Any = None
 
 
 def task_loss(model, loss_fn, params, nontrainable, x, y, training=True):
@@ -301,6 +313,22 @@ def minibatches(x, y, batch_size, seed, steps):
     return lambda i: tuple(batch(i))
 
 
+def carried_inner_state(spec):
+    """``(opt_state, updates)`` to start an adaptation from: the values of
+    ``spec.inner_state``'s variables (``Adaptation``), restricted to the
+    parameters ``spec.mask`` lets adapt, and the inner update count.
+
+    Args:
+      spec: a ``tfmeta.inner_loop.Adaptation`` with ``inner_state``.
+    """
+    slots, updates = spec.inner_state
+    n = len(slots[0]) if slots else 0
+    mask = spec.mask or [True] * n
+    opt_state = tuple([tf.convert_to_tensor(v) for v, m in zip(slot, mask) if m]
+                      for slot in slots)
+    return opt_state, tf.convert_to_tensor(updates)
+
+
 class Stepper:
     """The inner loop one update at a time (the loop body of ``optimize``).
 
@@ -321,13 +349,17 @@ class Stepper:
         ``None``: all adapt).
       hook: ``hook(state, i, theta_i, theta_next, loss_i, loss_next,
         grad_i) -> state`` (default ``None``: no hook).
+      step_offset: added to the update index the optimizer sees (default 0;
+        ``optimize``).
     """
 
-    def __init__(self, objective, optimizer, mask=None, hook=None):
+    def __init__(self, objective, optimizer, mask=None, hook=None,
+                 step_offset=0):
         self.objective = objective
         self.optimizer = optimizer
         self.mask = None if mask is None else list(mask)
         self.hook = hook or (lambda state, *args: state)
+        self.step_offset = step_offset
 
     def _mask(self, params):
         if self.mask is None:
@@ -337,7 +369,8 @@ class Stepper:
                              f"{len(params)} parameters.")
         return self.mask
 
-    def start(self, params, nontrainable, batch, hook_state=()):
+    def start(self, params, nontrainable, batch, hook_state=(),
+              opt_state=None):
         """The state at theta_0, before any update.
 
         Args:
@@ -345,12 +378,16 @@ class Stepper:
           nontrainable: the non-trainable state at the start.
           batch: the objective's batch for ``f(theta_0)``.
           hook_state: the hook's initial state (default ``()``).
+          opt_state: the optimizer's state to start from (default ``None``:
+            ``optimizer.init``, a fresh optimizer).
         """
         params = list(params)
         mask = self._mask(params)
         loss, _, grads, nontrainable = value_and_grads(
             self.objective, params, list(nontrainable), batch, mask)
-        opt_state = self.optimizer.init([p for p, m in zip(params, mask) if m])
+        if opt_state is None:
+            opt_state = self.optimizer.init(
+                [p for p, m in zip(params, mask) if m])
         return LoopState(tf.constant(0), params, nontrainable, opt_state,
                          loss, grads, hook_state, loss)
 
@@ -358,6 +395,11 @@ class Stepper:
         """The optimizer on the masked-in parameters; the rest pass through."""
         mask = self._mask(state.params)
         pick = lambda xs: [v for v, m in zip(xs, mask) if m]  # noqa: E731
+        if isinstance(self.step_offset, tf.Tensor):
+            step = step + tf.cast(self.step_offset, tf.convert_to_tensor(
+                step).dtype)
+        elif self.step_offset:
+            step = step + self.step_offset
         new, opt_state = self.optimizer.update(
             step, pick(state.grads), pick(state.params), state.opt_state)
         it = iter(new)
@@ -400,12 +442,12 @@ class Stepper:
           step: the update's index (default ``None``: ``state.step``).
         """
         i = state.step if step is None else step
-        theta_last, _ = self._update(i, state)
+        theta_last, opt_last = self._update(i, state)
         loss_last, _, nt = self.objective(theta_last, state.nontrainable, batch)
         hook_state = self.hook(state.hook_state, i, state.params, theta_last,
                                state.loss, loss_last, state.grads)
         return AdaptResult(theta_last, nt, state.loss_before, loss_last,
-                           hook_state)
+                           hook_state, opt_last)
 
 
 def checkpoint_interval(value):
@@ -555,7 +597,8 @@ def _checkpointed(stepper, state, batch, transitions, every, variables=()):
 
 def optimize(objective, optimizer, params, nontrainable, data, steps,
              batch_size=None, seed=None, hook=None, hook_state=(), mask=None,
-             checkpoint_every=None, variables=()):
+             checkpoint_every=None, variables=(), opt_state=None,
+             step_offset=0):
     """Run ``steps`` updates of ``optimizer`` on ``objective`` in one
     ``tf.while_loop``.
 
@@ -587,16 +630,25 @@ def optimize(objective, optimizer, params, nontrainable, data, steps,
       variables: with ``checkpoint_every``, the variables the loop reads
         whose gradients are wanted (``Adaptation.step_size``: Meta-SGD's
         rates, a learned step size).
+      opt_state: the optimizer's state to start from (default ``None``: a
+        fresh ``optimizer.init``); e.g. a state carried over from earlier
+        tasks (Reptile section 5.1: the inner Adam's moments are never reset
+        during meta-training).
+      step_offset: added to the update index the optimizer sees (default 0),
+        so that a carried Adam's bias correction and a schedule count on
+        from the updates before (an int or a scalar integer tensor).
 
     Returns:
-      ``AdaptResult(params, nontrainable, loss_before, loss_after, hook_state)``
-      with ``loss_before = f(theta_0)`` and ``loss_after = f(theta_K)``.
+      ``AdaptResult(params, nontrainable, loss_before, loss_after,
+      hook_state, opt_state)`` with ``loss_before = f(theta_0)``,
+      ``loss_after = f(theta_K)`` and the optimizer's state after update K.
     """
     if seed is None:
         seed = tf.constant([0, 0], tf.int64)
-    stepper = Stepper(objective, optimizer, mask, hook)
+    stepper = Stepper(objective, optimizer, mask, hook, step_offset)
     batch = data if callable(data) else samplers(data, batch_size, seed, steps)
-    state = stepper.start(params, nontrainable, batch(0), hook_state)
+    state = stepper.start(params, nontrainable, batch(0), hook_state,
+                          opt_state)
     # Steps 0 .. K-2 in the loop; the last one is peeled off below so that
     # f(theta_K) costs a forward pass only.
     # A static bound lets XLA differentiate through the loop (second-order
@@ -627,7 +679,7 @@ def optimize(objective, optimizer, params, nontrainable, data, steps,
 
 def adapt(model, loss_fn, optimizer, params, nontrainable, x, y, steps,
           batch_size=None, seed=None, hook=None, hook_state=(), mask=None,
-          checkpoint_every=None):
+          checkpoint_every=None, opt_state=None, step_offset=0):
     """``optimize`` on the supervised objective of ``model`` and ``loss_fn``
     with support data ``(x, y)``.
 
@@ -649,6 +701,8 @@ def adapt(model, loss_fn, optimizer, params, nontrainable, x, y, steps,
       hook_state: the hook's initial state (default ``()``).
       mask: one bool per parameter (default ``None``: all adapt).
       checkpoint_every: as in ``optimize`` (default ``None``).
+      opt_state: as in ``optimize`` (default ``None``: a fresh optimizer).
+      step_offset: as in ``optimize`` (default 0).
 
     Returns:
       ``AdaptResult`` as ``optimize``.
@@ -656,4 +710,5 @@ def adapt(model, loss_fn, optimizer, params, nontrainable, x, y, steps,
     return optimize(supervised(model, loss_fn), optimizer, params,
                     nontrainable, (x, y), steps, batch_size=batch_size,
                     seed=seed, hook=hook, hook_state=hook_state, mask=mask,
-                    checkpoint_every=checkpoint_every)
+                    checkpoint_every=checkpoint_every, opt_state=opt_state,
+                    step_offset=step_offset)

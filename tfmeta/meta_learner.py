@@ -194,6 +194,19 @@ class MetaLearner(keras.Model):
         ``inner_steps``).
       inner_batch_size: support minibatch size per step (default ``None``:
         the full split).
+      eval_batch_size: support minibatch size per step in ``evaluate``,
+        ``adapt`` and ``export`` (default ``None``: ``inner_batch_size``;
+        Reptile's Table 3 tests with another size than it trains with).
+      carry_inner_state: keep the inner optimizer's state (Adam's moments
+        and step count) from one meta-training task to the next instead of
+        starting a fresh optimizer per task, as Reptile's experiments do
+        (section 5.1: "we never reset or interpolated Adam's rolling moment
+        data"); ``adapt``/``evaluate``/``export`` start from the carried
+        state and leave it unchanged (the paper's backup and restore at
+        test time). The state is saved with the weights. The tasks of a
+        meta-batch then run one after another (not with
+        ``vectorize_tasks``, ``parallel_tasks > 1`` or a multi-replica
+        strategy). Default ``False``.
       parallel_tasks: tasks of a meta-batch adapted concurrently (default 1).
       vectorize_tasks: run the tasks of a meta-batch as one batched
         computation (``tf.vectorized_map``: stacked weights, batched matmuls;
@@ -223,7 +236,8 @@ class MetaLearner(keras.Model):
     def __init__(self, learner, inner_optimizer=None, inner_steps=1,
                  eval_steps=None, inner_batch_size=None, parallel_tasks=1,
                  vectorize_tasks=False, seed=None, multi_head=False,
-                 name=None, **kwargs):
+                 name=None, eval_batch_size=None, carry_inner_state=False,
+                 **kwargs):
         if "checkpoint_every" in kwargs:
             raise ValueError(
                 f"{type(self).__name__} does not differentiate through the "
@@ -248,8 +262,21 @@ class MetaLearner(keras.Model):
             "eval_steps", eval_steps if eval_steps is not None else inner_steps)
         self.inner_batch_size = positive_int(
             "inner_batch_size", inner_batch_size, allow_none=True)
+        self.eval_batch_size = positive_int(
+            "eval_batch_size", eval_batch_size, allow_none=True)
         self.parallel_tasks = positive_int("parallel_tasks", parallel_tasks)
         self.vectorize_tasks = bool(vectorize_tasks)
+        if not isinstance(carry_inner_state, bool):
+            raise TypeError(f"carry_inner_state must be True or False, got "
+                            f"{carry_inner_state!r}.")
+        self.carry_inner_state = carry_inner_state
+        if carry_inner_state and (self.vectorize_tasks
+                                  or self.parallel_tasks > 1):
+            raise ValueError(
+                "carry_inner_state=True runs the tasks of a meta-batch one "
+                "after another (each starts from the inner optimizer state "
+                "the previous one left); it cannot be combined with "
+                "vectorize_tasks=True or parallel_tasks > 1.")
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.multi_head = bool(multi_head)
         self.head_index = heads.head_indices(learner) if multi_head else ()
@@ -261,7 +288,28 @@ class MetaLearner(keras.Model):
         self.task_lr = None
         self._adapt_function = None
         self._evaluate_tasks_function = None
+        self._in_meta_step = False
+        self.inner_state = (self._carried_state_variables()
+                            if carry_inner_state else None)
         self.built = True
+
+    def _carried_state_variables(self):
+        """``(slots, updates)``: non-trainable variables holding the inner
+        optimizer's state for every learner trainable variable (a tuple of
+        lists, ``InnerOptimizer.init``'s structure) and its update count."""
+        params = [tf.convert_to_tensor(v)
+                  for v in self.learner.trainable_variables]
+        slots = tuple(
+            [self.add_weight(shape=tuple(t.shape), dtype=t.dtype,
+                             initializer=keras.initializers.Constant(
+                                 keras.ops.convert_to_numpy(t)),
+                             trainable=False, name=f"inner_state_{k}_{i}")
+             for i, t in enumerate(slot)]
+            for k, slot in enumerate(self.inner_update.init(params)))
+        updates = self.add_weight(shape=(), dtype="int64",
+                                  initializer="zeros", trainable=False,
+                                  name="inner_updates")
+        return slots, updates
 
     # ----------------------------------------------------------- Keras API
     @property
@@ -364,6 +412,10 @@ class MetaLearner(keras.Model):
         """Why this configuration cannot run under a ``tf.distribute``
         strategy (``compile`` refuses it in a strategy's scope), or
         ``None``."""
+        if self.carry_inner_state:
+            return ("carry_inner_state=True runs the tasks one after another "
+                    "through one inner optimizer state, which replicas "
+                    "cannot share.")
         return None
 
     def graph_options(self):
@@ -508,7 +560,11 @@ class MetaLearner(keras.Model):
             steps=self.inner_steps, eval_steps=self.eval_steps,
             optimizer=self.inner_update,
             mask=None if self.task_mask is None else list(self.task_mask),
-            batch_size=self.inner_batch_size, step_size=self.task_lr)
+            batch_size=self.inner_batch_size, step_size=self.task_lr,
+            eval_batch_size=(self.inner_batch_size
+                             if self.eval_batch_size is None
+                             else self.eval_batch_size),
+            inner_state=self.inner_state)
 
     def task_objective(self):
         """The inner loop's objective (``tfmeta.inner_loop``'s contract): the
@@ -599,14 +655,34 @@ class MetaLearner(keras.Model):
         """
         spec = self.adaptation()
         params = self.task_start(params, seed)
-        return inner_loop.optimize(
+        training = self._in_meta_step
+        steps = spec.steps if steps is None else steps
+        opt_state, offset = None, 0
+        if spec.inner_state is not None:
+            opt_state, offset = inner_loop.carried_inner_state(spec)
+        result = inner_loop.optimize(
             self.task_objective(), spec.optimizer, params, nontrainable,
-            self.support_data(task), spec.steps if steps is None else steps,
-            batch_size=spec.batch_size, seed=seed, hook=hook,
-            hook_state=hook_state, mask=spec.mask,
+            self.support_data(task), steps,
+            batch_size=spec.batch_size if training else spec.eval_batch_size,
+            seed=seed, hook=hook, hook_state=hook_state, mask=spec.mask,
             checkpoint_every=checkpoint_every,
             variables=() if spec.step_size is None
-            else tf.nest.flatten(spec.step_size))
+            else tf.nest.flatten(spec.step_size),
+            opt_state=opt_state, step_offset=offset)
+        if spec.inner_state is None or not training:
+            return result
+        # Meta-training: the next task starts from this task's final state.
+        slots, updates = spec.inner_state
+        mask = spec.mask or [True] * len(params)
+        assigns = [updates.assign_add(tf.cast(steps, tf.int64))]
+        for variables, values in zip(slots, result.opt_state):
+            chosen = iter(values)
+            assigns += [v.assign(next(chosen)) for v, m in zip(variables, mask)
+                        if m]
+        with tf.control_dependencies(assigns):
+            return result._replace(
+                params=[tf.identity(p) for p in result.params],
+                loss_after=tf.identity(result.loss_after))
 
     def task_start(self, params, seed):
         """The parameters a task adapts from: ``params``, with a fresh head
@@ -935,7 +1011,13 @@ class MetaLearner(keras.Model):
         """One meta-step (the template): check the task batch, run the
         method's ``meta_step``, update the metrics."""
         tasks = self.prepare_tasks(data)
-        step = self.meta_step(tasks)
+        # Trace-time flag: adaptations traced in here are meta-training ones
+        # (training minibatch size; a carried inner state is updated).
+        self._in_meta_step = True
+        try:
+            step = self.meta_step(tasks)
+        finally:
+            self._in_meta_step = False
         targets = tasks["query_y"] if step.targets is None else step.targets
         return step_logs(
             self.update_metrics(step.logs, targets, step.predictions))
@@ -1111,6 +1193,8 @@ class MetaLearner(keras.Model):
             "inner_steps": self.inner_steps,
             "eval_steps": self.eval_steps,
             "inner_batch_size": self.inner_batch_size,
+            "eval_batch_size": self.eval_batch_size,
+            "carry_inner_state": self.carry_inner_state,
             "parallel_tasks": self.parallel_tasks,
             "vectorize_tasks": self.vectorize_tasks,
             "seed": self.seed_generator.get_config().get("seed"),
