@@ -11,7 +11,8 @@ with the shared compiled inner loop (``tfmeta.inner_loop``) and judged on its
 query split.
 
 **Extending.** A method is a subclass (docs/add_a_method.md). The template
-``train_step`` calls ``meta_step(tasks)``; its default runs
+(``MetaModel``, also the base of ``tfmeta.MetaTransfer``, which has no
+inner loop) ``train_step`` calls ``meta_step(tasks)``; its default runs
 ``task_meta_gradient`` on every task (``over_tasks``) and applies the mean
 with ``apply_if_finite``, so most methods (Reptile, FOMAML, Leap) override
 ``task_meta_gradient`` only, built from the public blocks ``current_state``,
@@ -181,145 +182,93 @@ class StopOnNonFinite(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class MetaLearner(keras.Model):
-    """Base class of the meta-learners: one ``train_step`` is one meta-step.
+class MetaModel(keras.Model):
+    """The Keras template every tfmeta meta-learner shares: one
+    ``train_step`` is one meta-step.
+
+    ``train_step`` checks the task batch (``prepare_tasks``, which calls
+    ``check_tasks``), runs the method's ``meta_step`` and updates the metrics
+    (``update_metrics``). The outer step ``apply_if_finite`` all-reduces the
+    meta-gradient once under ``tf.distribute`` (so several replicas equal one
+    device) and skips a step whose loss or meta-gradient is not finite;
+    ``fit`` then stops and raises ``NonFiniteLossError``. ``MetaLearner``
+    (methods that adapt a task learner in an inner loop) and
+    ``tfmeta.MetaTransfer`` (support encoded, query learner decoded) are its
+    subclasses; a subclass defines ``meta_variables``, ``check_tasks``,
+    ``meta_step``, ``test_step`` and ``task_loss``.
 
     Args:
-      learner: a built Keras model (the task learner).
-      inner_optimizer: Keras optimizer used for task adaptation (SGD, Adam or
-        RMSprop); applied functionally inside the compiled loop. Default
-        ``None``: ``keras.optimizers.SGD(0.01)``.
-      inner_steps: adaptation steps per task during meta-training (default 1).
-      eval_steps: adaptation steps in ``evaluate``/``adapt`` (default
-        ``inner_steps``).
-      inner_batch_size: support minibatch size per step (default ``None``:
-        the full split).
-      parallel_tasks: tasks of a meta-batch adapted concurrently (default 1).
-      vectorize_tasks: run the tasks of a meta-batch as one batched
-        computation (``tf.vectorized_map``: stacked weights, batched matmuls;
-        default ``False``).
-        For small nets such as the sine MLP, best with
-        ``compile(jit_compile=True)``: on 2 CPU cores, 10 or 25 sine tasks
-        ran 5-6x faster than the default (one task after another, no XLA).
-        Without XLA it pays from ~10 tasks on, since each batched matmul has
-        a fixed cost of tens of microseconds on CPU (docs/performance.md).
-        Conv nets gain nothing (Conv2D with per-task filters is not
-        vectorized). Applies to every loop over tasks (``over_tasks``):
-        ``fit``, ``evaluate`` and ``evaluate_tasks``.
-      seed: seed of the minibatch draws (a Keras ``SeedGenerator``, saved with
-        the model's weights). Default ``None``: a random seed.
-      multi_head: the learner's last ``Dense`` layer is a per-task head:
-        freshly initialized at every adaptation, not meta-learned
-        (``tfmeta.heads``; Leap appendix G). Default ``False``.
       name: the Keras model's name (default: the class name in lower case).
       **kwargs: passed on to ``keras.Model``.
-
-    Subclasses may set, in their constructor, ``task_mask`` (one bool per
-    learner trainable variable, ``False`` = held fixed while a task adapts)
-    and ``task_lr`` (the variable of a meta-learned step size that their
-    ``inner_update`` reads); ``adaptation()`` reports them.
     """
 
-    def __init__(self, learner, inner_optimizer=None, inner_steps=1,
-                 eval_steps=None, inner_batch_size=None, parallel_tasks=1,
-                 vectorize_tasks=False, seed=None, multi_head=False,
-                 name=None, **kwargs):
-        if "checkpoint_every" in kwargs:
-            raise ValueError(
-                f"{type(self).__name__} does not differentiate through the "
-                "inner loop, so checkpoint_every does not apply; it is an "
-                "option of the second-order methods (MAML, MetaSGD, WarpGrad "
-                "with initialization='maml').")
+    def __init__(self, name=None, **kwargs):
         super().__init__(name=name or type(self).__name__.lower(), **kwargs)
-        if not isinstance(learner, keras.Model):
-            raise TypeError(
-                f"learner must be a keras.Model, got {type(learner).__name__}.")
-        if not learner.built:
-            raise ValueError(
-                "learner must be built: give it a keras.Input or call it on a "
-                "batch once before wrapping it.")
-        self.learner = learner
-        if inner_optimizer is None:
-            inner_optimizer = keras.optimizers.SGD(0.01)
-        self.inner_optimizer = inner_optimizer
-        self.inner_update = inner_optimizers.from_keras(inner_optimizer)
-        self.inner_steps = positive_int("inner_steps", inner_steps)
-        self.eval_steps = positive_int(
-            "eval_steps", eval_steps if eval_steps is not None else inner_steps)
-        self.inner_batch_size = positive_int(
-            "inner_batch_size", inner_batch_size, allow_none=True)
-        self.parallel_tasks = positive_int("parallel_tasks", parallel_tasks)
-        self.vectorize_tasks = bool(vectorize_tasks)
-        self.seed_generator = keras.random.SeedGenerator(seed)
-        self.multi_head = bool(multi_head)
-        self.head_index = heads.head_indices(learner) if multi_head else ()
         self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.support_loss_tracker = keras.metrics.Mean(name="support_loss")
         self.grad_norm_tracker = keras.metrics.Mean(name="grad_norm")
         self.task_loss_fn = None
-        self.task_mask = None
-        self.task_lr = None
-        self._adapt_function = None
-        self._evaluate_tasks_function = None
-        self.built = True
 
-    # ----------------------------------------------------------- Keras API
+    # ------------------------------------------------- what a method defines
     @property
     def meta_variables(self):
-        """The variables meta-training updates (the learner's trainables,
-        without the head under ``multi_head``)."""
-        return heads.without(self.learner.trainable_variables, self.head_index)
+        """The variables the outer step updates."""
+        raise NotImplementedError
 
-    def call(self, inputs, training=False):
-        """Predictions of the meta-learned initialization.
-
-        Given a task batch (as Keras does when it builds metric state under a
-        ``tf.distribute`` strategy), predicts on its flattened query split.
-        """
-        if isinstance(inputs, dict) and "query_x" in inputs:
-            inputs = flatten_tasks(inputs["query_x"])
-        return self.learner(inputs, training=training)
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        """Keras ``compute_metrics``; ``y`` defaults to a task batch's
-        flattened query targets."""
-        if y is None and isinstance(x, dict) and "query_y" in x:
-            y = flatten_tasks(x["query_y"])
-        return super().compute_metrics(x, y, y_pred, sample_weight)
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
-                     training=True):
-        """Keras ``compute_loss`` (used by Keras to build its loss state)."""
-        if y is None and isinstance(x, dict) and "query_y" in x:
-            y = flatten_tasks(x["query_y"])
-        return super().compute_loss(x, y, y_pred, sample_weight, training)
-
-    def compile(self, optimizer="sgd", loss=None, metrics=None,
-                jit_compile=None, **kwargs):
-        """Keras ``compile``; ``loss`` is the task loss ``loss(y_true, y_pred)``.
-
-        ``optimizer`` takes the meta-gradient (the outer step).
-        ``jit_compile=None`` and no ``steps_per_execution`` choose the fast
-        path from the learner (``tfmeta.fast_path``): XLA and several
-        meta-steps per ``fit`` execution for small dense nets, neither for
-        conv nets (on CPU XLA is 15-20x slower for them); a value given
-        here is used as given.
+    def meta_step(self, tasks):
+        """The per-method part of ``train_step``: one meta-step on a checked
+        task batch, applied through ``apply_if_finite``; returns a
+        ``MetaStep``.
 
         Args:
-          optimizer: the outer optimizer (a Keras optimizer or its name); it
-            takes the meta-gradient. Default ``"sgd"``.
-          loss: the task loss, a Keras loss or its name (required).
-          metrics: Keras metrics on the query predictions after adaptation
-            (default ``None``).
-          jit_compile: ``True`` for XLA, ``False`` without, ``"auto"`` to let
-            Keras decide (refused configurations then run without XLA, with
-            a warning); default ``None``: chosen from the learner.
-          **kwargs: the other ``keras.Model.compile`` arguments
-            (``steps_per_execution`` given here is used as given).
+          tasks: a checked task batch (dict of ``[B, ...]`` tensors).
         """
-        self.auto_steps_per_execution = "steps_per_execution" not in kwargs
-        if jit_compile is None:
-            jit_compile = fast_path.jit_compile(self)
+        raise NotImplementedError(
+            f"{type(self).__name__} must override meta_step; see "
+            "docs/add_a_method.md.")
+
+    def check_tasks(self, tasks):
+        """Static checks of a task batch (trace time): ``ValueError`` naming
+        the problem.
+
+        Args:
+          tasks: a task batch (dict of tensors with a task axis).
+        """
+        raise NotImplementedError
+
+    def task_loss(self, loss):
+        """The task loss function that ``compile`` stores as
+        ``task_loss_fn``, from its ``loss`` argument.
+
+        Args:
+          loss: ``compile``'s ``loss``, a Keras loss or its name.
+        """
+        return keras.losses.get(loss)
+
+    def log_trackers(self):
+        """``{log name: tracker}`` that ``update_metrics`` fills from a
+        meta-step's logs (besides ``extra_metrics()``): ``loss``."""
+        return {"loss": self.loss_tracker}
+
+    # ----------------------------------------------------------- Keras API
+    def compile(self, optimizer="sgd", loss=None, metrics=None,
+                jit_compile=False, **kwargs):
+        """Keras ``compile``; ``loss`` is the task loss ``loss(y_true,
+        y_pred)`` (``task_loss``); ``optimizer`` takes the meta-gradient (the
+        outer step). Refuses a configuration that cannot run under the
+        strategy in scope (``distribution_unsupported``) or with XLA
+        (``xla_unsupported``).
+
+        Args:
+          optimizer: the outer optimizer (a Keras optimizer or its name).
+            Default ``"sgd"``.
+          loss: the task loss, a Keras loss or its name (required).
+          metrics: Keras metrics on the query predictions (default
+            ``None``).
+          jit_compile: ``True`` for XLA, ``False`` without (default),
+            ``"auto"`` to let Keras decide (refused configurations then run
+            without XLA, with a warning).
+          **kwargs: the other ``keras.Model.compile`` arguments.
+        """
         if loss is None:
             raise ValueError(
                 "compile() needs loss=: the task loss, e.g. 'mse' or "
@@ -338,7 +287,7 @@ class MetaLearner(keras.Model):
                 f"{type(self).__name__} cannot run under "
                 f"{type(strategy).__name__}: {reason} Build and compile it "
                 "outside a tf.distribute strategy's scope.")
-        self.task_loss_fn = keras.losses.get(loss)
+        self.task_loss_fn = self.task_loss(loss)
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
                         jit_compile=jit_compile, **kwargs)
         if xla_reason and self.jit_compile:  # "auto" chose XLA (a GPU)
@@ -346,15 +295,27 @@ class MetaLearner(keras.Model):
                           f"{xla_reason}", stacklevel=2)
             self.jit_compile = False
         if (self.loss_scale() is not None and type(self).apply_meta_gradient
-                is not MetaLearner.apply_meta_gradient):
+                is not MetaModel.apply_meta_gradient):
             raise ValueError(
                 f"{type(self).__name__} applies its meta-gradient itself and "
                 "does not support loss scaling (the mixed_float16 dtype "
                 "policy); use mixed_bfloat16, which needs none.")
         if self.meta_variables and not self.optimizer.built:
             self.optimizer.build(self.meta_variables)
-        self._adapt_function = None
-        self._evaluate_tasks_function = None
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Keras ``compute_metrics``; ``y`` defaults to a task batch's
+        flattened query targets."""
+        if y is None and isinstance(x, dict) and "query_y" in x:
+            y = flatten_tasks(x["query_y"])
+        return super().compute_metrics(x, y, y_pred, sample_weight)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
+                     training=True):
+        """Keras ``compute_loss`` (used by Keras to build its loss state)."""
+        if y is None and isinstance(x, dict) and "query_y" in x:
+            y = flatten_tasks(x["query_y"])
+        return super().compute_loss(x, y, y_pred, sample_weight, training)
 
     def xla_unsupported(self):
         """Why this configuration cannot be compiled with XLA, or ``None``."""
@@ -449,122 +410,14 @@ class MetaLearner(keras.Model):
                 f"Meta-training stopped: the meta-loss became {guard.value} at "
                 f"epoch {guard.epoch + 1}, step {guard.batch + 1}. That "
                 "meta-step was not applied; the model keeps the weights of "
-                "the last finite meta-step. Lower the inner or outer learning "
-                "rate, or check the task data for NaN/inf.",
+                "the last finite meta-step. Lower the learning rates, or "
+                "check the task data for NaN/inf.",
                 history=history, step=guard.batch)
         return history
-
-    # ------------------------------------------------------- method hooks
-    def task_meta_gradient(self, params, nontrainable, task, seed):
-        """Meta-gradient of one task: ``(grads, logs, query_predictions)``.
-
-        The simple hook (Reptile, FOMAML, MAML, Leap): ``grads`` aligned with
-        ``meta_variables``; ``logs`` holds scalar tensors and must contain
-        ``loss`` (query loss after adaptation) and ``support_loss``. The
-        default ``meta_step`` averages it over the meta-batch.
-
-        Args:
-          params: list of tensors, the parameters to adapt from (learner
-            ``trainable_variables`` order).
-          nontrainable: list of tensors, the learner's non-trainable state.
-          task: one task, a dict of the ``TASK_KEYS`` (no task axis).
-          seed: the task's stateless ``[2]`` int64 seed (``task_seeds``).
-        """
-        raise NotImplementedError(
-            f"{type(self).__name__} must override task_meta_gradient (or "
-            "meta_step); see docs/add_a_method.md.")
-
-    def meta_step(self, tasks):
-        """The per-method part of ``train_step``: one meta-step on a checked
-        task batch; returns a ``MetaStep``. Default: the mean of
-        ``task_meta_gradient`` over the tasks, applied by
-        ``apply_if_finite``.
-
-        Args:
-          tasks: a checked task batch (dict of ``[B, ...]`` tensors).
-        """
-        params, nontrainable = self.current_state()
-
-        def one(task, seed):
-            grads, logs, pred = self.task_meta_gradient(
-                params, nontrainable, task, seed)
-            return (list(grads), dict(logs)), pred
-
-        (grads, logs), preds = self.over_tasks(one, tasks)
-        grads = heads.without(grads, self.head_index)
-        logs["loss"] = self.apply_if_finite(
-            grads, logs["loss"], tf.shape(tasks["support_x"])[0])
-        return MetaStep(logs, preds)
 
     def extra_metrics(self):
         """Method-specific ``{log name: tracker}``, filled from ``logs``."""
         return {}
-
-    def adaptation(self):
-        """The ``tfmeta.inner_loop.Adaptation`` spec of this meta-learner:
-        what ``adapt_task`` (so ``fit``, ``adapt``, ``evaluate``,
-        ``evaluate_tasks``) and ``export`` run."""
-        return inner_loop.Adaptation(
-            steps=self.inner_steps, eval_steps=self.eval_steps,
-            optimizer=self.inner_update,
-            mask=None if self.task_mask is None else list(self.task_mask),
-            batch_size=self.inner_batch_size, step_size=self.task_lr)
-
-    def task_objective(self):
-        """The inner loop's objective (``tfmeta.inner_loop``'s contract): the
-        supervised task loss of the learner, training mode, ``batch = (x,
-        y)``."""
-        return inner_loop.supervised(self.learner, self.task_loss_fn)
-
-    def support_data(self, task):
-        """The data a task adapts on, as the objective takes it: ``(support_x,
-        support_y)``. Any nested structure with a leading example axis works
-        (minibatches gather the same rows of every leaf), or a callable ``i
-        -> batch`` giving update ``i``'s batch itself (``inner_loop.optimize``;
-        ``inner_batch_size`` is then not used).
-
-        Args:
-          task: one task, a dict of the ``TASK_KEYS`` (no task axis).
-        """
-        return task["support_x"], task["support_y"]
-
-    # --------------------------------------------------- building blocks
-    def current_state(self):
-        """``(params, nontrainable)``: the learner's variables as tensors,
-        in ``trainable_variables`` / ``non_trainable_variables`` order."""
-        params = [tf.convert_to_tensor(v) for v in self.learner.trainable_variables]
-        nontrainable = [tf.convert_to_tensor(v)
-                        for v in self.learner.non_trainable_variables]
-        return params, nontrainable
-
-    def task_seeds(self, num_tasks):
-        """``[num_tasks, 2]`` int64 seeds for the tasks of one meta-step
-        (advances the meta-learner's seed generator).
-
-        Under ``tf.distribute`` with several replicas, ``num_tasks`` is this
-        replica's share of the meta-batch and each task gets the seed of its
-        global index (replica shares in replica order, as ``tf.distribute``
-        splits a batch), so the draws equal one device's.
-
-        Args:
-          num_tasks: tasks in (this replica's share of) the meta-batch.
-        """
-        seed = tf.cast(self.seed_generator.next(), tf.int64)
-        context = tf.distribute.get_replica_context()
-        replicas = context.num_replicas_in_sync if context else 1
-        offset, total = 0, num_tasks
-        if replicas > 1:
-            counts = context.all_reduce("SUM", tf.one_hot(
-                context.replica_id_in_sync_group, replicas,
-                dtype=tf.int32) * tf.cast(num_tasks, tf.int32))
-            offset = tf.reduce_sum(
-                counts[:context.replica_id_in_sync_group])
-            total = tf.reduce_sum(counts)
-        # Philox by name: what TensorFlow's kernels pick anyway, while XLA's
-        # automatic choice may differ (the same seed, other draws).
-        seeds = tf.random.experimental.stateless_split(seed, total,
-                                                       alg="philox")
-        return seeds if replicas == 1 else seeds[offset:offset + num_tasks]
 
     def _replica_share(self, num_tasks):
         """``(context, share)``: this replica's fraction of the meta-batch's
@@ -575,123 +428,6 @@ class MetaLearner(keras.Model):
             return None, 1.0
         num_tasks = tf.cast(num_tasks, tf.float32)
         return context, num_tasks / context.all_reduce("SUM", num_tasks)
-
-    def adapt_task(self, params, nontrainable, task, seed, steps=None,
-                   hook=None, hook_state=(), checkpoint_every=None):
-        """Adapts one task from ``params`` with the compiled inner loop
-        (``adaptation()``: optimizer, mask, minibatch size) on
-        ``support_data(task)``; ``steps`` defaults to ``inner_steps``.
-        Returns ``tfmeta.inner_loop.AdaptResult``; ``hook`` and
-        ``checkpoint_every`` (a second-order method's checkpointed
-        gradient) as in ``tfmeta.inner_loop.optimize``.
-
-        Args:
-          params: list of tensors, the parameters to adapt from (learner
-            ``trainable_variables`` order).
-          nontrainable: list of tensors, the learner's non-trainable state.
-          task: one task, a dict of the ``TASK_KEYS`` (no task axis).
-          seed: the task's stateless ``[2]`` int64 seed (``task_seeds``).
-          steps: updates (default ``None``: ``inner_steps``).
-          hook: the inner loop's hook (default ``None``).
-          hook_state: the hook's initial state (default ``()``).
-          checkpoint_every: ``None`` (default), a positive int or ``"sqrt"``:
-            checkpoint the loop's gradient (``inner_loop.optimize``).
-        """
-        spec = self.adaptation()
-        params = self.task_start(params, seed)
-        return inner_loop.optimize(
-            self.task_objective(), spec.optimizer, params, nontrainable,
-            self.support_data(task), spec.steps if steps is None else steps,
-            batch_size=spec.batch_size, seed=seed, hook=hook,
-            hook_state=hook_state, mask=spec.mask,
-            checkpoint_every=checkpoint_every,
-            variables=() if spec.step_size is None
-            else tf.nest.flatten(spec.step_size))
-
-    def task_start(self, params, seed):
-        """The parameters a task adapts from: ``params``, with a fresh head
-        drawn from ``seed`` under ``multi_head`` (``tfmeta.heads``).
-
-        Args:
-          params: list of tensors in learner ``trainable_variables`` order.
-          seed: the task's stateless ``[2]`` int64 seed.
-        """
-        if not self.head_index:
-            return params
-        return heads.fresh_head(params, self.head_index, seed)
-
-    def query_loss(self, params, nontrainable, task):
-        """``(loss, predictions)`` of ``params`` on the task's query split
-        (inference mode).
-
-        Args:
-          params: list of parameter tensors (e.g. the adapted ones).
-          nontrainable: list of non-trainable state tensors.
-          task: one task, a dict of the ``TASK_KEYS`` (no task axis).
-        """
-        loss, pred, _ = inner_loop.task_loss(
-            self.learner, self.task_loss_fn, params, nontrainable,
-            task["query_x"], task["query_y"], training=False)
-        return loss, pred
-
-    def over_tasks(self, fn, tasks):
-        """The one loop over the tasks of a batch.
-
-        ``fn(task, seed) -> (mean_part, stacked_part)``, two nested
-        structures of tensors. Returns the mean of ``mean_part`` over the
-        tasks (gradients, logs) and ``stacked_part`` stacked along a new
-        leading task axis (predictions, per-task values). With
-        ``vectorize_tasks`` the tasks run as one ``tf.vectorized_map``;
-        otherwise in a ``tf.while_loop`` (``parallel_tasks`` at a time) with
-        no per-task Python state, so a meta-batch can be split over
-        ``tf.distribute`` replicas.
-
-        Args:
-          fn: ``fn(task, seed) -> (mean_part, stacked_part)``.
-          tasks: a checked task batch.
-        """
-        num_tasks = tf.shape(tasks["support_x"])[0]
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        with tf.control_dependencies([tf.debugging.assert_positive(
-                num_tasks, message=(
-                    "a task batch holds no tasks" + (
-                        f" on a replica: the meta-batch must hold at least "
-                        f"one task per replica ({replicas})"
-                        if replicas > 1 else "")))]):
-            tasks = tf.nest.map_structure(tf.identity, tasks)
-        seeds = self.task_seeds(num_tasks)
-        if self.vectorize_tasks:
-            means, stacked = tf.vectorized_map(
-                lambda args: fn(*args), (tasks, seeds))
-            return tf.nest.map_structure(
-                lambda t: tf.reduce_mean(t, axis=0), means), stacked
-        task_at = lambda i: {k: v[i] for k, v in tasks.items()}  # noqa: E731
-        # The first task runs outside the loop to fix the structure and the
-        # dtypes of the accumulators.
-        means0, stacked0 = fn(task_at(0), seeds[0])
-        if tasks["support_x"].shape[0] == 1:
-            # One task (serial Reptile, Algorithm 1): no task loop, whose
-            # control flow adds to every meta-step's fixed cost.
-            return means0, tf.nest.map_structure(lambda t: t[None], stacked0)
-        arrays = tf.nest.map_structure(
-            lambda t: tf.TensorArray(t.dtype, size=num_tasks,
-                                     element_shape=t.shape).write(0, t),
-            stacked0)
-
-        def body(i, sums, arrays):
-            means, stacked = fn(task_at(i), seeds[i])
-            sums = tf.nest.map_structure(tf.add, sums, means)
-            arrays = tf.nest.map_structure(lambda a, t: a.write(i, t),
-                                           arrays, stacked)
-            return i + 1, sums, arrays
-
-        _, sums, arrays = tf.while_loop(
-            lambda i, *_: i < num_tasks, body,
-            (tf.constant(1), means0, arrays),
-            parallel_iterations=self.parallel_tasks)
-        mean = lambda t: t / tf.cast(num_tasks, t.dtype)  # noqa: E731
-        return (tf.nest.map_structure(mean, sums),
-                tf.nest.map_structure(lambda a: a.stack(), arrays))
 
     def apply_if_finite(self, grads, loss, num_tasks=None):
         """The outer step (``apply_meta_gradient``), skipped when the loss or
@@ -823,8 +559,7 @@ class MetaLearner(keras.Model):
           preds: query predictions ``[B, M, ...]``.
           extra: trackers of ``extra_metrics()`` to update from ``logs``.
         """
-        trackers = {"loss": self.loss_tracker,
-                    "support_loss": self.support_loss_tracker}
+        trackers = self.log_trackers()
         if extra:
             trackers.update(self.extra_metrics())
         values = {k: logs[k] for k in trackers}
@@ -838,13 +573,393 @@ class MetaLearner(keras.Model):
                                        flatten_tasks(preds))
         return {k: v for k, v in results.items()}
 
-    # --------------------------------------------------- shared machinery
     def _require_compiled(self):
         if self.task_loss_fn is None:
             raise RuntimeError(
                 f"{type(self).__name__} is not compiled: call "
                 "compile(optimizer=..., loss=...) first.")
 
+    def prepare_tasks(self, data):
+        """The checked task-batch dict of a dataset element (inside
+        ``train_step``/``test_step``).
+
+        Args:
+          data: a dataset element: a task-batch dict or a 4-tuple.
+        """
+        self._require_compiled()
+        tasks = unpack_tasks(data)
+        self.check_tasks(tasks)
+        return tasks
+
+    def train_step(self, data):
+        """One meta-step (the template): check the task batch, run the
+        method's ``meta_step``, update the metrics."""
+        tasks = self.prepare_tasks(data)
+        step = self.meta_step(tasks)
+        targets = tasks["query_y"] if step.targets is None else step.targets
+        return step_logs(
+            self.update_metrics(step.logs, targets, step.predictions))
+
+
+class MetaLearner(MetaModel):
+    """Base class of the meta-learners that adapt a task learner in an inner
+    loop: one ``train_step`` is one meta-step (``MetaModel``'s template).
+
+    Args:
+      learner: a built Keras model (the task learner).
+      inner_optimizer: Keras optimizer used for task adaptation (SGD, Adam or
+        RMSprop); applied functionally inside the compiled loop. Default
+        ``None``: ``keras.optimizers.SGD(0.01)``.
+      inner_steps: adaptation steps per task during meta-training (default 1).
+      eval_steps: adaptation steps in ``evaluate``/``adapt`` (default
+        ``inner_steps``).
+      inner_batch_size: support minibatch size per step (default ``None``:
+        the full split).
+      parallel_tasks: tasks of a meta-batch adapted concurrently (default 1).
+      vectorize_tasks: run the tasks of a meta-batch as one batched
+        computation (``tf.vectorized_map``: stacked weights, batched matmuls;
+        default ``False``).
+        For small nets such as the sine MLP, best with
+        ``compile(jit_compile=True)``: on 2 CPU cores, 10 or 25 sine tasks
+        ran 5-6x faster than the default (one task after another, no XLA).
+        Without XLA it pays from ~10 tasks on, since each batched matmul has
+        a fixed cost of tens of microseconds on CPU (docs/performance.md).
+        Conv nets gain nothing (Conv2D with per-task filters is not
+        vectorized). Applies to every loop over tasks (``over_tasks``):
+        ``fit``, ``evaluate`` and ``evaluate_tasks``.
+      seed: seed of the minibatch draws (a Keras ``SeedGenerator``, saved with
+        the model's weights). Default ``None``: a random seed.
+      multi_head: the learner's last ``Dense`` layer is a per-task head:
+        freshly initialized at every adaptation, not meta-learned
+        (``tfmeta.heads``; Leap appendix G). Default ``False``.
+      name: the Keras model's name (default: the class name in lower case).
+      **kwargs: passed on to ``keras.Model``.
+
+    Subclasses may set, in their constructor, ``task_mask`` (one bool per
+    learner trainable variable, ``False`` = held fixed while a task adapts)
+    and ``task_lr`` (the variable of a meta-learned step size that their
+    ``inner_update`` reads); ``adaptation()`` reports them.
+    """
+
+    def __init__(self, learner, inner_optimizer=None, inner_steps=1,
+                 eval_steps=None, inner_batch_size=None, parallel_tasks=1,
+                 vectorize_tasks=False, seed=None, multi_head=False,
+                 name=None, **kwargs):
+        if "checkpoint_every" in kwargs:
+            raise ValueError(
+                f"{type(self).__name__} does not differentiate through the "
+                "inner loop, so checkpoint_every does not apply; it is an "
+                "option of the second-order methods (MAML, MetaSGD, WarpGrad "
+                "with initialization='maml').")
+        super().__init__(name=name, **kwargs)
+        if not isinstance(learner, keras.Model):
+            raise TypeError(
+                f"learner must be a keras.Model, got {type(learner).__name__}.")
+        if not learner.built:
+            raise ValueError(
+                "learner must be built: give it a keras.Input or call it on a "
+                "batch once before wrapping it.")
+        self.learner = learner
+        if inner_optimizer is None:
+            inner_optimizer = keras.optimizers.SGD(0.01)
+        self.inner_optimizer = inner_optimizer
+        self.inner_update = inner_optimizers.from_keras(inner_optimizer)
+        self.inner_steps = positive_int("inner_steps", inner_steps)
+        self.eval_steps = positive_int(
+            "eval_steps", eval_steps if eval_steps is not None else inner_steps)
+        self.inner_batch_size = positive_int(
+            "inner_batch_size", inner_batch_size, allow_none=True)
+        self.parallel_tasks = positive_int("parallel_tasks", parallel_tasks)
+        self.vectorize_tasks = bool(vectorize_tasks)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.multi_head = bool(multi_head)
+        self.head_index = heads.head_indices(learner) if multi_head else ()
+        self.support_loss_tracker = keras.metrics.Mean(name="support_loss")
+        self.task_mask = None
+        self.task_lr = None
+        self._adapt_function = None
+        self._evaluate_tasks_function = None
+        self.built = True
+
+    # ----------------------------------------------------------- Keras API
+    @property
+    def meta_variables(self):
+        """The variables meta-training updates (the learner's trainables,
+        without the head under ``multi_head``)."""
+        return heads.without(self.learner.trainable_variables, self.head_index)
+
+    def call(self, inputs, training=False):
+        """Predictions of the meta-learned initialization.
+
+        Given a task batch (as Keras does when it builds metric state under a
+        ``tf.distribute`` strategy), predicts on its flattened query split.
+        """
+        if isinstance(inputs, dict) and "query_x" in inputs:
+            inputs = flatten_tasks(inputs["query_x"])
+        return self.learner(inputs, training=training)
+
+    def compile(self, optimizer="sgd", loss=None, metrics=None,
+                jit_compile=None, **kwargs):
+        """Keras ``compile``; ``loss`` is the task loss ``loss(y_true, y_pred)``.
+
+        ``optimizer`` takes the meta-gradient (the outer step).
+        ``jit_compile=None`` and no ``steps_per_execution`` choose the fast
+        path from the learner (``tfmeta.fast_path``): XLA and several
+        meta-steps per ``fit`` execution for small dense nets, neither for
+        conv nets (on CPU XLA is 15-20x slower for them); a value given
+        here is used as given.
+
+        Args:
+          optimizer: the outer optimizer (a Keras optimizer or its name); it
+            takes the meta-gradient. Default ``"sgd"``.
+          loss: the task loss, a Keras loss or its name (required).
+          metrics: Keras metrics on the query predictions after adaptation
+            (default ``None``).
+          jit_compile: ``True`` for XLA, ``False`` without, ``"auto"`` to let
+            Keras decide (refused configurations then run without XLA, with
+            a warning); default ``None``: chosen from the learner.
+          **kwargs: the other ``keras.Model.compile`` arguments
+            (``steps_per_execution`` given here is used as given).
+        """
+        self.auto_steps_per_execution = "steps_per_execution" not in kwargs
+        if jit_compile is None:
+            jit_compile = fast_path.jit_compile(self)
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
+                        jit_compile=jit_compile, **kwargs)
+        self._adapt_function = None
+        self._evaluate_tasks_function = None
+
+    def log_trackers(self):
+        """``loss`` and ``support_loss``: every meta-step's logs hold both."""
+        return {"loss": self.loss_tracker,
+                "support_loss": self.support_loss_tracker}
+
+    # ------------------------------------------------------- method hooks
+    def task_meta_gradient(self, params, nontrainable, task, seed):
+        """Meta-gradient of one task: ``(grads, logs, query_predictions)``.
+
+        The simple hook (Reptile, FOMAML, MAML, Leap): ``grads`` aligned with
+        ``meta_variables``; ``logs`` holds scalar tensors and must contain
+        ``loss`` (query loss after adaptation) and ``support_loss``. The
+        default ``meta_step`` averages it over the meta-batch.
+
+        Args:
+          params: list of tensors, the parameters to adapt from (learner
+            ``trainable_variables`` order).
+          nontrainable: list of tensors, the learner's non-trainable state.
+          task: one task, a dict of the ``TASK_KEYS`` (no task axis).
+          seed: the task's stateless ``[2]`` int64 seed (``task_seeds``).
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} must override task_meta_gradient (or "
+            "meta_step); see docs/add_a_method.md.")
+
+    def meta_step(self, tasks):
+        """The per-method part of ``train_step``: one meta-step on a checked
+        task batch; returns a ``MetaStep``. Default: the mean of
+        ``task_meta_gradient`` over the tasks, applied by
+        ``apply_if_finite``.
+
+        Args:
+          tasks: a checked task batch (dict of ``[B, ...]`` tensors).
+        """
+        params, nontrainable = self.current_state()
+
+        def one(task, seed):
+            grads, logs, pred = self.task_meta_gradient(
+                params, nontrainable, task, seed)
+            return (list(grads), dict(logs)), pred
+
+        (grads, logs), preds = self.over_tasks(one, tasks)
+        grads = heads.without(grads, self.head_index)
+        logs["loss"] = self.apply_if_finite(
+            grads, logs["loss"], tf.shape(tasks["support_x"])[0])
+        return MetaStep(logs, preds)
+
+    def adaptation(self):
+        """The ``tfmeta.inner_loop.Adaptation`` spec of this meta-learner:
+        what ``adapt_task`` (so ``fit``, ``adapt``, ``evaluate``,
+        ``evaluate_tasks``) and ``export`` run."""
+        return inner_loop.Adaptation(
+            steps=self.inner_steps, eval_steps=self.eval_steps,
+            optimizer=self.inner_update,
+            mask=None if self.task_mask is None else list(self.task_mask),
+            batch_size=self.inner_batch_size, step_size=self.task_lr)
+
+    def task_objective(self):
+        """The inner loop's objective (``tfmeta.inner_loop``'s contract): the
+        supervised task loss of the learner, training mode, ``batch = (x,
+        y)``."""
+        return inner_loop.supervised(self.learner, self.task_loss_fn)
+
+    def support_data(self, task):
+        """The data a task adapts on, as the objective takes it: ``(support_x,
+        support_y)``. Any nested structure with a leading example axis works
+        (minibatches gather the same rows of every leaf), or a callable ``i
+        -> batch`` giving update ``i``'s batch itself (``inner_loop.optimize``;
+        ``inner_batch_size`` is then not used).
+
+        Args:
+          task: one task, a dict of the ``TASK_KEYS`` (no task axis).
+        """
+        return task["support_x"], task["support_y"]
+
+    # --------------------------------------------------- building blocks
+    def current_state(self):
+        """``(params, nontrainable)``: the learner's variables as tensors,
+        in ``trainable_variables`` / ``non_trainable_variables`` order."""
+        params = [tf.convert_to_tensor(v) for v in self.learner.trainable_variables]
+        nontrainable = [tf.convert_to_tensor(v)
+                        for v in self.learner.non_trainable_variables]
+        return params, nontrainable
+
+    def task_seeds(self, num_tasks):
+        """``[num_tasks, 2]`` int64 seeds for the tasks of one meta-step
+        (advances the meta-learner's seed generator).
+
+        Under ``tf.distribute`` with several replicas, ``num_tasks`` is this
+        replica's share of the meta-batch and each task gets the seed of its
+        global index (replica shares in replica order, as ``tf.distribute``
+        splits a batch), so the draws equal one device's.
+
+        Args:
+          num_tasks: tasks in (this replica's share of) the meta-batch.
+        """
+        seed = tf.cast(self.seed_generator.next(), tf.int64)
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync if context else 1
+        offset, total = 0, num_tasks
+        if replicas > 1:
+            counts = context.all_reduce("SUM", tf.one_hot(
+                context.replica_id_in_sync_group, replicas,
+                dtype=tf.int32) * tf.cast(num_tasks, tf.int32))
+            offset = tf.reduce_sum(
+                counts[:context.replica_id_in_sync_group])
+            total = tf.reduce_sum(counts)
+        # Philox by name: what TensorFlow's kernels pick anyway, while XLA's
+        # automatic choice may differ (the same seed, other draws).
+        seeds = tf.random.experimental.stateless_split(seed, total,
+                                                       alg="philox")
+        return seeds if replicas == 1 else seeds[offset:offset + num_tasks]
+
+    def adapt_task(self, params, nontrainable, task, seed, steps=None,
+                   hook=None, hook_state=(), checkpoint_every=None):
+        """Adapts one task from ``params`` with the compiled inner loop
+        (``adaptation()``: optimizer, mask, minibatch size) on
+        ``support_data(task)``; ``steps`` defaults to ``inner_steps``.
+        Returns ``tfmeta.inner_loop.AdaptResult``; ``hook`` and
+        ``checkpoint_every`` (a second-order method's checkpointed
+        gradient) as in ``tfmeta.inner_loop.optimize``.
+
+        Args:
+          params: list of tensors, the parameters to adapt from (learner
+            ``trainable_variables`` order).
+          nontrainable: list of tensors, the learner's non-trainable state.
+          task: one task, a dict of the ``TASK_KEYS`` (no task axis).
+          seed: the task's stateless ``[2]`` int64 seed (``task_seeds``).
+          steps: updates (default ``None``: ``inner_steps``).
+          hook: the inner loop's hook (default ``None``).
+          hook_state: the hook's initial state (default ``()``).
+          checkpoint_every: ``None`` (default), a positive int or ``"sqrt"``:
+            checkpoint the loop's gradient (``inner_loop.optimize``).
+        """
+        spec = self.adaptation()
+        params = self.task_start(params, seed)
+        return inner_loop.optimize(
+            self.task_objective(), spec.optimizer, params, nontrainable,
+            self.support_data(task), spec.steps if steps is None else steps,
+            batch_size=spec.batch_size, seed=seed, hook=hook,
+            hook_state=hook_state, mask=spec.mask,
+            checkpoint_every=checkpoint_every,
+            variables=() if spec.step_size is None
+            else tf.nest.flatten(spec.step_size))
+
+    def task_start(self, params, seed):
+        """The parameters a task adapts from: ``params``, with a fresh head
+        drawn from ``seed`` under ``multi_head`` (``tfmeta.heads``).
+
+        Args:
+          params: list of tensors in learner ``trainable_variables`` order.
+          seed: the task's stateless ``[2]`` int64 seed.
+        """
+        if not self.head_index:
+            return params
+        return heads.fresh_head(params, self.head_index, seed)
+
+    def query_loss(self, params, nontrainable, task):
+        """``(loss, predictions)`` of ``params`` on the task's query split
+        (inference mode).
+
+        Args:
+          params: list of parameter tensors (e.g. the adapted ones).
+          nontrainable: list of non-trainable state tensors.
+          task: one task, a dict of the ``TASK_KEYS`` (no task axis).
+        """
+        loss, pred, _ = inner_loop.task_loss(
+            self.learner, self.task_loss_fn, params, nontrainable,
+            task["query_x"], task["query_y"], training=False)
+        return loss, pred
+
+    def over_tasks(self, fn, tasks):
+        """The one loop over the tasks of a batch.
+
+        ``fn(task, seed) -> (mean_part, stacked_part)``, two nested
+        structures of tensors. Returns the mean of ``mean_part`` over the
+        tasks (gradients, logs) and ``stacked_part`` stacked along a new
+        leading task axis (predictions, per-task values). With
+        ``vectorize_tasks`` the tasks run as one ``tf.vectorized_map``;
+        otherwise in a ``tf.while_loop`` (``parallel_tasks`` at a time) with
+        no per-task Python state, so a meta-batch can be split over
+        ``tf.distribute`` replicas.
+
+        Args:
+          fn: ``fn(task, seed) -> (mean_part, stacked_part)``.
+          tasks: a checked task batch.
+        """
+        num_tasks = tf.shape(tasks["support_x"])[0]
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.control_dependencies([tf.debugging.assert_positive(
+                num_tasks, message=(
+                    "a task batch holds no tasks" + (
+                        f" on a replica: the meta-batch must hold at least "
+                        f"one task per replica ({replicas})"
+                        if replicas > 1 else "")))]):
+            tasks = tf.nest.map_structure(tf.identity, tasks)
+        seeds = self.task_seeds(num_tasks)
+        if self.vectorize_tasks:
+            means, stacked = tf.vectorized_map(
+                lambda args: fn(*args), (tasks, seeds))
+            return tf.nest.map_structure(
+                lambda t: tf.reduce_mean(t, axis=0), means), stacked
+        task_at = lambda i: {k: v[i] for k, v in tasks.items()}  # noqa: E731
+        # The first task runs outside the loop to fix the structure and the
+        # dtypes of the accumulators.
+        means0, stacked0 = fn(task_at(0), seeds[0])
+        if tasks["support_x"].shape[0] == 1:
+            # One task (serial Reptile, Algorithm 1): no task loop, whose
+            # control flow adds to every meta-step's fixed cost.
+            return means0, tf.nest.map_structure(lambda t: t[None], stacked0)
+        arrays = tf.nest.map_structure(
+            lambda t: tf.TensorArray(t.dtype, size=num_tasks,
+                                     element_shape=t.shape).write(0, t),
+            stacked0)
+
+        def body(i, sums, arrays):
+            means, stacked = fn(task_at(i), seeds[i])
+            sums = tf.nest.map_structure(tf.add, sums, means)
+            arrays = tf.nest.map_structure(lambda a, t: a.write(i, t),
+                                           arrays, stacked)
+            return i + 1, sums, arrays
+
+        _, sums, arrays = tf.while_loop(
+            lambda i, *_: i < num_tasks, body,
+            (tf.constant(1), means0, arrays),
+            parallel_iterations=self.parallel_tasks)
+        mean = lambda t: t / tf.cast(num_tasks, t.dtype)  # noqa: E731
+        return (tf.nest.map_structure(mean, sums),
+                tf.nest.map_structure(lambda a: a.stack(), arrays))
+
+    # --------------------------------------------------- shared machinery
     def check_tasks(self, tasks):
         """Static checks of a task batch against the learner (trace time):
         the four splits' axes, and support and query examples against the
@@ -905,18 +1020,6 @@ class MetaLearner(keras.Model):
                 "must match the outputs (or drop their last axis, as sparse "
                 "labels do).")
 
-    def prepare_tasks(self, data):
-        """The checked task-batch dict of a dataset element (inside
-        ``train_step``/``test_step``).
-
-        Args:
-          data: a dataset element: a task-batch dict or a 4-tuple.
-        """
-        self._require_compiled()
-        tasks = unpack_tasks(data)
-        self.check_tasks(tasks)
-        return tasks
-
     def task_batch(self, tasks):
         """A task batch given outside ``fit`` (arrays or tensors) as a
         checked dict of tensors with the four ``TASK_KEYS``.
@@ -930,15 +1033,6 @@ class MetaLearner(keras.Model):
                  for k, v in unpack_tasks(tasks).items() if k in TASK_KEYS}
         self.check_tasks(tasks)
         return tasks
-
-    def train_step(self, data):
-        """One meta-step (the template): check the task batch, run the
-        method's ``meta_step``, update the metrics."""
-        tasks = self.prepare_tasks(data)
-        step = self.meta_step(tasks)
-        targets = tasks["query_y"] if step.targets is None else step.targets
-        return step_logs(
-            self.update_metrics(step.logs, targets, step.predictions))
 
     def evaluate_task(self, params, nontrainable, task, seed, steps=None):
         """Adapts one task for ``steps`` (default ``eval_steps``): ``(logs,
