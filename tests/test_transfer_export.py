@@ -209,11 +209,10 @@ def test_schema_knows_every_encoder_and_the_defaults_resolve():
     assert schema.resolve(leap, {}) == leap
 
 
-def test_strategies_are_refused_with_a_message():
-    with pytest.raises(UsageError, match="strategy mirrored does not apply "
-                                         "to transfer on cos-sin"):
-        schema.resolve({}, {"method": "transfer", "tasks": "cos-sin",
-                            "encoder": "linear", "strategy": "mirrored"})
+def test_strategies_are_refused_for_rl_with_a_message():
+    config = schema.resolve({}, {"method": "transfer", "tasks": "cos-sin",
+                                 "encoder": "linear", "strategy": "mirrored"})
+    assert config["strategy"] == "mirrored"
     with pytest.raises(UsageError, match="strategy multiworker does not "
                                          "apply to leap on atari"):
         schema.resolve({}, {"method": "leap", "tasks": "atari",

@@ -507,15 +507,16 @@ def build(config, distribute=True):
     family = FAMILIES[config["tasks"]](config)
     keras.utils.set_random_seed(config["seed"])
     cls = _methods()[config["method"]].cls
+    scope = (distribution.scope() if distribution is not None
+             else contextlib.nullcontext())
     if config["method"] == "transfer":
-        return _build_transfer(config, family, cls), family
+        with scope:
+            return _build_transfer(config, family, cls), family
     if hasattr(family, "build"):
         return family.build(config, cls), family
     inner = getattr(keras.optimizers, OPTIMIZERS[config["inner_optimizer"]])(
         config["inner_lr"])
     outer = _outer_optimizer(config)
-    scope = (distribution.scope() if distribution is not None
-             else contextlib.nullcontext())
     with scope:
         try:
             meta = cls(family.learner(config["seed"]), inner_optimizer=inner,

@@ -468,15 +468,11 @@ def _check_method_and_family(config, given):
                 + ("meta-transfer decodes the query learner)."
                    if method == "transfer" else
                    "the tasks are A2C agents; --updates sets their steps)."))
-    if family in NO_INNER_LOOP and config.get("strategy", "one") != "one":
+    if family == "atari" and config.get("strategy", "one") != "one":
         raise UsageError(
             f"strategy {config['strategy']} does not apply to {method} on "
-            f"{family} yet: " + ("MetaTransfer's meta-step is not under the "
-                                 "tf.distribute path of the other methods."
-                                 if method == "transfer" else
-                                 "RLLeap steps Python environments eagerly "
-                                 "(docs/distributed.md).") + " Use --strategy "
-            "one.")
+            f"{family} yet: RLLeap steps Python environments eagerly "
+            "(docs/distributed.md). Use --strategy one.")
     if method == "transfer":
         if config["encoder"] is None:
             raise UsageError(f"transfer needs --encoder (one of "
