@@ -181,7 +181,8 @@ def test_a_model_built_from_layers_serves_but_load_says_how_to_rebuild(tmp_path)
       "inner_steps": "5"}, "inner_steps do(es) not apply to transfer on cos-sin"),
     ({"method": "transfer", "tasks": "cos-sin", "encoder": "deep_kernel",
       "k": "2"}, "deep_kernel encoder has no latent code"),
-    ({"method": "leap", "sigma": "1"}, "sigma apply to cos-sin tasks only"),
+    ({"method": "leap", "sigma": "1"}, "sigma apply to cos-sin or pendulum "
+                                      "tasks only"),
     ({"method": "transfer", "tasks": "cos-sin", "encoder": "lstm"},
      "unknown encoder 'lstm'"),
     ({"method": "transfer", "tasks": "cos-sin", "encoder": "linear",
