@@ -81,17 +81,6 @@ def parse_args(argv=None):
     return config
 
 
-def query_learner(seed):
-    """``g_psi``: position ``(row, column)`` -> logits of the 4 actions."""
-    init = lambda i: keras.initializers.GlorotUniform(seed + i)  # noqa: E731
-    return keras.Sequential(
-        [keras.Input((2,)),
-         keras.layers.Dense(40, "relu", kernel_initializer=init(0)),
-         keras.layers.Dense(40, "relu", kernel_initializer=init(1)),
-         keras.layers.Dense(len(maze.ACTIONS), kernel_initializer=init(2))],
-        name="maze_policy_mlp")
-
-
 def build(encoder, width, seed):
     keras.utils.set_random_seed(seed)
     if encoder == "deep_kernel":
@@ -101,7 +90,7 @@ def build(encoder, width, seed):
     if encoder in GRADIENT_ENCODERS:
         options["support_loss"] = keras.losses.BinaryCrossentropy(
             from_logits=True, reduction=None)
-    return tfmeta.MetaTransfer(encoder, query_learner=query_learner(seed),
+    return tfmeta.MetaTransfer(encoder, query_learner=maze.query_mlp(seed),
                                k=width // 2, support_dims=(2, 1), seed=seed,
                                **options)
 

@@ -96,27 +96,13 @@ def parse_args(argv=None):
     return config
 
 
-def query_learner(parameters, seed):
-    """``g_psi``: a 7-40-40-6 ReLU MLP (double-pendulum dynamics) or
-    1-40-40-2 (``(L, g)`` from a constant input), Glorot-uniform
-    initializers seeded ``seed + i``."""
-    dims = (1, 2) if parameters else pendulum.QUERY_DIMS
-    init = lambda i: keras.initializers.GlorotUniform(seed + i)  # noqa: E731
-    return keras.Sequential(
-        [keras.Input((dims[0],)),
-         keras.layers.Dense(40, "relu", kernel_initializer=init(0)),
-         keras.layers.Dense(40, "relu", kernel_initializer=init(1)),
-         keras.layers.Dense(dims[1], kernel_initializer=init(2))],
-        name="pendulum_query_mlp")
-
-
 def build(encoder, seed, parameters):
     keras.utils.set_random_seed(seed)
     query_dims = (1, 2) if parameters else pendulum.QUERY_DIMS
     if encoder == "deep_kernel":
         return tfmeta.MetaTransfer(encoder, support_dims=pendulum.SUPPORT_DIMS,
                                    query_dims=query_dims, seed=seed)
-    return tfmeta.MetaTransfer(encoder, query_learner=query_learner(
+    return tfmeta.MetaTransfer(encoder, query_learner=pendulum.query_mlp(
         parameters, seed), k=K, support_dims=pendulum.SUPPORT_DIMS, seed=seed)
 
 

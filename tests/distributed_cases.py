@@ -56,6 +56,14 @@ def _warp(**kwargs):
     return _meta(tfmeta.WarpGrad, _warped, lr=0.3, **kwargs)
 
 
+def _transfer(encoder, **options):
+    """A tiny ``MetaTransfer``: support points (2 inputs, 1 target) decoded
+    to the weights of a 2-5-1 query MLP."""
+    return lambda: tfmeta.MetaTransfer(
+        encoder, query_learner=_net(), k=2, support_dims=(2, 1),
+        decoder_hidden=4, seed=3, **options)
+
+
 #: name -> Case. Meta-batches of 4 tasks, or 3 (2 + 1 over two replicas);
 #: support minibatches of 2 (every task draws its own).
 CASES = {
@@ -81,6 +89,11 @@ CASES = {
                       lambda: Adam(0.01), 3),
     "warp_maml": Case(_warp(initialization="maml", steps=2),
                       lambda: SGD(0.3)),
+    "transfer_context": Case(_transfer("context", hidden=(3, 3),
+                                       encoder_steps=2),
+                             lambda: Adam(0.01), 3),
+    "transfer_mean": Case(_transfer("mean", hidden=4, depth=1),
+                          lambda: SGD(0.1)),
 }
 
 #: The default suite's multi-worker cases (the others: ``slow``).

@@ -75,7 +75,7 @@ SCRIPT = textwrap.dedent("""
 
 #: The default suite's cases here (Leap, MAML and online WarpGrad run over
 #: two worker processes in test_multiworker.py); every case: ``slow``.
-QUICK = ("reptile_adam", "warpgrad_continual")
+QUICK = ("reptile_adam", "warpgrad_continual", "transfer_context")
 
 
 def _run_cases(names):
@@ -93,7 +93,8 @@ def test_mirrored_strategy_matches_single_device():
     included) after three meta-steps, to 1e-5, on two replicas: batched
     Reptile with Adam on 3 tasks (2 + 1) with support minibatches and
     continual WarpGrad (its warp step every second meta-step, Adam);
-    grad_norm is the norm of the all-reduced meta-gradient (Reptile's
+    MetaTransfer with a second-order context encoder of two steps on 3
+    tasks (Adam); grad_norm is the norm of the all-reduced meta-gradient (Reptile's
     weights move by it under SGD(1)); a meta-batch with fewer tasks than
     replicas fails with a message."""
     _run_cases(QUICK)

@@ -193,7 +193,8 @@ def test_public_names_are_documented():
 #: method names its arguments too (an override without a docstring
 #: inherits its base's). Keras's own API (call, build, get_config,
 #: train_step, ...) is documented by Keras.
-METHOD_CLASSES = ["tfmeta.meta_learner.MetaLearner",
+METHOD_CLASSES = ["tfmeta.meta_learner.MetaModel",
+                  "tfmeta.meta_learner.MetaLearner",
                   "tfmeta.warpgrad.method.WarpGrad",
                   "tfmeta.transfer.meta_transfer.MetaTransfer",
                   "tfmeta.rl.a2c.A2C", "tfmeta.rl.leap.RLLeap",
@@ -214,7 +215,7 @@ def test_public_methods_are_documented():
                     or not member.is_function):
                 continue
             problem = problems(member)
-            bases = [base.members[name] for base in cls.resolved_bases
+            bases = [base.members[name] for base in cls.mro()
                      if name in base.members]
             if problem and bases and not problems(bases[0]):
                 problem = None   # an override: the base documents it

@@ -181,7 +181,8 @@ def test_a_model_built_from_layers_serves_but_load_says_how_to_rebuild(tmp_path)
       "inner_steps": "5"}, "inner_steps do(es) not apply to transfer on cos-sin"),
     ({"method": "transfer", "tasks": "cos-sin", "encoder": "deep_kernel",
       "k": "2"}, "deep_kernel encoder has no latent code"),
-    ({"method": "leap", "sigma": "1"}, "sigma apply to cos-sin tasks only"),
+    ({"method": "leap", "sigma": "1"}, "sigma apply to cos-sin or pendulum "
+                                      "tasks only"),
     ({"method": "transfer", "tasks": "cos-sin", "encoder": "lstm"},
      "unknown encoder 'lstm'"),
     ({"method": "transfer", "tasks": "cos-sin", "encoder": "linear",
@@ -209,11 +210,10 @@ def test_schema_knows_every_encoder_and_the_defaults_resolve():
     assert schema.resolve(leap, {}) == leap
 
 
-def test_strategies_are_refused_with_a_message():
-    with pytest.raises(UsageError, match="strategy mirrored does not apply "
-                                         "to transfer on cos-sin"):
-        schema.resolve({}, {"method": "transfer", "tasks": "cos-sin",
-                            "encoder": "linear", "strategy": "mirrored"})
+def test_strategies_are_refused_for_rl_with_a_message():
+    config = schema.resolve({}, {"method": "transfer", "tasks": "cos-sin",
+                                 "encoder": "linear", "strategy": "mirrored"})
+    assert config["strategy"] == "mirrored"
     with pytest.raises(UsageError, match="strategy multiworker does not "
                                          "apply to leap on atari"):
         schema.resolve({}, {"method": "leap", "tasks": "atari",

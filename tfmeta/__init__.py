@@ -63,7 +63,7 @@ from tfmeta import (  # noqa: F401
 from tfmeta.errors import ExportError, NonFiniteLossError
 from tfmeta.export import load
 from tfmeta.inner_loop import Adaptation
-from tfmeta.meta_learner import TASK_KEYS, MetaLearner, MetaStep
+from tfmeta.meta_learner import TASK_KEYS, MetaLearner, MetaModel, MetaStep
 from tfmeta.registry import register
 # Methods register themselves on import; this order is ``tfmeta list``'s.
 from tfmeta.leap import Leap
@@ -81,7 +81,8 @@ from tfmeta.transfer import MetaTransfer
 
 __all__ = [
     "ANIL", "Adaptation", "ExportError", "FOMAML", "FineTune", "Leap", "MAML",
-    "MetaLearner", "MetaSGD", "MetaStep", "MetaTransfer", "NonFiniteLossError",
+    "MetaLearner", "MetaModel", "MetaSGD", "MetaStep", "MetaTransfer",
+    "NonFiniteLossError",
     "Reptile", "Scratch", "TASK_KEYS", "WarpGrad", "checks", "errors",
     "export", "inner_loop", "inner_optimizers", "layers", "linear_annealing",
     "load", "register", "registry", "tasks", "transfer", "warpgrad",

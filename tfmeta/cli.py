@@ -101,14 +101,38 @@ class OmniglotFamily:
                                    data=self.data)
 
 
-class CosSinFamily:
+class TransferFamily:
+    """What the meta-transfer families share: ``MetaTransfer`` built from
+    ``task_dim``, ``support_dims``, ``query_dims`` and ``learner`` (the query
+    learner), and held-out results of the query predictions. Regression
+    families report the query MSE per task (mean, std)."""
+
+    loss, metrics = "mse", ()
+
+    def encoder_options(self, encoder):
+        """Constructor options of ``MetaTransfer`` for ``encoder`` (the
+        gradient encoders' support loss where it is not the MSE)."""
+        return {}
+
+    def results(self, meta, tasks):
+        """Held-out results beyond ``evaluate``'s (a dict of floats)."""
+        import numpy as np
+        pred = meta.transfer(tasks["support_x"], tasks["support_y"],
+                             tasks["query_x"])
+        axes = tuple(range(1, pred.ndim))
+        per_task = np.mean((pred - tasks["query_y"]) ** 2, axis=axes)
+        return {"sigma": self.sigma,
+                "test_query_mse_mean": float(per_task.mean()),
+                "test_query_mse_std": float(per_task.std())}
+
+
+class CosSinFamily(TransferFamily):
     """cos -> sin meta-transfer (gradient-based transfer paper, Table 1):
     support ``A cos(x + b)`` with noise ``sigma``, query ``A sin(x + b)``."""
 
     name = "cos-sin"
     description = "meta-transfer: support A cos(x+b), query A sin(x+b)"
-    loss, metrics = "mse", ()
-    task_dim, support_dims = 2, (1, 1)
+    task_dim, support_dims, query_dims = 2, (1, 1), (1, 1)
     support_size, query_size, test_query_size = 10, 10, 100
 
     def __init__(self, config):
@@ -216,8 +240,117 @@ class AtariFamily:
                 "eval_updates": c["eval_updates"], "games": games}
 
 
+class PendulumFamily(TransferFamily):
+    """Single -> double inverted pendulum (gradient-based transfer paper,
+    Table 4): support one-step dynamics of MuJoCo's ``InvertedPendulum``
+    with noise ``sigma``, query those of ``InvertedDoublePendulum`` with
+    the same pole length and gravity. Training tasks: a fixed set of
+    ``train_tasks`` ``(L, g)`` simulated once (``pendulum.simulate``), as
+    experiments/transfer_pendulum.py."""
+
+    name = "pendulum"
+    description = ("meta-transfer: single -> double MuJoCo pendulum "
+                   "dynamics")
+    support_size, query_size, points, test_query_size = 50, 50, 200, 100
+
+    def __init__(self, config):
+        from tfmeta.tasks import pendulum
+        self.pendulum = pendulum
+        try:
+            pendulum.require_mujoco()
+        except ImportError as err:
+            raise UsageError(str(err)) from err
+        self.task_dim = pendulum.TASK_DIM
+        self.support_dims = pendulum.SUPPORT_DIMS
+        self.query_dims = pendulum.QUERY_DIMS
+        self.sigma, self.train_tasks = config["sigma"], config["train_tasks"]
+        self.seed, self._train = config["seed"], None
+
+    def learner(self, seed):
+        return self.pendulum.query_mlp(seed=seed)
+
+    def dataset(self, meta_batch, seed, start):
+        if self._train is None:   # simulated on first use, then kept
+            self._train = self.pendulum.simulate(
+                self.train_tasks, self.points, seed=self.seed)
+        return self.pendulum.sampled_dataset(
+            self._train, meta_batch, self.support_size, self.query_size,
+            sigma=self.sigma, seed=seed, start=start)
+
+    def test_tasks(self, num, seed):
+        held_out = self.pendulum.simulate(num, self.test_query_size,
+                                          seed=seed)
+        return self.pendulum.fixed_batch(
+            held_out, self.support_size, self.test_query_size,
+            sigma=self.sigma, seed=seed)
+
+    def results(self, meta, tasks):
+        return {**super().results(meta, tasks),
+                "test_current_state_mse":
+                    self.pendulum.current_state_mse(tasks)}
+
+
+class MazeFamily(TransferFamily):
+    """2 x N mazes (gradient-based transfer paper, Table 3): support
+    (position, occupied) of the maze's cells, query the optimal action at
+    free cells; code size ``N / 2`` (the task's dimension). Reports the
+    held-out greedy rollouts' normalized distance to the goal (Table 3's
+    reward: 0 at the goal, -1 at the start) and the query accuracy."""
+
+    name = "maze"
+    description = "meta-transfer: 2 x N maze cells -> optimal actions"
+    metrics = ("accuracy",)
+    support_dims = (2, 1)
+
+    def __init__(self, config):
+        import keras
+
+        from tfmeta.tasks import maze
+        self.maze, self.width = maze, config["width"]
+        self.task_dim = self.width // 2
+        self.query_dims = (2, len(maze.ACTIONS))
+        self.loss = keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True)
+
+    def encoder_options(self, encoder):
+        import keras
+
+        from tfmeta.transfer import GRADIENT_ENCODERS
+        if encoder not in GRADIENT_ENCODERS:
+            return {}
+        return {"support_loss": keras.losses.BinaryCrossentropy(
+            from_logits=True, reduction=None)}
+
+    def learner(self, seed):
+        return self.maze.query_mlp(seed=seed)
+
+    def dataset(self, meta_batch, seed, start):
+        return self.maze.dataset(meta_batch, self.width, seed=seed,
+                                 start=start)
+
+    def test_tasks(self, num, seed):
+        return self.maze.tasks(num, self.width, seed=seed)
+
+    def results(self, meta, tasks):
+        import numpy as np
+        grids = tasks["grid"]
+        cells = np.array([(r, c) for r in range(2) for c in range(self.width)],
+                         np.float32)
+        logits = meta.transfer(tasks["support_x"], tasks["support_y"],
+                               np.repeat(cells[None], len(grids), 0))
+        rewards = np.array([
+            self.maze.normalized_distance(grid, self.maze.rollout(
+                grid, np.argmax(task, -1).reshape(2, self.width)))
+            for grid, task in zip(grids, logits)])
+        return {"width": self.width,
+                "test_reward_mean": float(rewards.mean()),
+                "test_reward_std": float(rewards.std()),
+                "test_reached": float(np.mean(rewards == 0.0))}
+
+
 FAMILIES = {"sine": SineFamily, "omniglot": OmniglotFamily,
-            "cos-sin": CosSinFamily, "atari": AtariFamily}
+            "cos-sin": CosSinFamily, "pendulum": PendulumFamily,
+            "maze": MazeFamily, "atari": AtariFamily}
 
 
 # ------------------------------------------------------------------ config
@@ -507,15 +640,16 @@ def build(config, distribute=True):
     family = FAMILIES[config["tasks"]](config)
     keras.utils.set_random_seed(config["seed"])
     cls = _methods()[config["method"]].cls
+    scope = (distribution.scope() if distribution is not None
+             else contextlib.nullcontext())
     if config["method"] == "transfer":
-        return _build_transfer(config, family, cls), family
+        with scope:
+            return _build_transfer(config, family, cls), family
     if hasattr(family, "build"):
         return family.build(config, cls), family
     inner = getattr(keras.optimizers, OPTIMIZERS[config["inner_optimizer"]])(
         config["inner_lr"])
     outer = _outer_optimizer(config)
-    scope = (distribution.scope() if distribution is not None
-             else contextlib.nullcontext())
     with scope:
         try:
             meta = cls(family.learner(config["seed"]), inner_optimizer=inner,
@@ -552,17 +686,17 @@ def _build_transfer(config, family, cls):
     deep_kernel = encoder == "deep_kernel"
     k = None if deep_kernel else (config["k"] or family.task_dim)
     learner = None if deep_kernel else family.learner(config["seed"])
-    query_dims = None
-    if deep_kernel:
-        query_dims = (1, 1)  # cos-sin: one input, one target per point
+    query_dims = family.query_dims if deep_kernel else None
     try:
         meta = cls(encoder, query_learner=learner, k=k,
                    support_dims=family.support_dims, query_dims=query_dims,
-                   seed=config["seed"], **config["method_options"])
+                   seed=config["seed"], **family.encoder_options(encoder),
+                   **config["method_options"])
     except (TypeError, ValueError) as err:
         raise UsageError(f"bad options for transfer ({encoder} encoder) "
                          f"{config['method_options']}: {err}") from err
-    meta.compile(optimizer=_outer_optimizer(config), loss=family.loss)
+    meta.compile(optimizer=_outer_optimizer(config), loss=family.loss,
+                 metrics=list(family.metrics))
     return meta
 
 
@@ -662,15 +796,10 @@ def _evaluate(meta, family, config, step):
     tasks, data = _test_data(family, config)
     results = meta.evaluate(data, verbose=0, return_dict=True)
     if config["method"] == "transfer":
-        import numpy as np
-        pred = meta.transfer(tasks["support_x"], tasks["support_y"],
-                             tasks["query_x"])
-        per_task = np.mean((pred - tasks["query_y"]) ** 2, axis=(1, 2))
         return {"step": step, "method": "transfer", "tasks": config["tasks"],
-                "encoder": config["encoder"], "sigma": config["sigma"],
+                "encoder": config["encoder"],
                 **{f"test_{k}": float(v) for k, v in results.items()},
-                "test_query_mse_mean": float(per_task.mean()),
-                "test_query_mse_std": float(per_task.std())}
+                **family.results(meta, tasks)}
     per_task = meta.evaluate_tasks(tasks)
     return {
         "step": step,

@@ -213,23 +213,26 @@ class Option:
 
 METHOD_NAMES = ("leap", "reptile", "maml", "fomaml", "finetune", "scratch",
                 "anil", "metasgd", "transfer")
-TASK_FAMILIES = ("sine", "omniglot", "cos-sin", "atari")
+TASK_FAMILIES = ("sine", "omniglot", "cos-sin", "pendulum", "maze", "atari")
 # Families that take only some methods: meta-transfer (``transfer``) runs
 # on its own families, whose support and query differ (tfmeta.transfer);
 # Atari games are RL tasks for Leap's A2C form (tfmeta.rl.RLLeap). The
 # other families take every method but ``transfer``.
-FAMILY_METHODS = {"cos-sin": ("transfer",), "atari": ("leap",)}
+FAMILY_METHODS = {"cos-sin": ("transfer",), "pendulum": ("transfer",),
+                  "maze": ("transfer",), "atari": ("leap",)}
 TRANSFER_FAMILIES = tuple(f for f, m in FAMILY_METHODS.items()
                           if m == ("transfer",))
-# Options that belong to one family or one method (refused elsewhere).
+# Options that belong to some families or one method (refused elsewhere).
 FAMILY_ONLY_OPTIONS = {
     "cos-sin": ("sigma",),
+    "pendulum": ("sigma", "train_tasks"),
+    "maze": ("width",),
     "atari": ("games", "envs", "updates", "eval_games", "eval_updates",
               "max_episode_frames"),
 }
 METHOD_ONLY_OPTIONS = {"transfer": ("encoder", "k")}
 # Families whose methods have no supervised inner loop.
-NO_INNER_LOOP = ("cos-sin", "atari")
+NO_INNER_LOOP = ("cos-sin", "pendulum", "maze", "atari")
 # tfmeta.transfer.ENCODERS (tested to agree; no TensorFlow import here).
 ENCODER_NAMES = ("context", "nonlinear", "linear", "mean", "max",
                  "transformer", "deep_kernel")
@@ -276,9 +279,16 @@ OPTIONS = {o.name: o for o in [
            "transfer only: the support encoder"),
     Option("k", Optional(Int()), None,
            "transfer only: the code size (default: the family's task "
-           "dimension, 2 for cos-sin)"),
+           "dimension: 2 for cos-sin and pendulum, N/2 for maze)"),
     Option("sigma", NonNegativeNumber(), 0.0,
-           "cos-sin only: standard deviation of the support noise"),
+           "cos-sin and pendulum only: standard deviation of the support "
+           "noise"),
+    Option("train_tasks", Optional(Int()), None,
+           "pendulum only: training tasks (L, g), simulated once (default "
+           "100)"),
+    Option("width", Optional(Int()), None,
+           "maze only: the N of the 2 x N mazes, even (default 6; the "
+           "paper: 6, 12, 24)"),
     Option("games", Optional(Names()), None,
            "atari only: the pretraining games"),
     Option("envs", Optional(Int()), None,
@@ -312,6 +322,11 @@ FAMILY_DEFAULTS = {
     # experiments/transfer_cos_sin.py's small preset (docs/transfer.md).
     "cos-sin": {"meta_optimizer": "adam", "meta_lr": 0.001, "meta_batch": 10,
                 "test_tasks": 200},
+    # experiments/transfer_pendulum.py's and transfer_maze.py's small presets.
+    "pendulum": {"meta_optimizer": "adam", "meta_lr": 0.001, "meta_batch": 10,
+                 "train_tasks": 100},
+    "maze": {"meta_optimizer": "adam", "meta_lr": 0.001, "meta_batch": 10,
+             "width": 6},
     # experiments/atari_leap.py's small preset (Leap appendix F's agent).
     "atari": {"games": ["AirRaid", "UpNDown", "WizardOfWor", "Pong"],
               "meta_batch": 2, "meta_lr": 0.1, "steps": 3, "envs": 32,
@@ -449,11 +464,14 @@ def _check_method_and_family(config, given):
         raise UsageError(
             f"{family} tasks are {what}: train them with "
             f"{' or '.join(allowed)}, not {method}.")
+    owners = {}
     for owner, options in FAMILY_ONLY_OPTIONS.items():
-        wrong = sorted(given & set(options)) if owner != family else []
-        if wrong:
-            raise UsageError(f"{', '.join(wrong)} apply to {owner} tasks "
-                             f"only, not to {family}.")
+        for option in options:
+            owners.setdefault(option, []).append(owner)
+    for option in sorted(given & set(owners)):
+        if family not in owners[option]:
+            raise UsageError(f"{option} apply to {' or '.join(owners[option])} "
+                             f"tasks only, not to {family}.")
     for owner, options in METHOD_ONLY_OPTIONS.items():
         wrong = sorted(given & set(options)) if owner != method else []
         if wrong:
@@ -468,15 +486,11 @@ def _check_method_and_family(config, given):
                 + ("meta-transfer decodes the query learner)."
                    if method == "transfer" else
                    "the tasks are A2C agents; --updates sets their steps)."))
-    if family in NO_INNER_LOOP and config.get("strategy", "one") != "one":
+    if family == "atari" and config.get("strategy", "one") != "one":
         raise UsageError(
             f"strategy {config['strategy']} does not apply to {method} on "
-            f"{family} yet: " + ("MetaTransfer's meta-step is not under the "
-                                 "tf.distribute path of the other methods."
-                                 if method == "transfer" else
-                                 "RLLeap steps Python environments eagerly "
-                                 "(docs/distributed.md).") + " Use --strategy "
-            "one.")
+            f"{family} yet: RLLeap steps Python environments eagerly "
+            "(docs/distributed.md). Use --strategy one.")
     if method == "transfer":
         if config["encoder"] is None:
             raise UsageError(f"transfer needs --encoder (one of "
@@ -484,6 +498,13 @@ def _check_method_and_family(config, given):
         if config["encoder"] == "deep_kernel" and config["k"] is not None:
             raise UsageError("the deep_kernel encoder has no latent code: k "
                              f"does not apply (got k={config['k']}).")
+    for option in ("train_tasks", "width"):   # null: the family's default
+        if family in owners[option] and config[option] is None:
+            config[option] = FAMILY_DEFAULTS[family][option]
+    if family == "maze" and (config["width"] < 2 or config["width"] % 2):
+        raise UsageError(f"width must be an even number >= 2 (the N of a 2 x "
+                         f"N maze; the paper uses 6, 12, 24), got "
+                         f"{config['width']}.")
     if family == "atari":
         common = sorted(set(config["method_options"]) & set(
             COMMON_METHOD_OPTIONS))

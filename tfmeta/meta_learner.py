@@ -11,7 +11,8 @@ with the shared compiled inner loop (``tfmeta.inner_loop``) and judged on its
 query split.
 
 **Extending.** A method is a subclass (docs/add_a_method.md). The template
-``train_step`` calls ``meta_step(tasks)``; its default runs
+(``MetaModel``, also the base of ``tfmeta.MetaTransfer``, which has no
+inner loop) ``train_step`` calls ``meta_step(tasks)``; its default runs
 ``task_meta_gradient`` on every task (``over_tasks``) and applies the mean
 with ``apply_if_finite``, so most methods (Reptile, FOMAML, Leap) override
 ``task_meta_gradient`` only, built from the public blocks ``current_state``,
@@ -181,193 +182,94 @@ class StopOnNonFinite(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class MetaLearner(keras.Model):
-    """Base class of the meta-learners: one ``train_step`` is one meta-step.
+class MetaModel(keras.Model):
+    """The Keras template every tfmeta meta-learner shares: one
+    ``train_step`` is one meta-step.
+
+    ``train_step`` checks the task batch (``prepare_tasks``, which calls
+    ``check_tasks``), runs the method's ``meta_step`` and updates the metrics
+    (``update_metrics``). The outer step ``apply_if_finite`` all-reduces the
+    meta-gradient once under ``tf.distribute`` (so several replicas equal one
+    device) and skips a step whose loss or meta-gradient is not finite;
+    ``fit`` then stops and raises ``NonFiniteLossError``. ``MetaLearner``
+    (methods that adapt a task learner in an inner loop) and
+    ``tfmeta.MetaTransfer`` (support encoded, query learner decoded) are its
+    subclasses; a subclass defines ``meta_variables``, ``check_tasks``,
+    ``meta_step``, ``test_step`` and ``task_loss``.
 
     Args:
-      learner: a built Keras model (the task learner).
-      inner_optimizer: Keras optimizer used for task adaptation (SGD, Adam or
-        RMSprop); applied functionally inside the compiled loop. Default
-        ``None``: ``keras.optimizers.SGD(0.01)``.
-      inner_steps: adaptation steps per task during meta-training (default 1).
-      eval_steps: adaptation steps in ``evaluate``/``adapt`` (default
-        ``inner_steps``).
-      inner_batch_size: support minibatch size per step (default ``None``:
-        the full split).
-      eval_batch_size: support minibatch size per step in ``evaluate``,
-        ``adapt`` and ``export`` (default ``None``: ``inner_batch_size``;
-        Reptile's Table 3 tests with another size than it trains with).
-      carry_inner_state: keep the inner optimizer's state (Adam's moments
-        and step count) from one meta-training task to the next instead of
-        starting a fresh optimizer per task, as Reptile's experiments do
-        (section 5.1: "we never reset or interpolated Adam's rolling moment
-        data"); ``adapt``/``evaluate``/``export`` start from the carried
-        state and leave it unchanged (the paper's backup and restore at
-        test time). The state is saved with the weights. The tasks of a
-        meta-batch then run one after another (not with
-        ``vectorize_tasks``, ``parallel_tasks > 1`` or a multi-replica
-        strategy). Default ``False``.
-      parallel_tasks: tasks of a meta-batch adapted concurrently (default 1).
-      vectorize_tasks: run the tasks of a meta-batch as one batched
-        computation (``tf.vectorized_map``: stacked weights, batched matmuls;
-        default ``False``).
-        For small nets such as the sine MLP, best with
-        ``compile(jit_compile=True)``: on 2 CPU cores, 10 or 25 sine tasks
-        ran 5-6x faster than the default (one task after another, no XLA).
-        Without XLA it pays from ~10 tasks on, since each batched matmul has
-        a fixed cost of tens of microseconds on CPU (docs/performance.md).
-        Conv nets gain nothing (Conv2D with per-task filters is not
-        vectorized). Applies to every loop over tasks (``over_tasks``):
-        ``fit``, ``evaluate`` and ``evaluate_tasks``.
-      seed: seed of the minibatch draws (a Keras ``SeedGenerator``, saved with
-        the model's weights). Default ``None``: a random seed.
-      multi_head: the learner's last ``Dense`` layer is a per-task head:
-        freshly initialized at every adaptation, not meta-learned
-        (``tfmeta.heads``; Leap appendix G). Default ``False``.
       name: the Keras model's name (default: the class name in lower case).
       **kwargs: passed on to ``keras.Model``.
-
-    Subclasses may set, in their constructor, ``task_mask`` (one bool per
-    learner trainable variable, ``False`` = held fixed while a task adapts)
-    and ``task_lr`` (the variable of a meta-learned step size that their
-    ``inner_update`` reads); ``adaptation()`` reports them.
     """
 
-    def __init__(self, learner, inner_optimizer=None, inner_steps=1,
-                 eval_steps=None, inner_batch_size=None, parallel_tasks=1,
-                 vectorize_tasks=False, seed=None, multi_head=False,
-                 name=None, eval_batch_size=None, carry_inner_state=False,
-                 **kwargs):
-        if "checkpoint_every" in kwargs:
-            raise ValueError(
-                f"{type(self).__name__} does not differentiate through the "
-                "inner loop, so checkpoint_every does not apply; it is an "
-                "option of the second-order methods (MAML, MetaSGD, WarpGrad "
-                "with initialization='maml').")
+    def __init__(self, name=None, **kwargs):
         super().__init__(name=name or type(self).__name__.lower(), **kwargs)
-        if not isinstance(learner, keras.Model):
-            raise TypeError(
-                f"learner must be a keras.Model, got {type(learner).__name__}.")
-        if not learner.built:
-            raise ValueError(
-                "learner must be built: give it a keras.Input or call it on a "
-                "batch once before wrapping it.")
-        self.learner = learner
-        if inner_optimizer is None:
-            inner_optimizer = keras.optimizers.SGD(0.01)
-        self.inner_optimizer = inner_optimizer
-        self.inner_update = inner_optimizers.from_keras(inner_optimizer)
-        self.inner_steps = positive_int("inner_steps", inner_steps)
-        self.eval_steps = positive_int(
-            "eval_steps", eval_steps if eval_steps is not None else inner_steps)
-        self.inner_batch_size = positive_int(
-            "inner_batch_size", inner_batch_size, allow_none=True)
-        self.eval_batch_size = positive_int(
-            "eval_batch_size", eval_batch_size, allow_none=True)
-        self.parallel_tasks = positive_int("parallel_tasks", parallel_tasks)
-        self.vectorize_tasks = bool(vectorize_tasks)
-        if not isinstance(carry_inner_state, bool):
-            raise TypeError(f"carry_inner_state must be True or False, got "
-                            f"{carry_inner_state!r}.")
-        self.carry_inner_state = carry_inner_state
-        if carry_inner_state and (self.vectorize_tasks
-                                  or self.parallel_tasks > 1):
-            raise ValueError(
-                "carry_inner_state=True runs the tasks of a meta-batch one "
-                "after another (each starts from the inner optimizer state "
-                "the previous one left); it cannot be combined with "
-                "vectorize_tasks=True or parallel_tasks > 1.")
-        self.seed_generator = keras.random.SeedGenerator(seed)
-        self.multi_head = bool(multi_head)
-        self.head_index = heads.head_indices(learner) if multi_head else ()
         self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.support_loss_tracker = keras.metrics.Mean(name="support_loss")
         self.grad_norm_tracker = keras.metrics.Mean(name="grad_norm")
         self.task_loss_fn = None
-        self.task_mask = None
-        self.task_lr = None
-        self._adapt_function = None
-        self._evaluate_tasks_function = None
         self._in_meta_step = False
-        self.inner_state = (self._carried_state_variables()
-                            if carry_inner_state else None)
-        self.built = True
 
-    def _carried_state_variables(self):
-        """``(slots, updates)``: non-trainable variables holding the inner
-        optimizer's state for every learner trainable variable (a tuple of
-        lists, ``InnerOptimizer.init``'s structure) and its update count."""
-        params = [tf.convert_to_tensor(v)
-                  for v in self.learner.trainable_variables]
-        slots = tuple(
-            [self.add_weight(shape=tuple(t.shape), dtype=t.dtype,
-                             initializer=keras.initializers.Constant(
-                                 keras.ops.convert_to_numpy(t)),
-                             trainable=False, name=f"inner_state_{k}_{i}")
-             for i, t in enumerate(slot)]
-            for k, slot in enumerate(self.inner_update.init(params)))
-        updates = self.add_weight(shape=(), dtype="int64",
-                                  initializer="zeros", trainable=False,
-                                  name="inner_updates")
-        return slots, updates
-
-    # ----------------------------------------------------------- Keras API
+    # ------------------------------------------------- what a method defines
     @property
     def meta_variables(self):
-        """The variables meta-training updates (the learner's trainables,
-        without the head under ``multi_head``)."""
-        return heads.without(self.learner.trainable_variables, self.head_index)
+        """The variables the outer step updates."""
+        raise NotImplementedError
 
-    def call(self, inputs, training=False):
-        """Predictions of the meta-learned initialization.
-
-        Given a task batch (as Keras does when it builds metric state under a
-        ``tf.distribute`` strategy), predicts on its flattened query split.
-        """
-        if isinstance(inputs, dict) and "query_x" in inputs:
-            inputs = flatten_tasks(inputs["query_x"])
-        return self.learner(inputs, training=training)
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        """Keras ``compute_metrics``; ``y`` defaults to a task batch's
-        flattened query targets."""
-        if y is None and isinstance(x, dict) and "query_y" in x:
-            y = flatten_tasks(x["query_y"])
-        return super().compute_metrics(x, y, y_pred, sample_weight)
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
-                     training=True):
-        """Keras ``compute_loss`` (used by Keras to build its loss state)."""
-        if y is None and isinstance(x, dict) and "query_y" in x:
-            y = flatten_tasks(x["query_y"])
-        return super().compute_loss(x, y, y_pred, sample_weight, training)
-
-    def compile(self, optimizer="sgd", loss=None, metrics=None,
-                jit_compile=None, **kwargs):
-        """Keras ``compile``; ``loss`` is the task loss ``loss(y_true, y_pred)``.
-
-        ``optimizer`` takes the meta-gradient (the outer step).
-        ``jit_compile=None`` and no ``steps_per_execution`` choose the fast
-        path from the learner (``tfmeta.fast_path``): XLA and several
-        meta-steps per ``fit`` execution for small dense nets, neither for
-        conv nets (on CPU XLA is 15-20x slower for them); a value given
-        here is used as given.
+    def meta_step(self, tasks):
+        """The per-method part of ``train_step``: one meta-step on a checked
+        task batch, applied through ``apply_if_finite``; returns a
+        ``MetaStep``.
 
         Args:
-          optimizer: the outer optimizer (a Keras optimizer or its name); it
-            takes the meta-gradient. Default ``"sgd"``.
-          loss: the task loss, a Keras loss or its name (required).
-          metrics: Keras metrics on the query predictions after adaptation
-            (default ``None``).
-          jit_compile: ``True`` for XLA, ``False`` without, ``"auto"`` to let
-            Keras decide (refused configurations then run without XLA, with
-            a warning); default ``None``: chosen from the learner.
-          **kwargs: the other ``keras.Model.compile`` arguments
-            (``steps_per_execution`` given here is used as given).
+          tasks: a checked task batch (dict of ``[B, ...]`` tensors).
         """
-        self.auto_steps_per_execution = "steps_per_execution" not in kwargs
-        if jit_compile is None:
-            jit_compile = fast_path.jit_compile(self)
+        raise NotImplementedError(
+            f"{type(self).__name__} must override meta_step; see "
+            "docs/add_a_method.md.")
+
+    def check_tasks(self, tasks):
+        """Static checks of a task batch (trace time): ``ValueError`` naming
+        the problem.
+
+        Args:
+          tasks: a task batch (dict of tensors with a task axis).
+        """
+        raise NotImplementedError
+
+    def task_loss(self, loss):
+        """The task loss function that ``compile`` stores as
+        ``task_loss_fn``, from its ``loss`` argument.
+
+        Args:
+          loss: ``compile``'s ``loss``, a Keras loss or its name.
+        """
+        return keras.losses.get(loss)
+
+    def log_trackers(self):
+        """``{log name: tracker}`` that ``update_metrics`` fills from a
+        meta-step's logs (besides ``extra_metrics()``): ``loss``."""
+        return {"loss": self.loss_tracker}
+
+    # ----------------------------------------------------------- Keras API
+    def compile(self, optimizer="sgd", loss=None, metrics=None,
+                jit_compile=False, **kwargs):
+        """Keras ``compile``; ``loss`` is the task loss ``loss(y_true,
+        y_pred)`` (``task_loss``); ``optimizer`` takes the meta-gradient (the
+        outer step). Refuses a configuration that cannot run under the
+        strategy in scope (``distribution_unsupported``) or with XLA
+        (``xla_unsupported``).
+
+        Args:
+          optimizer: the outer optimizer (a Keras optimizer or its name).
+            Default ``"sgd"``.
+          loss: the task loss, a Keras loss or its name (required).
+          metrics: Keras metrics on the query predictions (default
+            ``None``).
+          jit_compile: ``True`` for XLA, ``False`` without (default),
+            ``"auto"`` to let Keras decide (refused configurations then run
+            without XLA, with a warning).
+          **kwargs: the other ``keras.Model.compile`` arguments.
+        """
         if loss is None:
             raise ValueError(
                 "compile() needs loss=: the task loss, e.g. 'mse' or "
@@ -386,7 +288,7 @@ class MetaLearner(keras.Model):
                 f"{type(self).__name__} cannot run under "
                 f"{type(strategy).__name__}: {reason} Build and compile it "
                 "outside a tf.distribute strategy's scope.")
-        self.task_loss_fn = keras.losses.get(loss)
+        self.task_loss_fn = self.task_loss(loss)
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
                         jit_compile=jit_compile, **kwargs)
         if xla_reason and self.jit_compile:  # "auto" chose XLA (a GPU)
@@ -394,15 +296,27 @@ class MetaLearner(keras.Model):
                           f"{xla_reason}", stacklevel=2)
             self.jit_compile = False
         if (self.loss_scale() is not None and type(self).apply_meta_gradient
-                is not MetaLearner.apply_meta_gradient):
+                is not MetaModel.apply_meta_gradient):
             raise ValueError(
                 f"{type(self).__name__} applies its meta-gradient itself and "
                 "does not support loss scaling (the mixed_float16 dtype "
                 "policy); use mixed_bfloat16, which needs none.")
         if self.meta_variables and not self.optimizer.built:
             self.optimizer.build(self.meta_variables)
-        self._adapt_function = None
-        self._evaluate_tasks_function = None
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Keras ``compute_metrics``; ``y`` defaults to a task batch's
+        flattened query targets."""
+        if y is None and isinstance(x, dict) and "query_y" in x:
+            y = flatten_tasks(x["query_y"])
+        return super().compute_metrics(x, y, y_pred, sample_weight)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
+                     training=True):
+        """Keras ``compute_loss`` (used by Keras to build its loss state)."""
+        if y is None and isinstance(x, dict) and "query_y" in x:
+            y = flatten_tasks(x["query_y"])
+        return super().compute_loss(x, y, y_pred, sample_weight, training)
 
     def xla_unsupported(self):
         """Why this configuration cannot be compiled with XLA, or ``None``."""
@@ -412,10 +326,6 @@ class MetaLearner(keras.Model):
         """Why this configuration cannot run under a ``tf.distribute``
         strategy (``compile`` refuses it in a strategy's scope), or
         ``None``."""
-        if self.carry_inner_state:
-            return ("carry_inner_state=True runs the tasks one after another "
-                    "through one inner optimizer state, which replicas "
-                    "cannot share.")
         return None
 
     def graph_options(self):
@@ -501,10 +411,389 @@ class MetaLearner(keras.Model):
                 f"Meta-training stopped: the meta-loss became {guard.value} at "
                 f"epoch {guard.epoch + 1}, step {guard.batch + 1}. That "
                 "meta-step was not applied; the model keeps the weights of "
-                "the last finite meta-step. Lower the inner or outer learning "
-                "rate, or check the task data for NaN/inf.",
+                "the last finite meta-step. Lower the learning rates, or "
+                "check the task data for NaN/inf.",
                 history=history, step=guard.batch)
         return history
+
+    def extra_metrics(self):
+        """Method-specific ``{log name: tracker}``, filled from ``logs``."""
+        return {}
+
+    def _replica_share(self, num_tasks):
+        """``(context, share)``: this replica's fraction of the meta-batch's
+        tasks (``num_tasks`` of the global count), or ``(None, 1)`` on one
+        replica."""
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return None, 1.0
+        num_tasks = tf.cast(num_tasks, tf.float32)
+        return context, num_tasks / context.all_reduce("SUM", num_tasks)
+
+    def apply_if_finite(self, grads, loss, num_tasks=None):
+        """The outer step (``apply_meta_gradient``), skipped when the loss or
+        a gradient is NaN/inf; logs the meta-gradient's norm (``grad_norm``).
+
+        ``grads`` and ``loss`` are means over the meta-batch's ``num_tasks``
+        tasks. Under ``tf.distribute`` they are this replica's means over
+        its share, weighted by ``num_tasks`` over the global task count
+        (``None``: equal shares), so uneven shares give one device's mean.
+
+        Returns the loss to report: NaN for a skipped step, which makes
+        ``fit`` stop and raise ``NonFiniteLossError``.
+
+        Args:
+          grads: the meta-gradient, aligned with ``meta_variables``.
+          loss: the meta-batch's mean query loss.
+          num_tasks: tasks behind the means (default ``None``: equal shares).
+        """
+        grads = list(grads)
+        # Under tf.distribute the replicas' shares of the mean are summed
+        # here, once per meta-step (with the count of non-finite losses), so
+        # that every replica holds one device's meta-gradient: its norm, the
+        # skip decision and the optimizer step (Keras's own all-reduce is
+        # not repeated, ``reduced_gradients``) are one device's.
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync if context else 1
+        finite = tf.math.is_finite(loss)
+        if replicas > 1:
+            share = (1.0 / replicas if num_tasks is None
+                     else self._replica_share(num_tasks)[1])
+            *grads, failed = context.all_reduce(
+                "SUM", [g * tf.cast(share, g.dtype) for g in grads]
+                + [1.0 - tf.cast(finite, tf.float32)])
+            finite = failed < 0.5
+        finite = tf.reduce_all(
+            [finite] + [tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+        if self.steps_per_execution > 1:
+            # fit stops at a non-finite meta-step only when the execution
+            # ends: no later meta-step of the epoch applies (StopOnNonFinite)
+            finite &= tf.math.is_finite(self.loss_tracker.result())
+        self.grad_norm_tracker.update_state(tf.linalg.global_norm(grads))
+        if tf.distribute.has_strategy():
+            # An optimizer update cannot sit in tf.cond under a strategy
+            # (even of one replica, its update is a merge_call): feed
+            # zeros instead. NaN never reaches the weights, but the skipped
+            # step still counts as an optimizer iteration.
+            with reduced_gradients(self.optimizer, replicas):
+                self.apply_meta_gradient(
+                    [tf.where(finite, g, tf.zeros_like(g)) for g in grads])
+        else:
+            def apply():
+                self.apply_meta_gradient(grads)
+                return tf.constant(True)
+
+            def skip():
+                if self.loss_scale() is not None:
+                    # The loss scaler sees the non-finite gradient: it
+                    # skips the update and halves its scale.
+                    self.apply_meta_gradient(grads)
+                return tf.constant(False)
+
+            tf.cond(finite, apply, skip)
+            if self.loss_scale() is not None:
+                # A finite loss with a non-finite meta-gradient is an
+                # overflow of the scaled backward pass, not a failure.
+                finite = tf.math.is_finite(loss)
+        return tf.where(finite, loss, tf.constant(float("nan"), loss.dtype))
+
+    def apply_meta_gradient(self, grads):
+        """Applies a finite meta-gradient: one outer-optimizer step on
+        ``meta_variables`` (exactly one ``optimizer.apply`` per call, so
+        Keras's ``iterations`` counts meta-steps). Under ``tf.distribute``
+        ``grads`` is already the all-reduced mean, the same on every
+        replica, and ``optimizer.apply`` does not reduce it again. Under
+        loss scaling the (unscaled) gradients are scaled back for the
+        ``LossScaleOptimizer``, which unscales them, checks them and updates
+        its scale.
+
+        Args:
+          grads: a finite meta-gradient aligned with ``meta_variables``.
+        """
+        scale = self.loss_scale()
+        if scale is not None:
+            grads = [g * tf.cast(scale, g.dtype) for g in grads]
+        self.optimizer.apply(grads, self.meta_variables)
+
+    def loss_scale(self):
+        """The current loss scale under ``mixed_float16`` (Keras wraps the
+        outer optimizer in a ``keras.optimizers.LossScaleOptimizer``), else
+        ``None``."""
+        optimizer = getattr(self, "optimizer", None)
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            return tf.cast(optimizer.scale_loss(1.0), tf.float32)
+        return None
+
+    def scaled_gradient(self, tape, loss, sources):
+        """``tape.gradient(loss, sources)`` (zeros where unconnected) with
+        loss scaling: under ``mixed_float16`` the backward pass starts from
+        the loss scale instead of 1, so small float16 cotangents do not
+        underflow, and the gradients (float32, as the master weights) are
+        unscaled before they are returned.
+
+        Args:
+          tape: the ``tf.GradientTape`` that recorded ``loss``.
+          loss: a scalar loss.
+          sources: the tensors or variables to differentiate with respect to.
+        """
+        scale = self.loss_scale()
+        if scale is None:
+            return tape.gradient(loss, sources, unconnected_gradients=(
+                tf.UnconnectedGradients.ZERO))
+        grads = tape.gradient(
+            loss, sources, output_gradients=tf.cast(scale, loss.dtype),
+            unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return [g / tf.cast(scale, g.dtype) for g in grads]
+
+    def update_metrics(self, logs, targets, preds, extra=True):
+        """Updates the trackers from ``logs`` and the compiled metrics from
+        ``targets``/``preds`` (``[B, M, ...]``); returns the results.
+
+        ``logs`` are means over the ``B`` tasks; under ``tf.distribute``,
+        over this replica's share: they are then averaged over all tasks of
+        all replicas (one all-reduce of the scalars), so that the logs equal
+        one device's also when replicas hold different numbers of tasks.
+
+        Args:
+          logs: dict of scalar tensors (means over the tasks).
+          targets: query targets ``[B, M, ...]``.
+          preds: query predictions ``[B, M, ...]``.
+          extra: trackers of ``extra_metrics()`` to update from ``logs``.
+        """
+        trackers = self.log_trackers()
+        if extra:
+            trackers.update(self.extra_metrics())
+        values = {k: logs[k] for k in trackers}
+        context, share = self._replica_share(tf.shape(targets)[0])
+        if context is not None:
+            values = context.all_reduce("SUM", {
+                k: v * tf.cast(share, v.dtype) for k, v in values.items()})
+        for key, tracker in trackers.items():
+            tracker.update_state(values[key])
+        results = self.compute_metrics(None, flatten_tasks(targets),
+                                       flatten_tasks(preds))
+        return {k: v for k, v in results.items()}
+
+    def _require_compiled(self):
+        if self.task_loss_fn is None:
+            raise RuntimeError(
+                f"{type(self).__name__} is not compiled: call "
+                "compile(optimizer=..., loss=...) first.")
+
+    def prepare_tasks(self, data):
+        """The checked task-batch dict of a dataset element (inside
+        ``train_step``/``test_step``).
+
+        Args:
+          data: a dataset element: a task-batch dict or a 4-tuple.
+        """
+        self._require_compiled()
+        tasks = unpack_tasks(data)
+        self.check_tasks(tasks)
+        return tasks
+
+    def train_step(self, data):
+        """One meta-step (the template): check the task batch, run the
+        method's ``meta_step``, update the metrics."""
+        tasks = self.prepare_tasks(data)
+        # Trace-time flag: adaptations traced in here are meta-training ones
+        # (training minibatch size; a carried inner state is updated).
+        self._in_meta_step = True
+        try:
+            step = self.meta_step(tasks)
+        finally:
+            self._in_meta_step = False
+        targets = tasks["query_y"] if step.targets is None else step.targets
+        return step_logs(
+            self.update_metrics(step.logs, targets, step.predictions))
+
+
+class MetaLearner(MetaModel):
+    """Base class of the meta-learners that adapt a task learner in an inner
+    loop: one ``train_step`` is one meta-step (``MetaModel``'s template).
+
+    Args:
+      learner: a built Keras model (the task learner).
+      inner_optimizer: Keras optimizer used for task adaptation (SGD, Adam or
+        RMSprop); applied functionally inside the compiled loop. Default
+        ``None``: ``keras.optimizers.SGD(0.01)``.
+      inner_steps: adaptation steps per task during meta-training (default 1).
+      eval_steps: adaptation steps in ``evaluate``/``adapt`` (default
+        ``inner_steps``).
+      inner_batch_size: support minibatch size per step (default ``None``:
+        the full split).
+      eval_batch_size: support minibatch size per step in ``evaluate``,
+        ``adapt`` and ``export`` (default ``None``: ``inner_batch_size``;
+        Reptile's Table 3 tests with another size than it trains with).
+      carry_inner_state: keep the inner optimizer's state (Adam's moments
+        and step count) from one meta-training task to the next instead of
+        starting a fresh optimizer per task, as Reptile's experiments do
+        (section 5.1: "we never reset or interpolated Adam's rolling moment
+        data"); ``adapt``/``evaluate``/``export`` start from the carried
+        state and leave it unchanged (the paper's backup and restore at
+        test time). The state is saved with the weights. The tasks of a
+        meta-batch then run one after another (not with
+        ``vectorize_tasks``, ``parallel_tasks > 1`` or a multi-replica
+        strategy). Default ``False``.
+      parallel_tasks: tasks of a meta-batch adapted concurrently (default 1).
+      vectorize_tasks: run the tasks of a meta-batch as one batched
+        computation (``tf.vectorized_map``: stacked weights, batched matmuls;
+        default ``False``).
+        For small nets such as the sine MLP, best with
+        ``compile(jit_compile=True)``: on 2 CPU cores, 10 or 25 sine tasks
+        ran 5-6x faster than the default (one task after another, no XLA).
+        Without XLA it pays from ~10 tasks on, since each batched matmul has
+        a fixed cost of tens of microseconds on CPU (docs/performance.md).
+        Conv nets gain nothing (Conv2D with per-task filters is not
+        vectorized). Applies to every loop over tasks (``over_tasks``):
+        ``fit``, ``evaluate`` and ``evaluate_tasks``.
+      seed: seed of the minibatch draws (a Keras ``SeedGenerator``, saved with
+        the model's weights). Default ``None``: a random seed.
+      multi_head: the learner's last ``Dense`` layer is a per-task head:
+        freshly initialized at every adaptation, not meta-learned
+        (``tfmeta.heads``; Leap appendix G). Default ``False``.
+      name: the Keras model's name (default: the class name in lower case).
+      **kwargs: passed on to ``keras.Model``.
+
+    Subclasses may set, in their constructor, ``task_mask`` (one bool per
+    learner trainable variable, ``False`` = held fixed while a task adapts)
+    and ``task_lr`` (the variable of a meta-learned step size that their
+    ``inner_update`` reads); ``adaptation()`` reports them.
+    """
+
+    def __init__(self, learner, inner_optimizer=None, inner_steps=1,
+                 eval_steps=None, inner_batch_size=None, parallel_tasks=1,
+                 vectorize_tasks=False, seed=None, multi_head=False,
+                 name=None, eval_batch_size=None, carry_inner_state=False,
+                 **kwargs):
+        if "checkpoint_every" in kwargs:
+            raise ValueError(
+                f"{type(self).__name__} does not differentiate through the "
+                "inner loop, so checkpoint_every does not apply; it is an "
+                "option of the second-order methods (MAML, MetaSGD, WarpGrad "
+                "with initialization='maml').")
+        super().__init__(name=name, **kwargs)
+        if not isinstance(learner, keras.Model):
+            raise TypeError(
+                f"learner must be a keras.Model, got {type(learner).__name__}.")
+        if not learner.built:
+            raise ValueError(
+                "learner must be built: give it a keras.Input or call it on a "
+                "batch once before wrapping it.")
+        self.learner = learner
+        if inner_optimizer is None:
+            inner_optimizer = keras.optimizers.SGD(0.01)
+        self.inner_optimizer = inner_optimizer
+        self.inner_update = inner_optimizers.from_keras(inner_optimizer)
+        self.inner_steps = positive_int("inner_steps", inner_steps)
+        self.eval_steps = positive_int(
+            "eval_steps", eval_steps if eval_steps is not None else inner_steps)
+        self.inner_batch_size = positive_int(
+            "inner_batch_size", inner_batch_size, allow_none=True)
+        self.eval_batch_size = positive_int(
+            "eval_batch_size", eval_batch_size, allow_none=True)
+        self.parallel_tasks = positive_int("parallel_tasks", parallel_tasks)
+        self.vectorize_tasks = bool(vectorize_tasks)
+        if not isinstance(carry_inner_state, bool):
+            raise TypeError(f"carry_inner_state must be True or False, got "
+                            f"{carry_inner_state!r}.")
+        self.carry_inner_state = carry_inner_state
+        if carry_inner_state and (self.vectorize_tasks
+                                  or self.parallel_tasks > 1):
+            raise ValueError(
+                "carry_inner_state=True runs the tasks of a meta-batch one "
+                "after another (each starts from the inner optimizer state "
+                "the previous one left); it cannot be combined with "
+                "vectorize_tasks=True or parallel_tasks > 1.")
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.multi_head = bool(multi_head)
+        self.head_index = heads.head_indices(learner) if multi_head else ()
+        self.support_loss_tracker = keras.metrics.Mean(name="support_loss")
+        self.task_mask = None
+        self.task_lr = None
+        self._adapt_function = None
+        self._evaluate_tasks_function = None
+        self.inner_state = (self._carried_state_variables()
+                            if carry_inner_state else None)
+        self.built = True
+
+    def _carried_state_variables(self):
+        """``(slots, updates)``: non-trainable variables holding the inner
+        optimizer's state for every learner trainable variable (a tuple of
+        lists, ``InnerOptimizer.init``'s structure) and its update count."""
+        params = [tf.convert_to_tensor(v)
+                  for v in self.learner.trainable_variables]
+        slots = tuple(
+            [self.add_weight(shape=tuple(t.shape), dtype=t.dtype,
+                             initializer=keras.initializers.Constant(
+                                 keras.ops.convert_to_numpy(t)),
+                             trainable=False, name=f"inner_state_{k}_{i}")
+             for i, t in enumerate(slot)]
+            for k, slot in enumerate(self.inner_update.init(params)))
+        updates = self.add_weight(shape=(), dtype="int64",
+                                  initializer="zeros", trainable=False,
+                                  name="inner_updates")
+        return slots, updates
+
+    def distribution_unsupported(self):
+        if self.carry_inner_state:
+            return ("carry_inner_state=True runs the tasks one after another "
+                    "through one inner optimizer state, which replicas "
+                    "cannot share.")
+        return super().distribution_unsupported()
+
+    # ----------------------------------------------------------- Keras API
+    @property
+    def meta_variables(self):
+        """The variables meta-training updates (the learner's trainables,
+        without the head under ``multi_head``)."""
+        return heads.without(self.learner.trainable_variables, self.head_index)
+
+    def call(self, inputs, training=False):
+        """Predictions of the meta-learned initialization.
+
+        Given a task batch (as Keras does when it builds metric state under a
+        ``tf.distribute`` strategy), predicts on its flattened query split.
+        """
+        if isinstance(inputs, dict) and "query_x" in inputs:
+            inputs = flatten_tasks(inputs["query_x"])
+        return self.learner(inputs, training=training)
+
+    def compile(self, optimizer="sgd", loss=None, metrics=None,
+                jit_compile=None, **kwargs):
+        """Keras ``compile``; ``loss`` is the task loss ``loss(y_true, y_pred)``.
+
+        ``optimizer`` takes the meta-gradient (the outer step).
+        ``jit_compile=None`` and no ``steps_per_execution`` choose the fast
+        path from the learner (``tfmeta.fast_path``): XLA and several
+        meta-steps per ``fit`` execution for small dense nets, neither for
+        conv nets (on CPU XLA is 15-20x slower for them); a value given
+        here is used as given.
+
+        Args:
+          optimizer: the outer optimizer (a Keras optimizer or its name); it
+            takes the meta-gradient. Default ``"sgd"``.
+          loss: the task loss, a Keras loss or its name (required).
+          metrics: Keras metrics on the query predictions after adaptation
+            (default ``None``).
+          jit_compile: ``True`` for XLA, ``False`` without, ``"auto"`` to let
+            Keras decide (refused configurations then run without XLA, with
+            a warning); default ``None``: chosen from the learner.
+          **kwargs: the other ``keras.Model.compile`` arguments
+            (``steps_per_execution`` given here is used as given).
+        """
+        self.auto_steps_per_execution = "steps_per_execution" not in kwargs
+        if jit_compile is None:
+            jit_compile = fast_path.jit_compile(self)
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
+                        jit_compile=jit_compile, **kwargs)
+        self._adapt_function = None
+        self._evaluate_tasks_function = None
+
+    def log_trackers(self):
+        """``loss`` and ``support_loss``: every meta-step's logs hold both."""
+        return {"loss": self.loss_tracker,
+                "support_loss": self.support_loss_tracker}
 
     # ------------------------------------------------------- method hooks
     def task_meta_gradient(self, params, nontrainable, task, seed):
@@ -547,10 +836,6 @@ class MetaLearner(keras.Model):
         logs["loss"] = self.apply_if_finite(
             grads, logs["loss"], tf.shape(tasks["support_x"])[0])
         return MetaStep(logs, preds)
-
-    def extra_metrics(self):
-        """Method-specific ``{log name: tracker}``, filled from ``logs``."""
-        return {}
 
     def adaptation(self):
         """The ``tfmeta.inner_loop.Adaptation`` spec of this meta-learner:
@@ -621,16 +906,6 @@ class MetaLearner(keras.Model):
         seeds = tf.random.experimental.stateless_split(seed, total,
                                                        alg="philox")
         return seeds if replicas == 1 else seeds[offset:offset + num_tasks]
-
-    def _replica_share(self, num_tasks):
-        """``(context, share)``: this replica's fraction of the meta-batch's
-        tasks (``num_tasks`` of the global count), or ``(None, 1)`` on one
-        replica."""
-        context = tf.distribute.get_replica_context()
-        if context is None or context.num_replicas_in_sync == 1:
-            return None, 1.0
-        num_tasks = tf.cast(num_tasks, tf.float32)
-        return context, num_tasks / context.all_reduce("SUM", num_tasks)
 
     def adapt_task(self, params, nontrainable, task, seed, steps=None,
                    hook=None, hook_state=(), checkpoint_every=None):
@@ -769,158 +1044,7 @@ class MetaLearner(keras.Model):
         return (tf.nest.map_structure(mean, sums),
                 tf.nest.map_structure(lambda a: a.stack(), arrays))
 
-    def apply_if_finite(self, grads, loss, num_tasks=None):
-        """The outer step (``apply_meta_gradient``), skipped when the loss or
-        a gradient is NaN/inf; logs the meta-gradient's norm (``grad_norm``).
-
-        ``grads`` and ``loss`` are means over the meta-batch's ``num_tasks``
-        tasks. Under ``tf.distribute`` they are this replica's means over
-        its share, weighted by ``num_tasks`` over the global task count
-        (``None``: equal shares), so uneven shares give one device's mean.
-
-        Returns the loss to report: NaN for a skipped step, which makes
-        ``fit`` stop and raise ``NonFiniteLossError``.
-
-        Args:
-          grads: the meta-gradient, aligned with ``meta_variables``.
-          loss: the meta-batch's mean query loss.
-          num_tasks: tasks behind the means (default ``None``: equal shares).
-        """
-        grads = list(grads)
-        # Under tf.distribute the replicas' shares of the mean are summed
-        # here, once per meta-step (with the count of non-finite losses), so
-        # that every replica holds one device's meta-gradient: its norm, the
-        # skip decision and the optimizer step (Keras's own all-reduce is
-        # not repeated, ``reduced_gradients``) are one device's.
-        context = tf.distribute.get_replica_context()
-        replicas = context.num_replicas_in_sync if context else 1
-        finite = tf.math.is_finite(loss)
-        if replicas > 1:
-            share = (1.0 / replicas if num_tasks is None
-                     else self._replica_share(num_tasks)[1])
-            *grads, failed = context.all_reduce(
-                "SUM", [g * tf.cast(share, g.dtype) for g in grads]
-                + [1.0 - tf.cast(finite, tf.float32)])
-            finite = failed < 0.5
-        finite = tf.reduce_all(
-            [finite] + [tf.reduce_all(tf.math.is_finite(g)) for g in grads])
-        if self.steps_per_execution > 1:
-            # fit stops at a non-finite meta-step only when the execution
-            # ends: no later meta-step of the epoch applies (StopOnNonFinite)
-            finite &= tf.math.is_finite(self.loss_tracker.result())
-        self.grad_norm_tracker.update_state(tf.linalg.global_norm(grads))
-        if tf.distribute.has_strategy():
-            # An optimizer update cannot sit in tf.cond under a strategy
-            # (even of one replica, its update is a merge_call): feed
-            # zeros instead. NaN never reaches the weights, but the skipped
-            # step still counts as an optimizer iteration.
-            with reduced_gradients(self.optimizer, replicas):
-                self.apply_meta_gradient(
-                    [tf.where(finite, g, tf.zeros_like(g)) for g in grads])
-        else:
-            def apply():
-                self.apply_meta_gradient(grads)
-                return tf.constant(True)
-
-            def skip():
-                if self.loss_scale() is not None:
-                    # The loss scaler sees the non-finite gradient: it
-                    # skips the update and halves its scale.
-                    self.apply_meta_gradient(grads)
-                return tf.constant(False)
-
-            tf.cond(finite, apply, skip)
-            if self.loss_scale() is not None:
-                # A finite loss with a non-finite meta-gradient is an
-                # overflow of the scaled backward pass, not a failure.
-                finite = tf.math.is_finite(loss)
-        return tf.where(finite, loss, tf.constant(float("nan"), loss.dtype))
-
-    def apply_meta_gradient(self, grads):
-        """Applies a finite meta-gradient: one outer-optimizer step on
-        ``meta_variables`` (exactly one ``optimizer.apply`` per call, so
-        Keras's ``iterations`` counts meta-steps). Under ``tf.distribute``
-        ``grads`` is already the all-reduced mean, the same on every
-        replica, and ``optimizer.apply`` does not reduce it again. Under
-        loss scaling the (unscaled) gradients are scaled back for the
-        ``LossScaleOptimizer``, which unscales them, checks them and updates
-        its scale.
-
-        Args:
-          grads: a finite meta-gradient aligned with ``meta_variables``.
-        """
-        scale = self.loss_scale()
-        if scale is not None:
-            grads = [g * tf.cast(scale, g.dtype) for g in grads]
-        self.optimizer.apply(grads, self.meta_variables)
-
-    def loss_scale(self):
-        """The current loss scale under ``mixed_float16`` (Keras wraps the
-        outer optimizer in a ``keras.optimizers.LossScaleOptimizer``), else
-        ``None``."""
-        optimizer = getattr(self, "optimizer", None)
-        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-            return tf.cast(optimizer.scale_loss(1.0), tf.float32)
-        return None
-
-    def scaled_gradient(self, tape, loss, sources):
-        """``tape.gradient(loss, sources)`` (zeros where unconnected) with
-        loss scaling: under ``mixed_float16`` the backward pass starts from
-        the loss scale instead of 1, so small float16 cotangents do not
-        underflow, and the gradients (float32, as the master weights) are
-        unscaled before they are returned.
-
-        Args:
-          tape: the ``tf.GradientTape`` that recorded ``loss``.
-          loss: a scalar loss.
-          sources: the tensors or variables to differentiate with respect to.
-        """
-        scale = self.loss_scale()
-        if scale is None:
-            return tape.gradient(loss, sources, unconnected_gradients=(
-                tf.UnconnectedGradients.ZERO))
-        grads = tape.gradient(
-            loss, sources, output_gradients=tf.cast(scale, loss.dtype),
-            unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return [g / tf.cast(scale, g.dtype) for g in grads]
-
-    def update_metrics(self, logs, targets, preds, extra=True):
-        """Updates the trackers from ``logs`` and the compiled metrics from
-        ``targets``/``preds`` (``[B, M, ...]``); returns the results.
-
-        ``logs`` are means over the ``B`` tasks; under ``tf.distribute``,
-        over this replica's share: they are then averaged over all tasks of
-        all replicas (one all-reduce of the scalars), so that the logs equal
-        one device's also when replicas hold different numbers of tasks.
-
-        Args:
-          logs: dict of scalar tensors (means over the tasks).
-          targets: query targets ``[B, M, ...]``.
-          preds: query predictions ``[B, M, ...]``.
-          extra: trackers of ``extra_metrics()`` to update from ``logs``.
-        """
-        trackers = {"loss": self.loss_tracker,
-                    "support_loss": self.support_loss_tracker}
-        if extra:
-            trackers.update(self.extra_metrics())
-        values = {k: logs[k] for k in trackers}
-        context, share = self._replica_share(tf.shape(targets)[0])
-        if context is not None:
-            values = context.all_reduce("SUM", {
-                k: v * tf.cast(share, v.dtype) for k, v in values.items()})
-        for key, tracker in trackers.items():
-            tracker.update_state(values[key])
-        results = self.compute_metrics(None, flatten_tasks(targets),
-                                       flatten_tasks(preds))
-        return {k: v for k, v in results.items()}
-
     # --------------------------------------------------- shared machinery
-    def _require_compiled(self):
-        if self.task_loss_fn is None:
-            raise RuntimeError(
-                f"{type(self).__name__} is not compiled: call "
-                "compile(optimizer=..., loss=...) first.")
-
     def check_tasks(self, tasks):
         """Static checks of a task batch against the learner (trace time):
         the four splits' axes, and support and query examples against the
@@ -981,18 +1105,6 @@ class MetaLearner(keras.Model):
                 "must match the outputs (or drop their last axis, as sparse "
                 "labels do).")
 
-    def prepare_tasks(self, data):
-        """The checked task-batch dict of a dataset element (inside
-        ``train_step``/``test_step``).
-
-        Args:
-          data: a dataset element: a task-batch dict or a 4-tuple.
-        """
-        self._require_compiled()
-        tasks = unpack_tasks(data)
-        self.check_tasks(tasks)
-        return tasks
-
     def task_batch(self, tasks):
         """A task batch given outside ``fit`` (arrays or tensors) as a
         checked dict of tensors with the four ``TASK_KEYS``.
@@ -1006,21 +1118,6 @@ class MetaLearner(keras.Model):
                  for k, v in unpack_tasks(tasks).items() if k in TASK_KEYS}
         self.check_tasks(tasks)
         return tasks
-
-    def train_step(self, data):
-        """One meta-step (the template): check the task batch, run the
-        method's ``meta_step``, update the metrics."""
-        tasks = self.prepare_tasks(data)
-        # Trace-time flag: adaptations traced in here are meta-training ones
-        # (training minibatch size; a carried inner state is updated).
-        self._in_meta_step = True
-        try:
-            step = self.meta_step(tasks)
-        finally:
-            self._in_meta_step = False
-        targets = tasks["query_y"] if step.targets is None else step.targets
-        return step_logs(
-            self.update_metrics(step.logs, targets, step.predictions))
 
     def evaluate_task(self, params, nontrainable, task, seed, steps=None):
         """Adapts one task for ``steps`` (default ``eval_steps``): ``(logs,

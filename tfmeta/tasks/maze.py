@@ -47,6 +47,20 @@ SUPPORT_DIMS = (2, 1)
 (occupied)."""
 
 
+def query_mlp(seed=None):
+    """The query learner ``g_psi`` of the maze tasks: position ``(row,
+    column)`` -> logits of the 4 actions, a 2-40-40-4 ReLU MLP.
+
+    Args:
+      seed: Glorot-uniform initializers seeded ``seed + i`` for layer ``i``
+        (default ``None``: unseeded).
+    """
+    from tfmeta.tasks import sine
+
+    return sine.mlp((40, 40), "relu", seed, name="maze_policy_mlp",
+                    dims=(2, len(ACTIONS)))
+
+
 def _check_width(width):
     width = positive_int("width", width)
     if width % 2:

@@ -61,7 +61,9 @@ EXTRA_HINT = ("the pendulum tasks need MuJoCo: pip install 'tfmeta[mujoco]' "
 """The install hint of the ``ImportError`` raised without MuJoCo."""
 
 
-def _require_mujoco():
+def require_mujoco():
+    """``(mujoco, gymnasium's MuJoCo assets folder)``; an ``ImportError``
+    that names the extra to install (``EXTRA_HINT``) without them."""
     try:
         import mujoco
         import gymnasium.envs.mujoco as envs
@@ -72,7 +74,7 @@ def _require_mujoco():
 
 @functools.lru_cache(maxsize=None)
 def _xml(kind):
-    _, assets = _require_mujoco()
+    _, assets = require_mujoco()
     name = {"single": "inverted_pendulum.xml",
             "double": "inverted_double_pendulum.xml"}[kind]
     return (assets / name).read_text()
@@ -130,7 +132,7 @@ class Pendulum:
     """
 
     def __init__(self, kind, length, gravity):
-        mujoco, _ = _require_mujoco()
+        mujoco, _ = require_mujoco()
         self._mujoco = mujoco
         self.kind = kind
         self.model = mujoco.MjModel.from_xml_string(
@@ -229,7 +231,7 @@ def _check(meta_batch_size, support_size, query_size, sigma):
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) \
             or not np.isfinite(sigma) or sigma < 0:
         raise ValueError(f"sigma must be a non-negative number, got {sigma!r}.")
-    _require_mujoco()
+    require_mujoco()
 
 
 def tasks(num_tasks, support_size=50, query_size=100, sigma=0.0, seed=0,
@@ -287,6 +289,23 @@ def dataset(meta_batch_size=10, support_size=50, query_size=50, sigma=0.0,
         KEYS, [tf.float32] * 6, shapes, start)
 
 
+def query_mlp(parameters=False, seed=None):
+    """The query learner ``g_psi`` of the pendulum tasks: a 7-40-40-6 ReLU
+    MLP (double-pendulum dynamics) or, with ``parameters=True``, 1-40-40-2
+    (``(L, g)`` from a constant input; Figure 3).
+
+    Args:
+      parameters: the Figure 3 variant (default ``False``).
+      seed: Glorot-uniform initializers seeded ``seed + i`` for layer ``i``
+        (default ``None``: unseeded).
+    """
+    from tfmeta.tasks import sine
+
+    dims = (1, TASK_DIM) if parameters else QUERY_DIMS
+    return sine.mlp((40, 40), "relu", seed, name="pendulum_query_mlp",
+                    dims=dims)
+
+
 def current_state_mse(batch):
     """The paper's reference ``E[(x_{t+1} - x_t)^2]``: the query MSE of
     predicting the current state (Table 4's last row).
@@ -316,7 +335,7 @@ def simulate(num_tasks, points=200, seed=0):
     """
     positive_int("num_tasks", num_tasks)
     positive_int("points", points)
-    _require_mujoco()
+    require_mujoco()
     rng = np.random.default_rng([seed, 6])
     lengths, gravities = _task_parameters(rng, num_tasks, seed, None)
     out = {k: [] for k in ("single_x", "single_y", "double_x", "double_y")}

@@ -192,7 +192,8 @@ def curve(amplitude, phase, x):
     return amplitude * tf.sin(x + phase)
 
 
-def mlp(hidden=(64, 64), activation="tanh", seed=None, name="sine_mlp"):
+def mlp(hidden=(64, 64), activation="tanh", seed=None, name="sine_mlp",
+        dims=(1, 1)):
     """The 1-64-64-1 regression network of the Reptile/MAML sine experiments
     (a built ``keras.Sequential``).
 
@@ -202,14 +203,17 @@ def mlp(hidden=(64, 64), activation="tanh", seed=None, name="sine_mlp"):
       seed: Glorot-uniform initializers seeded ``seed + i`` for layer ``i``
         (default ``None``: unseeded).
       name: the model's name (default ``"sine_mlp"``).
+      dims: ``(inputs, outputs)`` (default ``(1, 1)``; other sizes for the
+        query learners of the meta-transfer families).
     """
     import keras
 
     initializer = lambda i: keras.initializers.GlorotUniform(  # noqa: E731
         None if seed is None else seed + i)
-    layers = [keras.Input((1,))]
+    layers = [keras.Input((dims[0],))]
     layers += [keras.layers.Dense(h, activation=activation,
                                   kernel_initializer=initializer(i))
                for i, h in enumerate(hidden)]
-    layers.append(keras.layers.Dense(1, kernel_initializer=initializer(len(hidden))))
+    layers.append(keras.layers.Dense(
+        dims[1], kernel_initializer=initializer(len(hidden))))
     return keras.Sequential(layers, name=name)

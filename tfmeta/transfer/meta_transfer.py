@@ -8,7 +8,11 @@ query, and the mean query loss is minimized over the encoder's and
 decoder's weights ``xi`` (through the encoder's gradient: second order for
 the gradient encoders). Support and query may differ in shape:
 ``support_x [B, N, ds]``, ``support_y [B, N, es]``, ``query_x [B, M, ...]``,
-``query_y [B, M, ...]``.
+``query_y [B, M, ...]``. The Keras template (checks, the outer step that
+skips non-finite meta-steps and all-reduces the meta-gradient once under
+``tf.distribute``, metrics) is ``tfmeta.meta_learner.MetaModel``'s, shared
+with every other method; this class defines the meta-step
+(``meta_gradient``) and the shape checks.
 """
 
 
@@ -16,17 +20,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfmeta.errors import NonFiniteLossError
 from tfmeta.registry import register
-from tfmeta.meta_learner import (TASK_KEYS, StopOnNonFinite, compatible_shapes,
-                                 flatten_tasks, shape_str, unpack_tasks)
+from tfmeta.meta_learner import (TASK_KEYS, MetaModel, MetaStep,
+                                 compatible_shapes, flatten_tasks, shape_str,
+                                 step_logs, unpack_tasks)
 from tfmeta.transfer import functional as F
 from tfmeta.transfer.decoder import Decoder
 
 
 @register("transfer", "gradient-based meta-transfer: support and query from "
           "different families (cos -> sin)")
-class MetaTransfer(keras.Model):
+class MetaTransfer(MetaModel):
     """Meta-transfer: ``psi = decoder(encoder(support))``, loss of ``g_psi``
     on the query.
 
@@ -57,6 +61,9 @@ class MetaTransfer(keras.Model):
         ``hidden``, ``activation``).
 
     ``compile(optimizer, loss)``: ``loss`` is the query learner's loss.
+    Under a ``tf.distribute`` strategy (build and compile in its scope) the
+    tasks of a meta-batch are split over the replicas and the meta-step
+    equals one device's.
 
     ``get_config()`` / ``from_config(config)`` (used by ``tfmeta.export`` and
     ``tfmeta.load``) hold the constructor's arguments when the encoder was
@@ -159,9 +166,6 @@ class MetaTransfer(keras.Model):
                                  f"{decoder.code_dim} but the encoder's k is "
                                  f"{encoder.k}.")
             self.decoder = decoder
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.grad_norm_tracker = keras.metrics.Mean(name="grad_norm")
-        self.task_loss_fn = None
         self._transfer_function = None
         self._decode_function = None
         self.built = True
@@ -210,53 +214,40 @@ class MetaTransfer(keras.Model):
           jit_compile: XLA (default ``False``).
           **kwargs: the other ``keras.Model.compile`` arguments.
         """
-        if tf.distribute.has_strategy() and \
-                tf.distribute.get_strategy().num_replicas_in_sync > 1:
-            raise ValueError(
-                "MetaTransfer does not run under a tf.distribute strategy of "
-                "several replicas yet: its meta-step is not on the "
-                "MetaLearner path that splits tasks over replicas and "
-                "all-reduces the meta-gradient (docs/distributed.md). Build "
-                "and compile it outside the strategy's scope.")
-        if loss is None:
-            raise ValueError("compile() needs loss=: the query loss, e.g. "
-                             "'mse'.")
-        self.task_loss_fn = F.per_example_loss(loss)
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
                         jit_compile=jit_compile, **kwargs)
-        if not self.optimizer.built:
-            self.optimizer.build(self.meta_variables)
         self._transfer_function = None
         self._decode_function = None
 
-    def fit(self, *args, callbacks=None, **kwargs):
-        """Keras ``fit``; stops and raises ``NonFiniteLossError`` on NaN/inf
-        (that meta-step is not applied).
+    def task_loss(self, loss):
+        """The query loss per point (``compile``'s ``loss``).
 
         Args:
-          *args: ``keras.Model.fit``'s positional arguments (a dataset of task
-            batches, ...).
-          callbacks: Keras callbacks (default ``None``).
-          **kwargs: ``keras.Model.fit``'s other arguments.
+          loss: a Keras loss or its name.
         """
-        guard = StopOnNonFinite()
-        kwargs.setdefault("shuffle", False)
-        history = super().fit(
-            *args, callbacks=list(callbacks or []) + [guard], **kwargs)
-        if guard.batch is not None:
-            raise NonFiniteLossError(
-                f"Meta-training stopped: the meta-loss became {guard.value} at "
-                f"epoch {guard.epoch + 1}, step {guard.batch + 1}. That "
-                "meta-step was not applied; the model keeps the weights of "
-                "the last finite meta-step. Lower the learning rate or check "
-                "the task data for NaN/inf.", history=history, step=guard.batch)
-        return history
+        return F.per_example_loss(loss)
 
     def call(self, inputs, training=False):
         """Query predictions ``[B, M, ...]`` of a task batch (dict)."""
         tasks = unpack_tasks(inputs)
         return self.predict_query(tasks["support_x"], tasks["support_y"],
                                   tasks["query_x"])
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Keras ``compute_metrics``; for a task batch alone (as Keras
+        builds the metrics' state from one), its flattened query targets
+        and predictions (``call``'s ``[B, M, ...]``)."""
+        if y is None and isinstance(x, dict) and "query_y" in x:
+            y_pred = flatten_tasks(y_pred)
+        return super().compute_metrics(x, y, y_pred, sample_weight)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
+                     training=True):
+        """Keras ``compute_loss`` (Keras builds its loss state with it), as
+        ``compute_metrics``."""
+        if y is None and isinstance(x, dict) and "query_y" in x:
+            y_pred = flatten_tasks(y_pred)
+        return super().compute_loss(x, y, y_pred, sample_weight, training)
 
     # --------------------------------------------------------- the method
     def decode(self, support_x, support_y):
@@ -313,65 +304,40 @@ class MetaTransfer(keras.Model):
                  for g, v in zip(grads, variables)]
         return grads, {"loss": loss}, pred
 
-    # ------------------------------------------------------ train / test
-    def _require_compiled(self):
-        if self.task_loss_fn is None:
-            raise RuntimeError("MetaTransfer is not compiled: call "
-                               "compile(optimizer=..., loss=...) first.")
+    def meta_step(self, tasks):
+        """One meta-step: ``meta_gradient``, applied by ``apply_if_finite``.
 
-    def _prepare(self, data):
-        self._require_compiled()
-        tasks = unpack_tasks(data)
-        tasks = {k: tasks[k] for k in TASK_KEYS}
-        self.check_tasks({k: v.shape for k, v in tasks.items()})
-        return tasks
-
-    def train_step(self, data):
-        """One meta-step: encode, decode, query loss, outer step."""
-        tasks = self._prepare(data)
+        Args:
+          tasks: a checked task batch (dict of ``[B, ...]`` tensors).
+        """
         grads, logs, pred = self.meta_gradient(tasks)
-        loss = self._apply_if_finite(grads, logs["loss"])
-        self.grad_norm_tracker.update_state(tf.linalg.global_norm(grads))
-        return self._update_metrics(loss, tasks, pred)
+        logs = dict(logs)
+        logs["loss"] = self.apply_if_finite(
+            grads, logs["loss"], tf.shape(tasks["support_x"])[0])
+        return MetaStep(logs, pred)
 
+    # ------------------------------------------------------------ test
     def test_step(self, data):
-        tasks = self._prepare(data)
+        """The query loss and metrics of a task batch (no outer step)."""
+        tasks = self.prepare_tasks(data)
         loss, pred = self.query_loss(tasks)
-        results = self._update_metrics(loss, tasks, pred)
-        results.pop("grad_norm", None)
-        return results
-
-    def _update_metrics(self, loss, tasks, pred):
-        self.loss_tracker.update_state(loss)
-        results = self.compute_metrics(None, flatten_tasks(tasks["query_y"]),
-                                       flatten_tasks(pred))
-        return dict(results)
-
-    def _apply_if_finite(self, grads, loss):
-        """Outer step, skipped when the loss or a gradient is NaN/inf;
-        returns the loss to report (NaN for a skipped step)."""
-        finite = tf.reduce_all(
-            [tf.math.is_finite(loss)]
-            + [tf.reduce_all(tf.math.is_finite(g)) for g in grads])
-
-        def apply():
-            self.optimizer.apply(grads, self.meta_variables)
-            return tf.constant(True)
-
-        tf.cond(finite, apply, lambda: tf.constant(False))
-        return tf.where(finite, loss, tf.constant(float("nan"), loss.dtype))
+        results = self.update_metrics({"loss": loss}, tasks["query_y"], pred,
+                                      extra=False)
+        return step_logs({k: v for k, v in results.items()
+                          if k != "grad_norm"})
 
     # ---------------------------------------------------------- checks
     def check_tasks(self, shapes):
-        """Static checks of a task batch's shapes (``{key: shape}``; the
-        query keys may be missing) against the encoder and the query
-        learner: ``ValueError`` naming the problem.
+        """Static checks of a task batch's shapes (``{key: tensor or
+        shape}``; the query keys may be missing, keys besides ``TASK_KEYS``
+        are not checked) against the encoder and the query learner:
+        ``ValueError`` naming the problem.
 
         Args:
-          shapes: ``{key: shape}`` of a task batch's tensors.
+          shapes: ``{key: tensor or shape}`` of a task batch.
         """
-        shapes = {k: tuple(tf.TensorShape(s).as_list())
-                  for k, s in shapes.items()}
+        shapes = {k: tuple(tf.TensorShape(getattr(s, "shape", s)).as_list())
+                  for k, s in shapes.items() if k in TASK_KEYS}
         for key, s in shapes.items():
             least = {"support_x": 3, "support_y": 3, "query_x": 3,
                      "query_y": 2}[key]
