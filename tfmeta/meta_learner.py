@@ -195,7 +195,8 @@ class MetaModel(keras.Model):
     (methods that adapt a task learner in an inner loop) and
     ``tfmeta.MetaTransfer`` (support encoded, query learner decoded) are its
     subclasses; a subclass defines ``meta_variables``, ``check_tasks``,
-    ``meta_step``, ``test_step`` and ``task_loss``.
+    ``meta_step`` and ``test_step`` (and ``task_loss`` / ``log_trackers``
+    where its loss function or its logs differ from the defaults).
 
     Args:
       name: the Keras model's name (default: the class name in lower case).
