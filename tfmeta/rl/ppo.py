@@ -138,13 +138,16 @@ class PPO:
       entropy_coef: weight of the entropy bonus (default 0).
       max_grad_norm: global-norm clipping of each step's gradient (default
         0.5; ``None``: none).
+      init_log_std: the policy's initial log standard deviation (default
+        0; it is learned).
       seed: seeds the initializers, action draws and minibatch shuffles.
     """
 
     def __init__(self, obs_dim, action_dim, hidden=(64, 64),
                  learning_rate=3e-4, gamma=0.99, lam=0.95, clip=0.2,
                  epochs=10, minibatch_size=64, value_coef=0.5,
-                 entropy_coef=0.0, max_grad_norm=0.5, seed=0):
+                 entropy_coef=0.0, max_grad_norm=0.5, init_log_std=0.0,
+                 seed=0):
         self.config = dict(
             obs_dim=checks.positive_int("obs_dim", obs_dim),
             action_dim=checks.positive_int("action_dim", action_dim),
@@ -159,14 +162,15 @@ class PPO:
             value_coef=float(value_coef), entropy_coef=float(entropy_coef),
             max_grad_norm=None if max_grad_norm is None else
             checks.positive_number("max_grad_norm", max_grad_norm),
-            seed=int(seed))
+            init_log_std=float(init_log_std), seed=int(seed))
         for name in ("gamma", "lam"):
             if not 0.0 <= self.config[name] <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got "
                                  f"{self.config[name]!r}.")
         self.policy = self._mlp(action_dim, "policy", 0.01)
         self.value = self._mlp(1, "value", 1.0)
-        self.log_std = tf.Variable(tf.zeros([action_dim]), name="log_std")
+        self.log_std = tf.Variable(tf.fill([action_dim], float(init_log_std)),
+                                   name="log_std")
         self.variables = (self.policy.trainable_variables
                           + self.value.trainable_variables + [self.log_std])
         self.optimizer = keras.optimizers.Adam(learning_rate, epsilon=1e-5)

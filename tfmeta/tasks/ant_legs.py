@@ -92,7 +92,9 @@ def check_lengths(upper, ankle):
     """
     out = []
     for name, value in (("upper-leg length", upper), ("ankle length", ankle)):
-        if isinstance(value, bool) or not np.isscalar(value) \
+        if isinstance(value, (np.floating, np.integer)):
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
                 or not np.isfinite(value) \
                 or not LENGTH_RANGE[0] <= value <= LENGTH_RANGE[1]:
             raise ValueError(f"the {name} must be a number in "
