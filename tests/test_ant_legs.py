@@ -128,6 +128,18 @@ def test_rollout_scores_policies_and_refuses_bad_input():
     full, _ = ant_legs.rollout(lengths, lambda o: np.ones((len(o), 8)),
                                horizon=20, seed=2)
     assert np.all(full < zero - 20)   # control cost 0.5 * 8 a step
+    # the expert's training environment: new legs every reset, appended
+    env = ant_legs.RandomLegsAnt(horizon=3, seed=1)
+    obs, _ = env.reset()
+    assert obs.shape == (29,)
+    np.testing.assert_array_equal(obs[27:], env.lengths)
+    np.testing.assert_allclose(ant_legs.leg_lengths(env.env.model)[0],
+                               env.lengths[0])
+    first = env.lengths.copy()
+    flags = [env.step(np.zeros(8))[3] for _ in range(3)]
+    assert flags == [False, False, True]
+    env.reset()
+    assert not np.array_equal(first, env.lengths)
     with pytest.raises(ValueError, match=r"actions of shape \[2, 8\]"):
         ant_legs.rollout(lengths, lambda o: np.zeros((len(o), 3)), horizon=2)
     with pytest.raises(ValueError, match=r"lengths must be \[n, 2\]"):
