@@ -147,9 +147,28 @@ def build(encoder, seed, train):
 
 def decoded_policy(meta, test):
     """The per-task decoded query policies as one function of ``obs [n,
-    27]`` (task ``i``'s support decodes row ``i``'s action)."""
+    27]`` (task ``i``'s support decodes row ``i``'s action). The weights are
+    decoded once (``meta.query_weights``) and the MLP runs in NumPy; the
+    deep kernel predicts each step's actions from the support
+    (``meta.transfer``)."""
     sx, sy = test["support_x"], test["support_y"]
-    return lambda obs: meta.transfer(sx, sy, obs[:, None, :])[:, 0, :]
+    if meta.predicts_query:
+        return lambda obs: meta.transfer(sx, sy, obs[:, None, :])[:, 0, :]
+    norm = meta.query_learner.layers[0]
+    mean = keras.ops.convert_to_numpy(norm.mean)
+    scale = np.maximum(np.sqrt(keras.ops.convert_to_numpy(norm.variance)),
+                       keras.config.epsilon())
+    layers = [np.stack(w) for w in zip(*meta.query_weights(sx, sy))]
+
+    def policy(obs):
+        h = (obs - mean) / scale
+        for i in range(0, len(layers), 2):
+            h = np.einsum("bi,bij->bj", h, layers[i]) + layers[i + 1]
+            if i + 2 < len(layers):
+                h = np.tanh(h)
+        return h
+
+    return policy
 
 
 def train_one(encoder, seed, config, train):

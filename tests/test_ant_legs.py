@@ -304,5 +304,17 @@ def test_ant_experiment_runs_at_a_tiny_budget(tmp_path):
     text = (out / "results.md").read_text()
     assert "[3.999 ± 0.112]" in text and "zero torque" in text
     assert (out / "results.csv").exists() and (out / "table2_reward.png").exists()
+    # the NumPy policy of the decoded weights is the query learner's
+    config = transfer_ant.parse_args(["--preset", "tiny", "--expert",
+                                      str(expert)])
+    data = ant_legs.simulate(3, _expert, query_points=4, trajectories=1)
+    meta = transfer_ant.build("context", 0, data)
+    test = ant_legs.fixed_batch(data, sigma=1.0)
+    obs = data["query_x"][:, 0]
+    np.testing.assert_allclose(
+        transfer_ant.decoded_policy(meta, test)(obs),
+        meta.transfer(test["support_x"], test["support_y"], obs[:, None])[:, 0],
+        rtol=1e-4, atol=1e-5)
+    assert config["horizon"] == 50
     with pytest.raises(SystemExit):
         transfer_ant.main(["--expert", str(tmp_path / "missing.npz")])
