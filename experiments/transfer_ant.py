@@ -57,7 +57,7 @@ from tfmeta.transfer import GRADIENT_ENCODERS  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_EXPERT = REPO / "saved_models" / "ant_expert.npz"
-SMALL_STEPS = 1000
+SMALL_STEPS = 2000
 PRESETS = {
     "tiny": dict(seeds=[0], sigmas=[0.0, 4.0], meta_steps=30, meta_batch=5,
                  lr=1e-3, train_tasks=10, test_tasks=4, points=60,
