@@ -199,8 +199,11 @@ def references(test_lengths, expert, config):
     rng = np.random.default_rng(0)
     lengths = test_lengths.astype(np.float32)
     out = {}
+    middle = np.full_like(lengths, np.mean(ant_legs.LENGTH_RANGE))
     for name, policy in (
             ("expert (knows the lengths)", lambda obs: expert(obs, lengths)),
+            ("expert told 0.4, 0.4 (blind to the legs)",
+             lambda obs: expert(obs, middle)),
             ("zero torque", lambda obs: np.zeros((len(obs), 8))),
             ("uniformly random", lambda obs: rng.uniform(-1, 1,
                                                          (len(obs), 8)))):
@@ -280,7 +283,7 @@ def plot(rows, refs, encoders, path):
         ax.errorbar([p[0] for p in pts], [p[1][0] for p in pts],
                     yerr=[p[1][1] for p in pts], marker="o", capsize=3,
                     label=e, ls="-" if e in GRADIENT_ENCODERS else "--")
-    for (name, v), color in zip(refs.items(), ("k", "grey", "r")):
+    for (name, v), color in zip(refs.items(), ("k", "b", "grey", "r")):
         ax.axhline(v.mean(), color=color, lw=0.8, ls=":", label=name)
     ax.set_xlabel("support noise sigma (test time)")
     ax.set_ylabel("reward per step")
