@@ -1,10 +1,11 @@
 """Task families: each yields ``tf.data`` datasets of task batches.
 
-``pendulum`` needs MuJoCo (the ``mujoco`` extra) only when it builds tasks.
+``pendulum`` and ``ant_legs`` need MuJoCo (the ``mujoco`` extra) only when
+they build tasks.
 """
 
-from tfmeta.tasks import (cos_sin, fewshot, maze, omniglot, omniglot_fewshot,
-                          pendulum, sine, surfaces)
+from tfmeta.tasks import (ant_legs, cos_sin, fewshot, maze, omniglot,
+                          omniglot_fewshot, pendulum, sine, surfaces)
 
-__all__ = ["cos_sin", "fewshot", "maze", "omniglot", "omniglot_fewshot",
+__all__ = ["ant_legs", "cos_sin", "fewshot", "maze", "omniglot", "omniglot_fewshot",
            "pendulum", "sine", "surfaces"]
