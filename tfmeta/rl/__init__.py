@@ -1,7 +1,8 @@
 """Reinforcement learning for tfmeta: a synchronous A2C task learner
 (``A2C``), Miconi et al.'s grid maze (``gymnasium.make("tfmeta/Maze-v0")``,
 registered on import), Atari games through ale-py (``make_atari``) and
-Leap across RL tasks (``RLLeap``).
+Leap across RL tasks (``RLLeap``) and WarpGrad's continual meta-training of
+a Warp-RNN agent (``RLWarpGrad``).
 
 Needs the ``rl`` extra: ``pip install 'tfmeta[rl]'`` (gymnasium, ale-py and
 OpenCV for gymnasium's Atari preprocessing).
@@ -22,11 +23,12 @@ from tfmeta.rl.envs import (  # noqa: E402
     MAZE_ID, dumps_envs, loads_envs, register, vector_env)
 from tfmeta.rl.leap import RLLeap  # noqa: E402
 from tfmeta.rl.maze import Maze  # noqa: E402
+from tfmeta.rl.warpgrad import RLWarpGrad  # noqa: E402
 
 register()
 
 __all__ = [
-    "A2C", "MAZE_ID", "Maze", "RLLeap", "Rollout", "UpdateRecord", "action_count",
+    "A2C", "MAZE_ID", "Maze", "RLLeap", "RLWarpGrad", "Rollout", "UpdateRecord", "action_count",
     "atari_games", "dumps_envs", "game_id", "loads_envs", "make_atari", "make_atari_vector", "nets",
     "register", "vector_env",
 ]
