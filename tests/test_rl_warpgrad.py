@@ -161,3 +161,34 @@ def test_bad_input():
     with pytest.raises(ValueError, match="not"):
         rl.A2C(model, rl.vector_env(rl.MAZE_ID, 1),
                fixed=[tf.Variable(1.0)])
+
+
+def test_maze_experiment_tiny(tmp_path):
+    """experiments/warpgrad_maze.py --preset tiny: the four agents, round
+    by round, into results.csv, results.md and the PNG; it refuses a
+    non-empty --out and an update count that is not a multiple of the
+    warp interval."""
+    import csv
+    import pathlib
+    import sys
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]
+                           / "experiments"))
+    import warpgrad_maze
+    out = tmp_path / "run"
+    rows = warpgrad_maze.main(["--preset", "tiny", "--out", str(out)])
+    with open(out / "results.csv") as handle:
+        saved = list(csv.DictReader(handle))
+    assert [(r["agent"], int(r["episodes"])) for r in saved] == [
+        (a, e) for e in (4, 8) for a in warpgrad_maze.AGENTS]
+    assert len(rows) == 8 and all(np.isfinite(r["mean_return"])
+                                  for r in rows)
+    report = (out / "results.md").read_text()
+    assert "~160" in report and all(f"| {a} | 8 |" in report
+                                    for a in warpgrad_maze.AGENTS)
+    assert (out / "warpgrad_maze.png").stat().st_size > 1000
+    with pytest.raises(SystemExit, match="not empty"):
+        warpgrad_maze.main(["--preset", "tiny", "--out", str(out)])
+    with pytest.raises(SystemExit):
+        warpgrad_maze.main(["--preset", "tiny", "--updates", "3",
+                            "--out", str(tmp_path / "other")])
+    assert not (tmp_path / "other").exists()
