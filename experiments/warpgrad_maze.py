@@ -178,6 +178,9 @@ def main(argv=None):
                         help="output directory (default runs/warpgrad_maze_<preset>)")
     parser.add_argument("--updates", type=int, help="A2C updates per agent")
     parser.add_argument("--seeds", type=int, help="runs per agent")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seed of the first run (runs use first-seed, "
+                        "first-seed + 1, ...)")
     parser.add_argument("--agents", nargs="+", choices=AGENTS,
                         default=list(AGENTS))
     args = parser.parse_args(argv)
@@ -205,7 +208,7 @@ def main(argv=None):
     with open(out / "results.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
-        for seed in range(cfg["seeds"]):
+        for seed in range(args.first_seed, args.first_seed + cfg["seeds"]):
             agents = {kind: make_agent(kind, cfg, seed)
                       for kind in args.agents}
             for done in range(0, cfg["updates"], cfg["interval"]):
