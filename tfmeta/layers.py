@@ -482,7 +482,7 @@ class ResidualMLPWarp(WarpLayer):
 
 
 @keras.saving.register_keras_serializable(package="tfmeta")
-class WarpRNNCell(keras.layers.Layer):
+class WarpRNNCell(WarpLayer):
     """One step of ``WarpRNN`` (eq. 20, appendix I): a basic ``tanh`` RNN
     whose weights a meta-LSTM modulates,
 
@@ -495,7 +495,9 @@ class WarpRNNCell(keras.layers.Layer):
     (``recurrent_kernel``), ``b`` (``bias``). Warp parameters (meta-learned,
     fixed during adaptation): the meta-LSTM's weights and the projection
     ``P``, ``p`` (``modulation_kernel``, ``modulation_bias``). States:
-    ``[h, z, c]``.
+    ``[h, z, c]``. The cell is a ``WarpLayer`` itself, so
+    ``tfmeta.warpgrad.partition`` splits a model that calls it directly
+    (``tfmeta.rl.nets.rnn_agent``, the maze agent) the same way.
 
     ``modulation_offset``: the paper writes ``U = diag(tanh(P z))``
     (``modulation_offset=0``). The default 1 with ``P = p = 0`` at
@@ -532,6 +534,8 @@ class WarpRNNCell(keras.layers.Layer):
             modulation_initializer)
         self.state_size = [self.units, self.meta_units, self.meta_units]
         self.output_size = self.units
+
+    keeps_shape = False
 
     def build(self, input_shape):
         features = input_shape[-1]
@@ -587,6 +591,86 @@ class WarpRNNCell(keras.layers.Layer):
                 self.recurrent_initializer),
             modulation_initializer=keras.initializers.serialize(
                 self.modulation_initializer))
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfmeta")
+class TNetsRNNCell(WarpLayer):
+    """The T-Nets-RNN's step (WarpGrad appendix I; T-Nets: Lee & Choi,
+    2018): a basic ``tanh`` RNN with meta-learned linear projections ``T``
+    after each of its task weights,
+
+        h_t = tanh(T_h V h_{t-1} + T_x W x_t + T_b b)
+
+    Task parameters: ``W`` (``kernel``), ``V`` (``recurrent_kernel``), ``b``
+    (``bias``). Warp parameters (meta-learned the way the Warp-RNN's are,
+    fixed during adaptation): the ``units x units`` matrices ``T_h``,
+    ``T_x``, ``T_b`` (``t_h``, ``t_x``, ``t_b``), the identity at
+    initialization, so an untrained cell is the plain RNN. The paper's
+    formula writes ``+ b`` but names ``T_b`` among the projections; we
+    apply it (identity at initialization). Keras's row-vector convention:
+    ``h_t = tanh(h_{t-1} V T_h + x_t W T_x + b T_b)``. State: ``[h]``.
+
+    Args:
+      units: hidden units.
+      kernel_initializer: initializer of ``W`` (default
+        ``"glorot_uniform"``).
+      recurrent_initializer: initializer of ``V`` (default
+        ``"orthogonal"``).
+      **kwargs: passed on to ``keras.layers.Layer`` (``name``, ``dtype``, ...).
+    """
+
+    keeps_shape = False
+
+    def __init__(self, units, kernel_initializer="glorot_uniform",
+                 recurrent_initializer="orthogonal", **kwargs):
+        super().__init__(**kwargs)
+        self.units = positive_int("units", units)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.recurrent_initializer = keras.initializers.get(
+            recurrent_initializer)
+        self.state_size = [self.units]
+        self.output_size = self.units
+
+    def build(self, input_shape):
+        features = input_shape[-1]
+        if features is None:
+            raise ValueError(f"{self.name}: the feature axis must be known.")
+        n = self.units
+        self.kernel = self.add_weight(
+            shape=(int(features), n), initializer=self.kernel_initializer,
+            name="kernel")
+        self.recurrent_kernel = self.add_weight(
+            shape=(n, n), initializer=self.recurrent_initializer,
+            name="recurrent_kernel")
+        self.bias = self.add_weight(shape=(n,), initializer="zeros",
+                                    name="bias")
+        self.t_h, self.t_x, self.t_b = (
+            self.add_weight(shape=(n, n), initializer="identity", name=name)
+            for name in ("t_h", "t_x", "t_b"))
+        self.built = True
+
+    @property
+    def task_variables(self):
+        """The task RNN's ``W``, ``V``, ``b``."""
+        return [self.kernel, self.recurrent_kernel, self.bias]
+
+    def call(self, inputs, states, training=None):
+        h = states[0]
+        h = ops.tanh(
+            ops.matmul(ops.matmul(h, self.recurrent_kernel), self.t_h)
+            + ops.matmul(ops.matmul(inputs, self.kernel), self.t_x)
+            + ops.matmul(self.bias[None], self.t_b))
+        return h, [h]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            units=self.units,
+            kernel_initializer=keras.initializers.serialize(
+                self.kernel_initializer),
+            recurrent_initializer=keras.initializers.serialize(
+                self.recurrent_initializer))
         return config
 
 

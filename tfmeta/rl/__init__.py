@@ -1,7 +1,8 @@
 """Reinforcement learning for tfmeta: a synchronous A2C task learner
 (``A2C``), Miconi et al.'s grid maze (``gymnasium.make("tfmeta/Maze-v0")``,
 registered on import), Atari games through ale-py (``make_atari``) and
-Leap across RL tasks (``RLLeap``), and PPO for continuous actions
+Leap across RL tasks (``RLLeap``), WarpGrad's continual meta-training of
+a Warp-RNN agent (``RLWarpGrad``), and PPO for continuous actions
 (``PPO``: the Ant experiment's expert).
 
 Needs the ``rl`` extra: ``pip install 'tfmeta[rl]'`` (gymnasium, ale-py and
@@ -24,11 +25,13 @@ from tfmeta.rl.envs import (  # noqa: E402
 from tfmeta.rl.leap import RLLeap  # noqa: E402
 from tfmeta.rl.maze import Maze  # noqa: E402
 from tfmeta.rl.ppo import PPO  # noqa: E402
+from tfmeta.rl.warpgrad import RLWarpGrad  # noqa: E402
 
 register()
 
 __all__ = [
-    "A2C", "MAZE_ID", "Maze", "PPO", "RLLeap", "Rollout", "UpdateRecord", "action_count",
+    "A2C", "MAZE_ID", "Maze", "PPO", "RLLeap", "RLWarpGrad", "Rollout",
+    "UpdateRecord", "action_count",
     "atari_games", "dumps_envs", "game_id", "loads_envs", "make_atari", "make_atari_vector", "nets",
     "register", "vector_env",
 ]

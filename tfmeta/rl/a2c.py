@@ -99,11 +99,15 @@ class A2C:
         optimizer step (``None``: no clipping).
       seed: seeds the environments' resets (environment i gets ``seed + i``)
         and the action draws; ``None`` draws one.
+      fixed: trainable variables of ``model`` the updates leave unchanged
+        (default none): WarpGrad's warp parameters (``tfmeta.rl.RLWarpGrad``).
+        Their gradient is still computed and handed to the hook; clipping
+        and the optimizer see the other parameters only.
     """
 
     def __init__(self, model, envs, optimizer=None, *, unroll=5, gamma=0.99,
                  entropy_cost=0.01, value_cost=0.5, reward_clip=5.0,
-                 max_grad_norm=0.5, seed=None):
+                 max_grad_norm=0.5, seed=None, fixed=()):
         import gymnasium as gym
         if not isinstance(envs, gym.vector.VectorEnv):
             raise TypeError(
@@ -175,9 +179,20 @@ class A2C:
         enc_ids = ({id(v) for v in encoder[0].trainable_variables}
                    if encoder else set())
         self.encoder_mask = [id(v) in enc_ids for v in self.params]
+        fixed_ids = {id(v) for v in fixed}
+        own = {id(v) for v in self.params}
+        if not fixed_ids <= own:
+            raise ValueError(
+                "fixed must list trainable variables of the model; "
+                f"{len(fixed_ids - own)} of them are not.")
+        self.fixed_mask = [id(v) in fixed_ids for v in self.params]
+        if all(self.fixed_mask):
+            raise ValueError("fixed lists every trainable variable of the "
+                             "model: the updates would change nothing.")
         self.opt_state = tf.nest.map_structure(
             lambda t: tf.Variable(t, trainable=False),
-            self.optimizer.init([tf.convert_to_tensor(p) for p in self.params]))
+            self.optimizer.init([tf.convert_to_tensor(p) for p, f in zip(
+                self.params, self.fixed_mask) if not f]))
         self.updates = tf.Variable(0, dtype=tf.int64, trainable=False,
                                    name="updates")
         self.recurrent = bool(state_in)
@@ -286,14 +301,19 @@ class A2C:
         grads = tape.gradient(loss, params)
         grads = [tf.zeros_like(p) if g is None else g
                  for p, g in zip(params, grads)]
-        norm = tf.linalg.global_norm(grads)
-        clipped = grads
+        free = [i for i, f in enumerate(self.fixed_mask) if not f]
+        clipped = [grads[i] for i in free]
+        norm = tf.linalg.global_norm(clipped)
         if self.max_grad_norm is not None:
-            clipped, _ = tf.clip_by_global_norm(grads, self.max_grad_norm,
+            clipped, _ = tf.clip_by_global_norm(clipped, self.max_grad_norm,
                                                 use_norm=norm)
-        new_params, new_state = self.optimizer.update(
-            step, clipped, params, opt_state)
-        finite = tf.math.is_finite(loss) & tf.math.is_finite(norm)
+        stepped, new_state = self.optimizer.update(
+            step, clipped, [params[i] for i in free], opt_state)
+        new_params = list(params)   # fixed parameters stay as they are
+        for i, value in zip(free, stepped):
+            new_params[i] = value
+        finite = tf.math.is_finite(loss) & tf.math.is_finite(
+            tf.linalg.global_norm(grads))
         keep = lambda new, old: tf.where(finite, new, old)  # noqa: E731
         new_params = [keep(a, b) for a, b in zip(new_params, params)]
         new_state = tf.nest.map_structure(keep, new_state, opt_state)

@@ -1,0 +1,203 @@
+"""WarpGrad's continual meta-training on an A2C agent (WarpGrad section 4.3,
+appendix I; Algorithm 3, eq. 12): the Warp-RNN on the maze.
+
+The agent's model holds warp layers (``tfmeta.layers.WarpRNNCell``: the
+meta-LSTM and its projection; ``TNetsRNNCell``: the T-Nets projections);
+``tfmeta.warpgrad.partition`` splits its trainable variables into task
+parameters theta (the RNN's W, V, b and the heads) and warp parameters phi.
+The ``A2C`` is built with ``fixed=phi``: every task update (a batch of
+episodes, Adam in the paper) moves theta only. Task training is one
+continual stream (Algorithm 3): no task resets, the maze's goal changes with
+every episode.
+
+The meta-gradient (eq. 12, the A2C loss as both L_task and L_meta): the
+sample theta_k's term is ``grad_phi L_meta(theta_{k+1}; phi)`` with the
+stored theta_{k+1} held constant (the approximate objective) and L_meta the
+A2C loss of a batch of the task's data other than the one theta_k's update
+used (appendix E). We take the next batch, update k+1's rollout: then the
+term is the phi-part of update k+1's own raw gradient, which the A2C's
+backward pass computes anyway and hands to the hook (``grads``). The hook
+sums it over ``interval`` updates (30 in the paper) and the warp parameters
+take one step of the Keras optimizer given to ``compile`` with the mean.
+``tests/test_rl_warpgrad.py`` checks the sum against
+``tfmeta.warpgrad.warp_gradient`` (eq. 12 with the stored theta_{k+1})
+evaluated on the recorded path, and against finite differences.
+
+``RLWarpGrad`` is a ``keras.Model`` whose ``train_step`` is one meta-step
+(``interval`` compiled A2C updates, then the warp update), so ``fit`` with
+Keras callbacks drives it; it runs eagerly, as ``RLLeap`` does (it steps
+Python environments).
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfmeta import checks
+from tfmeta.warpgrad import partition
+
+
+class RLWarpGrad(keras.Model):
+    """WarpGrad continual meta-training of an A2C agent's warp parameters
+    (a ``keras.Model``).
+
+        cell = tfmeta.layers.WarpRNNCell(100)
+        model = rl.nets.rnn_agent(16, 4, cell=cell)
+        a2c = rl.A2C(model, rl.vector_env(rl.MAZE_ID, 30),
+                     keras.optimizers.Adam(1e-3), unroll=200,
+                     fixed=tfmeta.warpgrad.partition(model)[1])
+        warp = rl.RLWarpGrad(a2c, interval=30)
+        warp.compile(keras.optimizers.Adam(1e-3))     # the warp update
+        warp.fit(epochs=1, steps_per_epoch=10)        # 300 task updates
+
+    ``fit`` logs the A2C loss of the meta-step's last update (``loss``), the
+    norm of the mean warp gradient (``warp_grad_norm``) and the mean return
+    of the last 300 finished episodes (``mean_return``, NaN before the
+    first).
+
+    Args:
+      a2c: an ``A2C`` whose model has warp layers and which was built with
+        ``fixed=`` their warp variables (``tfmeta.warpgrad.partition(
+        model)[1]``), so task updates leave them unchanged.
+      interval: task updates per warp update (eta of Algorithm 3; 30 in the
+        paper), >= 1.
+      **kwargs: passed on to ``keras.Model`` (e.g. ``name``).
+    """
+
+    def __init__(self, a2c, *, interval=30, **kwargs):
+        super().__init__(**kwargs)
+        self.interval = checks.positive_int("interval", interval)
+        if not hasattr(a2c, "fixed_mask"):
+            raise TypeError(
+                f"a2c must be a tfmeta.rl.A2C, got {type(a2c).__name__}.")
+        _, warp = partition(a2c.model)
+        if not warp:
+            raise ValueError(
+                "the A2C's model has no warp parameters (no "
+                "tfmeta.layers.WarpLayer such as WarpRNNCell or "
+                "TNetsRNNCell): nothing to meta-learn.")
+        warp_ids = {id(v) for v in warp}
+        mask = [id(v) in warp_ids for v in a2c.params]
+        if mask != list(a2c.fixed_mask):
+            raise ValueError(
+                "the A2C must hold exactly the warp parameters fixed: build "
+                "it with fixed=tfmeta.warpgrad.partition(model)[1] (WarpGrad "
+                "updates them every interval-th task update, never in a "
+                "task update).")
+        self.a2c, self.agent = a2c, a2c.model
+        self.warp_mask = mask
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in
+                         ("loss", "warp_grad_norm", "mean_return")}
+        self.last_gradient = None   # the last meta-step's mean warp gradient
+
+        def hook(state, step, theta, theta_next, loss, loss_next, grads):
+            warp_grads = [g for g, m in zip(grads, self.warp_mask) if m]
+            return [s + g for s, g in zip(state, warp_grads)]
+        self._hook = hook   # one function: the compiled update traces it once
+        self.built = True
+
+    def call(self, inputs):
+        """The agent's outputs (``[observations, *state] -> (logits, value,
+        *new_state)``).
+
+        Args:
+          inputs: the agent's inputs.
+        """
+        return self.agent(inputs)
+
+    def compile(self, optimizer, **kwargs):
+        """``optimizer``: the Keras optimizer of the warp update. The
+        meta-step runs eagerly (see the module docstring).
+
+        Args:
+          optimizer: the warp parameters' optimizer (a Keras optimizer).
+          **kwargs: the other ``keras.Model.compile`` arguments.
+        """
+        if not isinstance(optimizer, keras.optimizers.Optimizer):
+            raise TypeError(
+                "RLWarpGrad.compile needs a Keras optimizer, got "
+                f"{type(optimizer).__name__}.")
+        if kwargs.get("run_eagerly") is False or kwargs.get("jit_compile"):
+            raise ValueError(
+                "RLWarpGrad's meta-step steps Python environments: it runs "
+                "eagerly (run_eagerly=False and jit_compile are refused).")
+        kwargs.update(run_eagerly=True, jit_compile=False)
+        super().compile(optimizer=optimizer, **kwargs)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    @property
+    def meta_variables(self):
+        """The warp parameters phi (the agent's variables the task updates
+        hold fixed), in ``a2c.params`` order."""
+        return [v for v, m in zip(self.a2c.params, self.warp_mask) if m]
+
+    def warp_gradient(self, updates):
+        """Runs ``updates`` A2C updates and returns ``(sum, logs)``: the sum
+        over them of eq. 12's warp gradient (the phi-part of each update's
+        raw gradient, see the module docstring), shaped like
+        ``meta_variables``, and the last update's logs. Changes no warp
+        parameter.
+
+        Args:
+          updates: task updates to run, >= 1.
+        """
+        zeros = [tf.zeros_like(v) for v in self.meta_variables]
+        logs, total = self.a2c.train(updates, hook=self._hook,
+                                     hook_state=zeros)
+        return list(total), logs
+
+    def meta_step(self):
+        """One meta-step of Algorithm 3: ``interval`` task updates, then the
+        warp parameters take one optimizer step with the mean of their
+        eq. 12 gradients. Returns the logs (``loss``, ``warp_grad_norm``,
+        ``mean_return`` of the last 300 episodes)."""
+        if getattr(self, "optimizer", None) is None:
+            raise RuntimeError(
+                "RLWarpGrad needs compile(optimizer) before meta_step or fit.")
+        total, logs = self.warp_gradient(self.interval)
+        mean = [g / self.interval for g in total]
+        norm = float(tf.linalg.global_norm(mean).numpy())
+        if not np.isfinite(norm):
+            raise ValueError(
+                f"the warp gradient is not finite (norm {norm}); the warp "
+                "parameters were not updated.")
+        self.optimizer.apply_gradients(zip(mean, self.meta_variables))
+        self.last_gradient = mean
+        return {"loss": float(logs["loss"]), "warp_grad_norm": norm,
+                "mean_return": self.a2c.mean_return(300)}
+
+    def train_step(self, data):
+        """One meta-step (``data`` is ignored: the agent's environments are
+        the data).
+
+        Args:
+          data: ignored.
+        """
+        logs = self.meta_step()
+        self.trackers["loss"].update_state(logs["loss"])
+        self.trackers["warp_grad_norm"].update_state(logs["warp_grad_norm"])
+        if np.isfinite(logs["mean_return"]):
+            self.trackers["mean_return"].update_state(logs["mean_return"])
+        return {name: t.result() for name, t in self.trackers.items()}
+
+    def fit(self, x=None, **kwargs):
+        """``keras.Model.fit``; without ``x``, ``steps_per_epoch``
+        meta-steps per epoch (required).
+
+        Args:
+          x: ``None`` (the agent's environments are the data); default
+            ``None``.
+          **kwargs: ``keras.Model.fit``'s other arguments (``epochs``,
+            ``steps_per_epoch``, required without ``x``, ``callbacks``).
+        """
+        if x is None:
+            if not kwargs.get("steps_per_epoch"):
+                raise ValueError(
+                    "RLWarpGrad.fit without data needs steps_per_epoch (the "
+                    "meta-steps per epoch).")
+            x = tf.data.Dataset.from_tensors(0).repeat()
+            kwargs.setdefault("shuffle", False)
+        return super().fit(x, **kwargs)
