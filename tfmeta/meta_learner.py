@@ -737,6 +737,9 @@ class MetaLearner(MetaModel):
         return slots, updates
 
     def distribution_unsupported(self):
+        """Why this configuration cannot run under a ``tf.distribute``
+        strategy, or ``None``: a carried inner state
+        (``carry_inner_state``) cannot be shared by replicas."""
         if self.carry_inner_state:
             return ("carry_inner_state=True runs the tasks one after another "
                     "through one inner optimizer state, which replicas "
