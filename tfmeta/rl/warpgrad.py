@@ -21,7 +21,9 @@ sums it over ``interval`` updates (30 in the paper) and the warp parameters
 take one step of the Keras optimizer given to ``compile`` with the mean.
 ``tests/test_rl_warpgrad.py`` checks the sum against
 ``tfmeta.warpgrad.warp_gradient`` (eq. 12 with the stored theta_{k+1})
-evaluated on the recorded path, and against finite differences.
+evaluated on the recorded path. (Not against finite differences: the A2C
+loss holds ``stop_gradient``s (advantages, bootstrap), so its tape gradient
+is by design not the derivative of its value.)
 
 ``RLWarpGrad`` is a ``keras.Model`` whose ``train_step`` is one meta-step
 (``interval`` compiled A2C updates, then the warp update), so ``fit`` with
