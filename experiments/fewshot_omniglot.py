@@ -25,8 +25,9 @@ Hyper-parameters:
   task to task in meta-training, and each test episode starts from them
   and leaves them unchanged (``--fresh-inner-adam`` restarts it per task
   instead: the ablation). Difference from the paper's code: each inner
-  minibatch is drawn independently without replacement (the paper cycles
-  through the training shots).
+  minibatch is drawn independently without replacement, where the paper
+  cycles through the training shots in shuffled epochs
+  (``--inner-sampling epochs`` does that: ``inner_sampling="epochs"``).
 * MAML / FOMAML / ANIL / Meta-SGD (MAML's settings for all four; ANIL
   adapts only the last Dense layer, Meta-SGD starts its per-parameter
   rates at MAML's inner rate; MAML paper, section 5.2 and appendix A.1, quoted from
@@ -194,7 +195,8 @@ def build(method, cfg, seed):
             inner_steps=cfg["inner_steps"], eval_steps=cfg["eval_steps"],
             inner_batch_size=cfg["inner_batch"],
             eval_batch_size=cfg["eval_batch"],
-            carry_inner_state=cfg.get("carry", True), seed=seed)
+            carry_inner_state=cfg.get("carry", True),
+            inner_sampling=cfg.get("sampling", "independent"), seed=seed)
         meta.compile(optimizer=keras.optimizers.SGD(tfmeta.linear_annealing(
             cfg["outer_step"], cfg["meta_steps"])), loss=loss(),
             metrics=metrics)
@@ -380,6 +382,11 @@ def parse_args(argv=None):
                         help="Reptile: restart the inner Adam for every task "
                         "(the ablation; default: carry it across tasks as "
                         "the paper's code does)")
+    parser.add_argument("--inner-sampling", choices=("independent", "epochs"),
+                        default="independent",
+                        help="Reptile's inner minibatches: drawn each on its "
+                        "own (default) or passing through the training "
+                        "shots in shuffled epochs as the paper's code does")
     parser.add_argument("--time-steps", action="store_true",
                         help="only measure seconds per meta-step and per "
                         "test episode of the preset's cells")
@@ -451,6 +458,7 @@ def main(argv=None):
             cfg = config(method, setting, {(method, setting):
                                            steps_of(method, setting)})
             cfg["carry"] = not args.fresh_inner_adam
+            cfg["sampling"] = args.inner_sampling
             print(f"== {method} {setting} seed {seed}: {cfg} "
                   f"({time.perf_counter() - start:.0f} s elapsed)", flush=True)
             result, curve, train_s, test_s = run_cell(

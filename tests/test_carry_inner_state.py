@@ -145,3 +145,39 @@ def test_carry_refuses_parallel_and_vectorized_tasks():
         reptile(parallel_tasks=2)
     with pytest.raises(TypeError, match="carry_inner_state"):
         reptile(carry="yes")
+
+
+def test_epochs_sampling_passes_through_the_support_split(monkeypatch):
+    from tfmeta import inner_loop
+    n, b, steps = 12, 5, 10
+    data = tf.range(n)
+    seed = tf.constant([3, 4], tf.int64)
+    batch = inner_loop.samplers(data, b, seed, steps, sampling="epochs")
+    drawn = np.concatenate([batch(i).numpy() for i in range(steps + 1)])
+    passes = [drawn[k:k + n] for k in range(0, len(drawn) - n + 1, n)]
+    assert len(passes) == 4
+    for order in passes:       # every example once per pass
+        assert sorted(order) == list(range(n))
+    assert len({tuple(o) for o in passes}) == len(passes)   # reshuffled
+    # The path without precomputed indices draws the same minibatches.
+    monkeypatch.setattr(inner_loop, "PRECOMPUTE_LIMIT", 0)
+    dynamic = inner_loop.samplers(data, b, seed, steps, sampling="epochs")
+    again = np.concatenate([dynamic(tf.constant(i)).numpy()
+                            for i in range(steps + 1)])
+    np.testing.assert_array_equal(drawn, again)
+    independent = inner_loop.samplers(data, b, seed, steps)
+    first = np.concatenate([independent(i).numpy() for i in range(3)])
+    assert sorted(first[:n]) != list(range(n))   # can repeat within a pass
+    with pytest.raises(ValueError, match="inner sampling"):
+        inner_loop.samplers(data, b, seed, steps, sampling="cycle")
+    with pytest.raises(ValueError, match="inner sampling"):
+        reptile(inner_sampling="cycle")
+
+
+def test_epochs_sampling_through_fit_and_config():
+    meta = reptile(inner_batch_size=4, eval_batch_size=3,
+                   inner_sampling="epochs")
+    batch = task_batch(num_tasks=2, seed=0)
+    meta.fit(as_dataset(batch), epochs=1, steps_per_epoch=1, verbose=0)
+    assert meta.get_config()["inner_sampling"] == "epochs"
+    assert np.all(np.isfinite(meta.evaluate_tasks(batch)["loss_after"]))

@@ -226,6 +226,7 @@ class _ExportModule(tf.Module):
         self._keras = _Untracked(learner=learner, loss_fn=meta.task_loss_fn,
                                  update=update, mask=spec.mask)
         self._batch_size = spec.eval_batch_size
+        self._sampling = spec.sampling
         if spec.inner_state is not None:
             # A carried inner optimizer state (carry_inner_state): its values
             # now, which every adaptation starts from.
@@ -341,7 +342,8 @@ class _ExportModule(tf.Module):
                 [tf.convert_to_tensor(v) for v in slot]
                 for slot in self.inner_slots),
             step_offset=0 if self.inner_updates is None
-            else tf.convert_to_tensor(self.inner_updates))
+            else tf.convert_to_tensor(self.inner_updates),
+            sampling=self._sampling)
         return result
 
     def _adapt(self, support_x, support_y, steps):

@@ -83,6 +83,7 @@ class Adaptation:
         of inner updates it has taken; every adaptation starts from them
         (``export`` stores their values at export time). ``None``: every
         adaptation starts a fresh inner optimizer.
+      sampling: how support minibatches are drawn (``SAMPLINGS``).
     """
 
     steps: int
@@ -93,6 +94,7 @@ class Adaptation:
     step_size: Any = None
     eval_batch_size: Optional[int] = None
     inner_state: Any = None
+    sampling: str = "independent"
 
 
 def task_loss(model, loss_fn, params, nontrainable, x, y, training=True):
@@ -267,9 +269,41 @@ PRECOMPUTE_LIMIT = 1 << 22
 precomputes every draw before the loop."""
 
 
-def samplers(data, batch_size, seed, steps):
+SAMPLINGS = ("independent", "epochs")
+"""How the inner loop draws support minibatches: ``"independent"`` (each
+minibatch on its own, without replacement within it) or ``"epochs"``
+(consecutive minibatches pass through the support split in a shuffled
+order, reshuffled at every pass, as Reptile's code does)."""
+
+
+def check_sampling(sampling):
+    """``sampling`` if it is one of ``SAMPLINGS``, else a ``ValueError``.
+
+    Args:
+      sampling: the name to check.
+    """
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"inner sampling must be one of {SAMPLINGS}, got "
+                         f"{sampling!r}.")
+    return sampling
+
+
+def _epoch_index(seed, draws, n, batch_size):
+    """Example indices of minibatches ``draws`` (``[D]``) under ``"epochs"``
+    sampling: minibatch ``i`` holds positions ``i * b .. i * b + b - 1`` of
+    the concatenated passes, pass ``e`` a permutation drawn from
+    ``(seed, e)``. Returns ``[D, b]``."""
+    positions = (tf.cast(draws, tf.int32)[:, None] * batch_size
+                 + tf.range(batch_size)[None, :])
+    passes, offsets = positions // n, positions % n
+    orders = _order(_step_keys(seed, passes), n)      # [D, b, n]
+    return tf.gather(orders, offsets[..., None], batch_dims=2)[..., 0]
+
+
+def samplers(data, batch_size, seed, steps, sampling="independent"):
     """``batch(i)`` for ``i = 0 .. steps``: the same draws as
-    ``sample(data, batch_size, seed, i)``, with the work that does not
+    ``sample(data, batch_size, seed, i)`` (``sampling="independent"``, the
+    default; ``"epochs"``: see ``SAMPLINGS``), with the work that does not
     depend on ``i``'s data hoisted out of the inner loop: the indices of all
     draws are computed at once before the loop when the example count and
     ``steps`` are static and small enough (``PRECOMPUTE_LIMIT``), otherwise
@@ -281,13 +315,23 @@ def samplers(data, batch_size, seed, steps):
       batch_size: examples per minibatch, or ``None`` for all.
       seed: int tensor of shape ``[2]``, the stateless seed of the draws.
       steps: the number of updates ``K`` (draws ``0 .. K``).
+      sampling: one of ``SAMPLINGS`` (default ``"independent"``).
     """
+    check_sampling(sampling)
     if batch_size is None:
         return lambda i: data
     first = _num_examples(data)
     n = first.shape[0]
     k = tf.get_static_value(steps)
     draws = tf.range(steps + 1)
+    if sampling == "epochs":
+        count = tf.shape(first)[0]
+        if n is not None and k is not None \
+                and (int(k) + 1) * batch_size * n <= PRECOMPUTE_LIMIT:
+            index = _epoch_index(seed, draws, count, batch_size)
+            return lambda i: _gather(data, index[i])
+        return lambda i: _gather(data, _epoch_index(
+            seed, tf.reshape(i, [1]), count, batch_size)[0])
     if n is not None and k is not None and (int(k) + 1) * n <= PRECOMPUTE_LIMIT:
         index = _order(_step_keys(seed, draws), n)[:, :batch_size]
         return lambda i: _gather(data, index[i])
@@ -598,7 +642,7 @@ def _checkpointed(stepper, state, batch, transitions, every, variables=()):
 def optimize(objective, optimizer, params, nontrainable, data, steps,
              batch_size=None, seed=None, hook=None, hook_state=(), mask=None,
              checkpoint_every=None, variables=(), opt_state=None,
-             step_offset=0):
+             step_offset=0, sampling="independent"):
     """Run ``steps`` updates of ``optimizer`` on ``objective`` in one
     ``tf.while_loop``.
 
@@ -637,6 +681,8 @@ def optimize(objective, optimizer, params, nontrainable, data, steps,
       step_offset: added to the update index the optimizer sees (default 0),
         so that a carried Adam's bias correction and a schedule count on
         from the updates before (an int or a scalar integer tensor).
+      sampling: how minibatches are drawn from ``data``, one of
+        ``SAMPLINGS`` (default ``"independent"``).
 
     Returns:
       ``AdaptResult(params, nontrainable, loss_before, loss_after,
@@ -646,7 +692,8 @@ def optimize(objective, optimizer, params, nontrainable, data, steps,
     if seed is None:
         seed = tf.constant([0, 0], tf.int64)
     stepper = Stepper(objective, optimizer, mask, hook, step_offset)
-    batch = data if callable(data) else samplers(data, batch_size, seed, steps)
+    batch = data if callable(data) else samplers(data, batch_size, seed, steps,
+                                                 sampling)
     state = stepper.start(params, nontrainable, batch(0), hook_state,
                           opt_state)
     # Steps 0 .. K-2 in the loop; the last one is peeled off below so that
@@ -679,7 +726,8 @@ def optimize(objective, optimizer, params, nontrainable, data, steps,
 
 def adapt(model, loss_fn, optimizer, params, nontrainable, x, y, steps,
           batch_size=None, seed=None, hook=None, hook_state=(), mask=None,
-          checkpoint_every=None, opt_state=None, step_offset=0):
+          checkpoint_every=None, opt_state=None, step_offset=0,
+          sampling="independent"):
     """``optimize`` on the supervised objective of ``model`` and ``loss_fn``
     with support data ``(x, y)``.
 
@@ -703,6 +751,7 @@ def adapt(model, loss_fn, optimizer, params, nontrainable, x, y, steps,
       checkpoint_every: as in ``optimize`` (default ``None``).
       opt_state: as in ``optimize`` (default ``None``: a fresh optimizer).
       step_offset: as in ``optimize`` (default 0).
+      sampling: as in ``optimize`` (default ``"independent"``).
 
     Returns:
       ``AdaptResult`` as ``optimize``.
@@ -711,4 +760,4 @@ def adapt(model, loss_fn, optimizer, params, nontrainable, x, y, steps,
                     nontrainable, (x, y), steps, batch_size=batch_size,
                     seed=seed, hook=hook, hook_state=hook_state, mask=mask,
                     checkpoint_every=checkpoint_every, opt_state=opt_state,
-                    step_offset=step_offset)
+                    step_offset=step_offset, sampling=sampling)

@@ -636,6 +636,12 @@ class MetaLearner(MetaModel):
         meta-batch then run one after another (not with
         ``vectorize_tasks``, ``parallel_tasks > 1`` or a multi-replica
         strategy). Default ``False``.
+      inner_sampling: how support minibatches are drawn when
+        ``inner_batch_size``/``eval_batch_size`` is set:
+        ``"independent"`` (default: each minibatch on its own) or
+        ``"epochs"`` (consecutive minibatches pass through the support split
+        in a shuffled order, reshuffled every pass, as Reptile's code does:
+        every example is used before any is used twice).
       parallel_tasks: tasks of a meta-batch adapted concurrently (default 1).
       vectorize_tasks: run the tasks of a meta-batch as one batched
         computation (``tf.vectorized_map``: stacked weights, batched matmuls;
@@ -666,7 +672,7 @@ class MetaLearner(MetaModel):
                  eval_steps=None, inner_batch_size=None, parallel_tasks=1,
                  vectorize_tasks=False, seed=None, multi_head=False,
                  name=None, eval_batch_size=None, carry_inner_state=False,
-                 **kwargs):
+                 inner_sampling="independent", **kwargs):
         if "checkpoint_every" in kwargs:
             raise ValueError(
                 f"{type(self).__name__} does not differentiate through the "
@@ -699,6 +705,7 @@ class MetaLearner(MetaModel):
             raise TypeError(f"carry_inner_state must be True or False, got "
                             f"{carry_inner_state!r}.")
         self.carry_inner_state = carry_inner_state
+        self.inner_sampling = inner_loop.check_sampling(inner_sampling)
         if carry_inner_state and (self.vectorize_tasks
                                   or self.parallel_tasks > 1):
             raise ValueError(
@@ -853,7 +860,7 @@ class MetaLearner(MetaModel):
             eval_batch_size=(self.inner_batch_size
                              if self.eval_batch_size is None
                              else self.eval_batch_size),
-            inner_state=self.inner_state)
+            inner_state=self.inner_state, sampling=self.inner_sampling)
 
     def task_objective(self):
         """The inner loop's objective (``tfmeta.inner_loop``'s contract): the
@@ -947,7 +954,7 @@ class MetaLearner(MetaModel):
             checkpoint_every=checkpoint_every,
             variables=() if spec.step_size is None
             else tf.nest.flatten(spec.step_size),
-            opt_state=opt_state, step_offset=offset)
+            opt_state=opt_state, step_offset=offset, sampling=spec.sampling)
         if spec.inner_state is None or not training:
             return result
         # Meta-training: the next task starts from this task's final state.
@@ -1296,6 +1303,7 @@ class MetaLearner(MetaModel):
             "inner_batch_size": self.inner_batch_size,
             "eval_batch_size": self.eval_batch_size,
             "carry_inner_state": self.carry_inner_state,
+            "inner_sampling": self.inner_sampling,
             "parallel_tasks": self.parallel_tasks,
             "vectorize_tasks": self.vectorize_tasks,
             "seed": self.seed_generator.get_config().get("seed"),
