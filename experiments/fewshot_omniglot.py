@@ -24,10 +24,10 @@ Hyper-parameters:
   (``carry_inner_state=True``): its moments and step count carry over from
   task to task in meta-training, and each test episode starts from them
   and leaves them unchanged (``--fresh-inner-adam`` restarts it per task
-  instead: the ablation). Difference from the paper's code: each inner
-  minibatch is drawn independently without replacement, where the paper
-  cycles through the training shots in shuffled epochs
-  (``--inner-sampling epochs`` does that: ``inner_sampling="epochs"``).
+  instead: the ablation). As in the paper's code, the inner minibatches
+  pass through the training shots in shuffled epochs
+  (``inner_sampling="epochs"``; ``--inner-sampling independent`` draws each
+  on its own instead, as the runs before 2026-11-30 12:00 did).
 * MAML / FOMAML / ANIL / Meta-SGD (MAML's settings for all four; ANIL
   adapts only the last Dense layer, Meta-SGD starts its per-parameter
   rates at MAML's inner rate; MAML paper, section 5.2 and appendix A.1, quoted from
@@ -196,7 +196,7 @@ def build(method, cfg, seed):
             inner_batch_size=cfg["inner_batch"],
             eval_batch_size=cfg["eval_batch"],
             carry_inner_state=cfg.get("carry", True),
-            inner_sampling=cfg.get("sampling", "independent"), seed=seed)
+            inner_sampling=cfg.get("sampling", "epochs"), seed=seed)
         meta.compile(optimizer=keras.optimizers.SGD(tfmeta.linear_annealing(
             cfg["outer_step"], cfg["meta_steps"])), loss=loss(),
             metrics=metrics)
@@ -383,10 +383,10 @@ def parse_args(argv=None):
                         "(the ablation; default: carry it across tasks as "
                         "the paper's code does)")
     parser.add_argument("--inner-sampling", choices=("independent", "epochs"),
-                        default="independent",
-                        help="Reptile's inner minibatches: drawn each on its "
-                        "own (default) or passing through the training "
-                        "shots in shuffled epochs as the paper's code does")
+                        default="epochs",
+                        help="Reptile's inner minibatches: passing through the "
+                        "training shots in shuffled epochs as the paper's "
+                        "code does (default), or drawn each on its own")
     parser.add_argument("--time-steps", action="store_true",
                         help="only measure seconds per meta-step and per "
                         "test episode of the preset's cells")
