@@ -51,15 +51,16 @@ TABLE6, HELD_OUT = rl.atari.TABLE6, rl.atari.HELD_OUT
 PRESETS = {
     "tiny": dict(pool=["AirRaid", "UpNDown"], meta_batch=2, meta_steps=2,
                  envs=4, updates=10, eval_games=["Breakout"],
-                 eval_updates=10, max_episode_frames=200, meta_lr=0.1),
+                 eval_updates=10, max_episode_frames=200, meta_lr=0.1,
+                 eval_seeds=1),
     "small": dict(pool=["AirRaid", "UpNDown", "WizardOfWor", "Pong"],
                   meta_batch=2, meta_steps=3, envs=32, updates=150,
                   eval_games=list(TABLE6), eval_updates=100,
-                  max_episode_frames=None, meta_lr=0.1),
+                  max_episode_frames=None, meta_lr=0.1, eval_seeds=2),
     "paper": dict(pool="all", meta_batch=16, meta_steps=100, envs=32,
                   updates=5_000_000 // (32 * 5), eval_games=list(TABLE6),
                   eval_updates=5_000_000 // (32 * 5),
-                  max_episode_frames=None, meta_lr=0.1),
+                  max_episode_frames=None, meta_lr=0.1, eval_seeds=10),
 }
 
 
@@ -70,9 +71,68 @@ def make_agent(game, cfg, seed):
 
 
 def evaluate(game, cfg, encoder, seed):
-    return rl.atari.evaluate(game, encoder, updates=cfg["eval_updates"],
-                             envs=cfg["envs"], seed=seed,
-                             max_episode_steps=cfg["max_episode_frames"])
+    """The evaluation agent's finished episodes (its learning curve)."""
+    return rl.atari.train_agent(game, encoder, updates=cfg["eval_updates"],
+                                envs=cfg["envs"], seed=seed,
+                                max_episode_steps=cfg["max_episode_frames"])
+
+
+def binned_curve(episodes, updates, bins):
+    """Mean return of the episodes ending in each of ``bins`` equal spans of
+    ``updates`` A2C updates (NaN where none ended): Figure 4's curve."""
+    edges = np.linspace(0, updates, bins + 1)
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        r = [e.episode_return for e in episodes if lo <= e.update < hi]
+        out.append(float(np.mean(r)) if r else float("nan"))
+    return edges[1:], out
+
+
+def plot(evaluation, cfg, seeds, path):
+    """Figure 4's layout: each evaluation game's mean episode return against
+    agent steps, from the Leap encoder and from a random one (mean over the
+    evaluation seeds), and the mean normalized score over games."""
+    import warnings
+
+    import matplotlib
+    matplotlib.use("Agg")
+    warnings.simplefilter("ignore", RuntimeWarning)  # NaN bins: no episode ended
+    import matplotlib.pyplot as plt
+    games = list(evaluation)
+    cols = 4
+    rows = -(-(len(games) + 1) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows),
+                             squeeze=False)
+    steps_per_update = cfg["envs"] * 5
+    normalized = {}
+    for ax, game in zip(axes.flat, games):
+        for init, style in (("leap", "-"), ("random", "--")):
+            curves = np.array([evaluation[game][init]["curves"][s]
+                               for s in range(seeds)])
+            x = np.array(evaluation[game][init]["curve_updates"]) * steps_per_update
+            mean = np.nanmean(curves, axis=0)
+            ax.plot(x, mean, style, label=init)
+            if seeds > 1:  # Figure 4: two standard deviations over seeds
+                std = np.nanstd(curves, axis=0)
+                ax.fill_between(x, mean - 2 * std, mean + 2 * std, alpha=0.2)
+            normalized.setdefault(init, []).append(
+                [rl.atari.normalized_score(game, m) for m in mean])
+        ax.set_title(game)
+        ax.set_xlabel("agent steps")
+        ax.set_ylabel("mean episode return")
+        ax.legend(fontsize=7)
+    ax = axes.flat[len(games)]
+    for init, style in (("leap", "-"), ("random", "--")):
+        ax.plot(x, np.nanmean(np.array(normalized[init]), axis=0), style,
+                label=init)
+    ax.set_title("mean normalized score (Table 6 baselines)")
+    ax.set_xlabel("agent steps")
+    ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(games) + 1:]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
 
 
 def agent_cost(game, envs, updates=3):
@@ -95,7 +155,7 @@ def agent_cost(game, envs, updates=3):
 def predicted_hours(cfg, per_update, setup):
     meta = cfg["meta_steps"] * cfg["meta_batch"] * (
         cfg["updates"] * per_update + setup)
-    evaluation = 2 * len(cfg["eval_games"]) * (
+    evaluation = 2 * cfg["eval_seeds"] * len(cfg["eval_games"]) * (
         cfg["eval_updates"] * per_update + setup)
     return (meta + evaluation) / 3600
 
@@ -106,11 +166,18 @@ def main(argv=None):
     parser.add_argument("--out", default=None,
                         help="output directory (default runs/atari_leap_<preset>)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-seeds", type=int,
+                        help="evaluation agents per game and initialization "
+                             "(seeds seed+1, seed+2, ...; curves over seeds; "
+                             "preset: tiny 1, small 2, paper 10 as Figure 4)")
+    parser.add_argument("--curve-bins", type=int, default=10,
+                        help="points of each evaluation curve (default 10)")
     for key in ("meta_steps", "meta_batch", "envs", "updates", "eval_updates"):
         parser.add_argument("--" + key.replace("_", "-"), type=int)
     args = parser.parse_args(argv)
     cfg = dict(PRESETS[args.preset])
-    for key in ("meta_steps", "meta_batch", "envs", "updates", "eval_updates"):
+    for key in ("meta_steps", "meta_batch", "envs", "updates", "eval_updates",
+                "eval_seeds"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
     out = pathlib.Path(args.out or f"runs/atari_leap_{args.preset}")
@@ -122,6 +189,8 @@ def main(argv=None):
     for game in pool + cfg["eval_games"]:
         rl.game_id(game)  # an unknown game fails before any training
 
+    (out / "curves.csv").write_text("game,init,seed,update,env,episode_return\n")
+    run_start = time.perf_counter()
     tasks = [lambda seed, g=g: make_agent(g, cfg, seed) for g in pool]
     keras.utils.set_random_seed(args.seed)
     encoder = rl.nets.mnih_encoder((84, 84, 3))
@@ -142,14 +211,35 @@ def main(argv=None):
         print(json.dumps(row), flush=True)
     encoder.save_weights(out / "encoder.weights.h5")
 
+    meta_seconds = time.perf_counter() - run_start
     evaluation = {}
+    eval_start = time.perf_counter()
     for game in cfg["eval_games"]:
         for name, init in (("leap", encoder), ("random", None)):
-            score, episodes = evaluate(game, cfg, init, args.seed + 1)
-            evaluation.setdefault(game, {})[name] = {
-                "mean_return": score, "episodes": episodes,
-                "normalized": rl.atari.normalized_score(game, score)}
-        print(game, json.dumps(evaluation[game]), flush=True)
+            row = {"mean_return": [], "episodes": [], "normalized": [],
+                   "curves": [], "curve_updates": None}
+            for k in range(cfg["eval_seeds"]):
+                episodes = evaluate(game, cfg, init, args.seed + 1 + k)
+                last = [e.episode_return for e in episodes[-100:]]
+                score = float(np.mean(last)) if last else float("nan")
+                edges, curve = binned_curve(episodes, cfg["eval_updates"],
+                                            args.curve_bins)
+                row["mean_return"].append(score)
+                row["episodes"].append(len(episodes))
+                row["normalized"].append(rl.atari.normalized_score(game, score))
+                row["curves"].append(curve)
+                row["curve_updates"] = edges.tolist()
+                with open(out / "curves.csv", "a") as f:
+                    for e in episodes:
+                        f.write(f"{game},{name},{args.seed + 1 + k},"
+                                f"{e.update},{e.env},{e.episode_return}\n")
+            evaluation.setdefault(game, {})[name] = row
+        print(game, json.dumps({n: {k: v for k, v in r.items()
+                                    if k in ("mean_return", "normalized")}
+                                for n, r in evaluation[game].items()}),
+              flush=True)
+    eval_seconds = time.perf_counter() - eval_start
+    plot(evaluation, cfg, cfg["eval_seeds"], out / "atari_leap.png")
 
     # Cost model: a 32-environment agent's measured setup and update.
     setup, per_update = agent_cost(pool[0], 32)
@@ -157,12 +247,19 @@ def main(argv=None):
                    for name, p in PRESETS.items() if p["envs"] == 32}
     results = {"preset": args.preset, "settings": cfg, "pool": pool,
                "history": history, "evaluation": evaluation,
+               "meta_training_seconds": meta_seconds,
+               "evaluation_seconds": eval_seconds,
+               "load_average": os.getloadavg(),
                "seconds_per_update_32_envs_with_hook": per_update,
+               "seconds_per_emulator_frame_with_hook":
+                   per_update / (32 * 5 * 4),
                "setup_seconds_per_agent": setup,
                "predicted_hours_one_process": predictions}
     (out / "results.json").write_text(json.dumps(results, indent=1))
     print(json.dumps({k: results[k] for k in (
         "seconds_per_update_32_envs_with_hook", "setup_seconds_per_agent",
+        "seconds_per_emulator_frame_with_hook", "meta_training_seconds",
+        "evaluation_seconds",
         "predicted_hours_one_process")}, indent=1))
 
 

@@ -14,6 +14,7 @@ import difflib
 import functools
 
 import gymnasium as gym
+import numpy as np
 
 from tfmeta.rl.envs import vector_env
 
@@ -212,11 +213,12 @@ def normalized_score(game, score):
     return (score - mean) / std
 
 
-def evaluate(game, encoder, *, updates, envs=32, seed=0,
-             max_episode_steps=None):
-    """Trains an agent on ``game`` for ``updates`` A2C updates from
-    ``encoder``'s weights (``None``: a random initialization); returns
-    ``(mean return of its last 100 episodes, episodes finished)``.
+def train_agent(game, encoder, *, updates, envs=32, seed=0,
+                max_episode_steps=None):
+    """Trains a fresh agent (``agent``) on ``game`` for ``updates`` A2C
+    updates from ``encoder``'s weights (``None``: a random initialization)
+    and returns its finished episodes (``A2C.episodes``: the learning curve,
+    each record with the update that ended it and its return).
 
     Args:
       game: an ALE game name.
@@ -236,4 +238,26 @@ def evaluate(game, encoder, *, updates, envs=32, seed=0,
         a2c.train(updates)
     finally:
         a2c.envs.close()
-    return a2c.mean_return(100), len(a2c.episodes)
+    return list(a2c.episodes)
+
+
+def evaluate(game, encoder, *, updates, envs=32, seed=0,
+             max_episode_steps=None):
+    """Trains an agent on ``game`` for ``updates`` A2C updates from
+    ``encoder``'s weights (``None``: a random initialization); returns
+    ``(mean return of its last 100 episodes, episodes finished)``
+    (``train_agent`` gives the whole curve).
+
+    Args:
+      game: an ALE game name.
+      encoder: a Keras model shaped as ``nets.mnih_encoder`` (the meta-learned
+        initialization), or ``None``.
+      updates: A2C updates.
+      envs: environments (default 32).
+      seed: the agent's seed.
+      max_episode_steps: as in ``agent``.
+    """
+    episodes = train_agent(game, encoder, updates=updates, envs=envs,
+                           seed=seed, max_episode_steps=max_episode_steps)
+    last = [e.episode_return for e in episodes[-100:]]
+    return (float(np.mean(last)) if last else float("nan")), len(episodes)
