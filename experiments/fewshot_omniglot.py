@@ -125,6 +125,15 @@ REPTILE = {
                   meta_batch=3, eval_batch=10, eval_steps=97),
 }
 
+# Reptile, Table 5: "hyper-parameters for transductive 1-shot 5-way", which
+# the paper found better than Table 3's for 1-shot 5-way (section 5.1);
+# ``--reptile-table 5``.
+REPTILE_TABLE5 = {
+    "5w1s": dict(adam_lr=1e-3, inner_batch=25, inner_steps=3,
+                 train_shots=15, outer_step=1.0, meta_steps=100_000,
+                 meta_batch=10, eval_batch=5, eval_steps=5),
+}
+
 
 def maml_settings(ways):
     """MAML's Omniglot hyper-parameters (section 5.2)."""
@@ -161,11 +170,12 @@ def loss():
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def config(method, setting, budget_steps):
-    """Training and test settings of one cell: episode shapes, steps."""
+def config(method, setting, budget_steps, reptile_table=3):
+    """Training and test settings of one cell: episode shapes, steps
+    (Reptile: Table 3's, or Table 5's where ``reptile_table`` is 5)."""
     ways, shots = SETTINGS[setting]
     if method == "Reptile":
-        hp = dict(REPTILE[setting])
+        hp = dict((REPTILE_TABLE5 if reptile_table == 5 else REPTILE)[setting])
         cfg = dict(hp, ways=ways, shots=shots, train_query=1)
     else:
         hp = maml_settings(ways)
@@ -387,6 +397,10 @@ def parse_args(argv=None):
                         help="Reptile's inner minibatches: passing through the "
                         "training shots in shuffled epochs as the paper's "
                         "code does (default), or drawn each on its own")
+    parser.add_argument("--reptile-table", type=int, choices=(3, 5), default=3,
+                        help="Reptile's hyper-parameters: Table 3 (default) or "
+                        "Table 5, tuned for transductive 1-shot 5-way (5w1s "
+                        "only)")
     parser.add_argument("--time-steps", action="store_true",
                         help="only measure seconds per meta-step and per "
                         "test episode of the preset's cells")
@@ -421,6 +435,12 @@ def parse_args(argv=None):
         cfg["episodes"] = args.episodes
     if not cells:
         parser.error("no cell left after --methods / --settings")
+    if args.reptile_table == 5:
+        other = [c for c in cells if c[0] == "Reptile"
+                 and c[1] not in REPTILE_TABLE5]
+        if other:
+            parser.error(f"--reptile-table 5: Table 5 gives only "
+                         f"{sorted(REPTILE_TABLE5)}, not {other}")
     return args, cfg, cells
 
 
@@ -430,7 +450,7 @@ def steps_for(args, preset, method, setting):
     if args.meta_steps:
         return args.meta_steps
     if preset["steps"] is None:
-        return config(method, setting, None)["meta_steps"]
+        return config(method, setting, None, args.reptile_table)["meta_steps"]
     return preset["steps"][(method, setting)]
 
 
@@ -456,7 +476,8 @@ def main(argv=None):
     for seed in range(preset["seeds"]):
         for method, setting in cells:
             cfg = config(method, setting, {(method, setting):
-                                           steps_of(method, setting)})
+                                           steps_of(method, setting)},
+                         args.reptile_table)
             cfg["carry"] = not args.fresh_inner_adam
             cfg["sampling"] = args.inner_sampling
             print(f"== {method} {setting} seed {seed}: {cfg} "
