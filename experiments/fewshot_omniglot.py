@@ -49,16 +49,17 @@ small   Reptile 5w5s, Reptile 5w1s, MAML 5w1s        see SMALL_STEPS 1        10
 tiny    all five methods x 5-way 1-shot              30              1        20
 ======  ===========================================  ==============  =======  ========
 
-Measured costs (2 CPU cores of the dev machine, 2026-11-30, load ~1 from
-other jobs; ``--time-steps``): a Reptile meta-step at 5-way 5-shot (5 tasks
-x 5 Adam steps of 10 images) 0.090 s, at 5-way 1-shot (3 x 12 steps of 5)
-0.110 s; a MAML 5-way 1-shot meta-step (32 tasks, 1 second-order step)
+Measured costs (2 CPU cores of the dev machine, 2026-11-30, quiet;
+``--time-steps`` and the small runs): a Reptile meta-step at 5-way 5-shot
+(5 tasks x 5 Adam steps of 10 images) 0.12 s, at 5-way 1-shot (3 x 12 steps
+of 5) 0.14 s, with Table 5's 1-shot settings (10 x 3 steps of 25) about
+twice that; a MAML 5-way 1-shot meta-step (32 tasks, 1 second-order step)
 0.65 s, FOMAML 0.30 s; a test episode (adaptation plus both BN modes)
 0.45 s for Reptile 5w5s (100 steps), 0.41 s 5w1s (86 steps), 0.09 s
 (F)MAML (3 steps). Under a load of ~5 the same took 2-3x longer.
-``predict_seconds`` adds them up: ``small`` is predicted at 51 minutes
-(Reptile 5w5s 20, 5w1s 18, MAML 13), under the issue's 60 minutes on 2
-quiet cores. ``small`` was not run when this was written (shared machine).
+``predict_seconds`` adds them up: ``small`` is predicted at 59 minutes
+(Reptile 5w5s 24, 5w1s 28, MAML 7), under the issue's 60 minutes on 2
+quiet cores (docs/fewshot.md has the runs).
 
     python experiments/fewshot_omniglot.py --budget tiny --out runs/fewshot_tiny
     python experiments/fewshot_omniglot.py --budget small --out runs/fewshot_small
@@ -144,8 +145,8 @@ def maml_settings(ways):
 
 # small: meta-steps per cell, chosen so that the preset's predicted time
 # (predict_seconds) stays under 60 minutes on 2 CPU cores.
-SMALL_STEPS = {("Reptile", "5w5s"): 8000, ("Reptile", "5w1s"): 6000,
-               ("MAML", "5w1s"): 1000}
+SMALL_STEPS = {("Reptile", "5w5s"): 8000, ("Reptile", "5w1s"): 9000,
+               ("MAML", "5w1s"): 500}
 PRESETS = {
     "paper": dict(cells=[(m, s) for s in SETTINGS for m in METHODS],
                   seeds=3, episodes=1000, steps=None),
@@ -158,8 +159,10 @@ TEST_SEED = 10_000
 
 # Measured with --time-steps (2026-11-30, 2 shared CPU cores): seconds per
 # meta-step at each cell's hyper-parameters, and per test episode (adaptation
-# with the cell's test steps, then both evaluation modes).
-SECONDS_PER_STEP = {("Reptile", "5w5s"): 0.090, ("Reptile", "5w1s"): 0.110,
+# with the cell's test steps, then both evaluation modes). Reptile's per-step
+# costs are those of the small runs on a quiet machine with the carried inner
+# Adam and epoch sampling (8000 steps in 940 s; 6000 in ~14 min).
+SECONDS_PER_STEP = {("Reptile", "5w5s"): 0.120, ("Reptile", "5w1s"): 0.140,
                     ("MAML", "5w1s"): 0.65, ("FOMAML", "5w1s"): 0.30}
 SECONDS_PER_EPISODE = {("Reptile", "5w5s"): 0.45, ("Reptile", "5w1s"): 0.41,
                        ("MAML", "5w1s"): 0.089, ("FOMAML", "5w1s"): 0.082}
@@ -243,13 +246,45 @@ def epochs_for(steps):
     return next(e for e in range(min(20, steps), 0, -1) if steps % e == 0)
 
 
-def run_cell(method, setting, seed, cfg, data, episodes):
+class TestCurve(keras.callbacks.Callback):
+    """Test accuracy during meta-training: after every ``every``-th Keras
+    epoch, the first ``episodes`` test episodes of the cell (both BN
+    modes), adapted from the current initialization (the carried inner
+    state is left unchanged); ``points`` holds
+    ``(epoch, {mode: mean accuracy})`` and ``seconds`` the time spent."""
+
+    def __init__(self, test, tasks, every):
+        super().__init__()
+        self.test, self.tasks, self.every = test, tasks, every
+        self.points, self.seconds = [], 0.0
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        t0 = time.perf_counter()
+        result = fewshot.evaluate(self.test, self.tasks, modes=list(MODES))
+        self.points.append((epoch, {m: result[m]["mean"] for m in MODES}))
+        self.seconds += time.perf_counter() - t0
+        print(f"   test curve, epoch {epoch + 1}: " + ", ".join(
+            f"{m} {100 * result[m]['mean']:.2f} %" for m in MODES), flush=True)
+
+
+def run_cell(method, setting, seed, cfg, data, episodes, curve_episodes=0):
     meta, test = build(method, cfg, seed)
     epochs = epochs_for(cfg["meta_steps"])
+    callbacks = []
+    if curve_episodes:
+        tasks = list(test_episodes(cfg, curve_episodes, data)
+                     .as_numpy_iterator())
+        callbacks.append(TestCurve(test, tasks, every=max(1, epochs // 4)))
     t0 = time.perf_counter()
     history = meta.fit(train_episodes(cfg, seed, data), epochs=epochs,
-                       steps_per_epoch=cfg["meta_steps"] // epochs, verbose=2)
-    train_seconds = time.perf_counter() - t0
+                       steps_per_epoch=cfg["meta_steps"] // epochs, verbose=2,
+                       callbacks=callbacks)
+    # training time without the test curve's evaluations
+    train_seconds = time.perf_counter() - t0 - sum(
+        c.seconds for c in callbacks)
+    tested = dict(callbacks[0].points) if callbacks else {}
     t0 = time.perf_counter()
     result = fewshot.evaluate(test, test_episodes(cfg, episodes, data),
                               modes=list(MODES))
@@ -258,7 +293,9 @@ def run_cell(method, setting, seed, cfg, data, episodes):
     curve = [dict(method=method, setting=setting, seed=seed,
                   meta_step=(e + 1) * per_epoch, loss=history.history["loss"][e],
                   train_query_accuracy=history.history[
-                      "sparse_categorical_accuracy"][e])
+                      "sparse_categorical_accuracy"][e],
+                  **{f"test_{m}_{curve_episodes}": tested[e][m]
+                     if e in tested else "" for m in MODES if curve_episodes})
              for e in range(epochs)]
     return result, curve, train_seconds, test_seconds
 
@@ -401,6 +438,10 @@ def parse_args(argv=None):
                         help="Reptile's hyper-parameters: Table 3 (default) or "
                         "Table 5, tuned for transductive 1-shot 5-way (5w1s "
                         "only)")
+    parser.add_argument("--test-curve", type=int, default=0, metavar="EPISODES",
+                        help="also test on the first EPISODES test episodes "
+                        "after every quarter of meta-training (curves.csv; "
+                        "default 0: only at the end)")
     parser.add_argument("--time-steps", action="store_true",
                         help="only measure seconds per meta-step and per "
                         "test episode of the preset's cells")
@@ -425,6 +466,8 @@ def parse_args(argv=None):
         if missing:
             parser.error(f"--budget {args.budget} has no meta-step count for "
                          f"{missing}; give --meta-steps")
+    if args.test_curve < 0:
+        parser.error("--test-curve must be >= 0")
     for key in ("seeds", "episodes", "meta_steps"):
         value = getattr(args, key)
         if value is not None and value < 1:
@@ -483,7 +526,8 @@ def main(argv=None):
             print(f"== {method} {setting} seed {seed}: {cfg} "
                   f"({time.perf_counter() - start:.0f} s elapsed)", flush=True)
             result, curve, train_s, test_s = run_cell(
-                method, setting, seed, cfg, data, preset["episodes"])
+                method, setting, seed, cfg, data, preset["episodes"],
+                args.test_curve)
             curves += curve
             for mode in MODES:
                 acc = result[mode]["accuracy"]
