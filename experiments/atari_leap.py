@@ -24,8 +24,21 @@ Presets (``--preset``; the numbers can be overridden):
   scores are far from the paper's.
 * ``paper``: the pool (every game with at most 10 actions but Breakout and
   SpaceInvaders), meta-batches of 16, 32 environments, 5 M agent steps
-  (31 250 updates) per game, 100 meta-steps. Not run; the paper's budget on
-  one process (the multi-worker ``tf.distribute`` form is left to do).
+  (31 250 updates) per game, 100 meta-steps, Table 6's nine games from
+  both initializations with 10 seeds each (Figure 4). Not run. It is meant
+  as a multi-worker ``tf.distribute`` job (``--strategy multiworker``, one
+  process per worker, ``TF_CONFIG`` each): every worker trains its share of
+  each meta-batch's games, the meta-gradients are all-reduced
+  (``RLLeap(strategy=...)``), and the evaluation agents are shared out the
+  same way. With 16 workers, one game per worker per meta-step::
+
+      python experiments/launch_multiworker.py --workers 16 -- \\
+          python experiments/atari_leap.py --preset paper \\
+          --strategy multiworker --out runs/atari_paper{index}
+
+  (``--hosts`` instead of ``--workers`` for one worker per machine).
+  ``results.json`` gives the predicted hours on one process and on 16
+  workers from the measured cost of an agent.
 
     python experiments/atari_leap.py --preset tiny --out runs/atari_leap_tiny
 """
@@ -42,6 +55,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as tfmeta does
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from tfmeta import rl  # noqa: E402
@@ -152,10 +166,14 @@ def agent_cost(game, envs, updates=3):
     return setup, per_update
 
 
-def predicted_hours(cfg, per_update, setup):
-    meta = cfg["meta_steps"] * cfg["meta_batch"] * (
+def predicted_hours(cfg, per_update, setup, workers=1):
+    """Hours of a preset from one agent's measured cost, on ``workers``
+    workers (each runs its share of every meta-batch and of the evaluation
+    agents, so the slowest share sets the time)."""
+    meta = cfg["meta_steps"] * -(-cfg["meta_batch"] // workers) * (
         cfg["updates"] * per_update + setup)
-    evaluation = 2 * cfg["eval_seeds"] * len(cfg["eval_games"]) * (
+    agents = 2 * cfg["eval_seeds"] * len(cfg["eval_games"])
+    evaluation = -(-agents // workers) * (
         cfg["eval_updates"] * per_update + setup)
     return (meta + evaluation) / 3600
 
@@ -174,7 +192,16 @@ def main(argv=None):
                         help="points of each evaluation curve (default 10)")
     for key in ("meta_steps", "meta_batch", "envs", "updates", "eval_updates"):
         parser.add_argument("--" + key.replace("_", "-"), type=int)
+    parser.add_argument("--strategy", choices=("one", "multiworker"),
+                        default="one",
+                        help="multiworker: this process is one worker of a "
+                        "MultiWorkerMirroredStrategy job (TF_CONFIG; "
+                        "experiments/launch_multiworker.py), which shares the "
+                        "meta-batch's games and the evaluation agents")
     args = parser.parse_args(argv)
+    # A multi-worker strategy must exist before any other TensorFlow op.
+    strategy = (tf.distribute.MultiWorkerMirroredStrategy()
+                if args.strategy == "multiworker" else None)
     cfg = dict(PRESETS[args.preset])
     for key in ("meta_steps", "meta_batch", "envs", "updates", "eval_updates",
                 "eval_seeds"):
@@ -196,7 +223,7 @@ def main(argv=None):
     encoder = rl.nets.mnih_encoder((84, 84, 3))
     leap = rl.RLLeap(encoder, tasks, updates=cfg["updates"],
                      meta_batch_size=cfg["meta_batch"], metric="energy",
-                     seed=args.seed)
+                     seed=args.seed, strategy=strategy)
     leap.compile(keras.optimizers.SGD(cfg["meta_lr"]))
     history = []
     for step in range(cfg["meta_steps"]):  # meta_step: per-game logs
@@ -212,32 +239,38 @@ def main(argv=None):
     encoder.save_weights(out / "encoder.weights.h5")
 
     meta_seconds = time.perf_counter() - run_start
-    evaluation = {}
     eval_start = time.perf_counter()
-    for game in cfg["eval_games"]:
-        for name, init in (("leap", encoder), ("random", None)):
-            row = {"mean_return": [], "episodes": [], "normalized": [],
-                   "curves": [], "curve_updates": None}
-            for k in range(cfg["eval_seeds"]):
-                episodes = evaluate(game, cfg, init, args.seed + 1 + k)
-                last = [e.episode_return for e in episodes[-100:]]
-                score = float(np.mean(last)) if last else float("nan")
-                edges, curve = binned_curve(episodes, cfg["eval_updates"],
-                                            args.curve_bins)
-                row["mean_return"].append(score)
-                row["episodes"].append(len(episodes))
-                row["normalized"].append(rl.atari.normalized_score(game, score))
-                row["curves"].append(curve)
-                row["curve_updates"] = edges.tolist()
-                with open(out / "curves.csv", "a") as f:
-                    for e in episodes:
-                        f.write(f"{game},{name},{args.seed + 1 + k},"
-                                f"{e.update},{e.env},{e.episode_return}\n")
-            evaluation.setdefault(game, {})[name] = row
-        print(game, json.dumps({n: {k: v for k, v in r.items()
-                                    if k in ("mean_return", "normalized")}
-                                for n, r in evaluation[game].items()}),
-              flush=True)
+    # Every (game, initialization, seed) agent is a job; worker w of W runs
+    # jobs w, w + W, ... and the results are summed over the workers (each
+    # job's row is zero on the workers that did not run it).
+    jobs = [(game, name, k) for game in cfg["eval_games"]
+            for name in ("leap", "random") for k in range(cfg["eval_seeds"])]
+    table = np.zeros((len(jobs), 2 + args.curve_bins))
+    for j in range(leap.worker, len(jobs), leap.workers):
+        game, name, k = jobs[j]
+        episodes = evaluate(game, cfg, encoder if name == "leap" else None,
+                            args.seed + 1 + k)
+        last = [e.episode_return for e in episodes[-100:]]
+        edges, curve = binned_curve(episodes, cfg["eval_updates"],
+                                    args.curve_bins)
+        table[j] = [np.mean(last) if last else np.nan, len(episodes), *curve]
+        with open(out / "curves.csv", "a") as f:
+            for e in episodes:
+                f.write(f"{game},{name},{args.seed + 1 + k},"
+                        f"{e.update},{e.env},{e.episode_return}\n")
+        print(game, name, "seed", args.seed + 1 + k, "mean return",
+              table[j, 0], flush=True)
+    table = rl.leap.all_reduce_sum(leap.strategy, [table])[0].numpy()
+    edges = np.linspace(0, cfg["eval_updates"], args.curve_bins + 1)[1:]
+    evaluation = {}
+    for (game, name, k), row in zip(jobs, table):
+        entry = evaluation.setdefault(game, {}).setdefault(name, {
+            "mean_return": [], "episodes": [], "normalized": [], "curves": [],
+            "curve_updates": edges.tolist()})
+        entry["mean_return"].append(float(row[0]))
+        entry["episodes"].append(int(row[1]))
+        entry["normalized"].append(rl.atari.normalized_score(game, row[0]))
+        entry["curves"].append(row[2:].tolist())
     eval_seconds = time.perf_counter() - eval_start
     plot(evaluation, cfg, cfg["eval_seeds"], out / "atari_leap.png")
 
@@ -245,6 +278,8 @@ def main(argv=None):
     setup, per_update = agent_cost(pool[0], 32)
     predictions = {name: predicted_hours(p, per_update, setup)
                    for name, p in PRESETS.items() if p["envs"] == 32}
+    predictions_16 = {name: predicted_hours(p, per_update, setup, 16)
+                      for name, p in PRESETS.items() if p["envs"] == 32}
     results = {"preset": args.preset, "settings": cfg, "pool": pool,
                "history": history, "evaluation": evaluation,
                "meta_training_seconds": meta_seconds,
@@ -254,13 +289,15 @@ def main(argv=None):
                "seconds_per_emulator_frame_with_hook":
                    per_update / (32 * 5 * 4),
                "setup_seconds_per_agent": setup,
-               "predicted_hours_one_process": predictions}
+               "predicted_hours_one_process": predictions,
+               "predicted_hours_16_workers": predictions_16,
+               "worker": leap.worker, "workers": leap.workers}
     (out / "results.json").write_text(json.dumps(results, indent=1))
     print(json.dumps({k: results[k] for k in (
         "seconds_per_update_32_envs_with_hook", "setup_seconds_per_agent",
         "seconds_per_emulator_frame_with_hook", "meta_training_seconds",
-        "evaluation_seconds",
-        "predicted_hours_one_process")}, indent=1))
+        "evaluation_seconds", "predicted_hours_one_process",
+        "predicted_hours_16_workers")}, indent=1))
 
 
 if __name__ == "__main__":

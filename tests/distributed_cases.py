@@ -108,10 +108,39 @@ def tasks(case):
     return batch
 
 
+def run_rl_leap(strategy=None, steps=2):
+    """``tfmeta.rl.RLLeap`` on three tiny maze tasks (each its own reward
+    and episode length; 2 environments, 3 A2C updates), meta-batches of all
+    three (uneven over 2 workers: 2 + 1), ``steps`` meta-steps: the encoder's
+    weights, and the tasks this process trained."""
+    from tfmeta import rl
+
+    def task(reward, length):
+        def build(seed):
+            keras.utils.set_random_seed(seed)
+            model = rl.nets.mlp_net((16,), 4, hidden=(6,))
+            envs = rl.vector_env(
+                lambda: rl.Maze(episode_length=length, reward=reward), 2)
+            return rl.A2C(model, envs, SGD(0.2), unroll=3, gamma=0.9,
+                          entropy_cost=0.05, max_grad_norm=0.5, seed=seed)
+        return build
+    keras.utils.set_random_seed(11)
+    encoder = rl.nets.mlp_net((16,), 4, hidden=(6,)).get_layer("encoder")
+    leap = rl.RLLeap(encoder, [task(10.0, 4), task(-3.0, 7), task(5.0, 5)],
+                     updates=3, seed=3, strategy=strategy)
+    leap.compile(SGD(0.5))
+    trained = [[log["task"] for log in leap.meta_step()] for _ in range(steps)]
+    return {"weights": [(v.path, np.array(v.numpy()))
+                        for v in encoder.trainable_variables],
+            "history": {}, "trained": trained}
+
+
 def run(name, strategy=None, steps=3, callbacks=None):
     """``steps`` meta-steps (one per epoch) of case ``name`` under
     ``strategy`` (default: one device): ``{"weights": [(path, array)],
     "history": {key: list}}``."""
+    if name == "rl_leap":
+        return run_rl_leap(strategy)
     case = CASES[name]
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():

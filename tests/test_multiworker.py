@@ -2,6 +2,7 @@
 (``TF_CONFIG`` each, CPU only, started by experiments/launch_multiworker.py)
 run meta-steps that equal one device's."""
 
+import importlib.util
 import os
 import pathlib
 import pickle
@@ -54,12 +55,22 @@ def check_cases(tmp_path, names):
         for index, result in enumerate(results):
             assert "error" not in result[name], (index, name, result[name])
             cases.compare(expected, result[name], f"worker {index}: {name}")
+    return results
 
 
 def test_two_worker_processes_match_one_device(tmp_path):
     """Leap, MAML (3 tasks over the 2 workers: 2 + 1) and online WarpGrad:
-    weights and History after 3 meta-steps, to 1e-5, on both workers."""
-    check_cases(tmp_path, cases.QUICK)
+    weights and History after 3 meta-steps, to 1e-5, on both workers; and,
+    with the rl extra, RLLeap on 3 maze tasks: the same encoder as one
+    process after 2 meta-steps, each worker having trained its share."""
+    rl = importlib.util.find_spec("gymnasium") is not None
+    results = check_cases(tmp_path, cases.QUICK + (("rl_leap",) if rl else ()))
+    if rl:
+        one = [sorted(t) for t in cases.run("rl_leap")["trained"]]
+        shares = [r["rl_leap"]["trained"] for r in results]
+        for step, tasks in enumerate(one):
+            assert [len(s[step]) for s in shares] == [2, 1]
+            assert sorted(shares[0][step] + shares[1][step]) == tasks
 
 
 @pytest.mark.slow

@@ -105,6 +105,10 @@ def test_rl_leap_bad_input():
         rl.RLLeap(encoder, [task], updates=1, meta_batch_size=2)
     with pytest.raises(ValueError, match="non-empty list"):
         rl.RLLeap(encoder, [], updates=1)
+    import tensorflow as tf
+    with pytest.raises(ValueError, match="MultiWorkerMirroredStrategy"):
+        rl.RLLeap(encoder, [task], updates=1,
+                  strategy=tf.distribute.MirroredStrategy(["/cpu:0"]))
     leap = rl.RLLeap(encoder, [task], updates=1)
     with pytest.raises(RuntimeError, match="compile"):
         leap.meta_step()

@@ -32,6 +32,63 @@ from tfmeta import checks
 from tfmeta.leap import check_metric, flat_increment, flat_state, unflatten
 
 
+def worker_strategy(strategy):
+    """``(strategy, worker index, workers)`` of an RL meta-learner's
+    ``strategy`` argument: ``(None, 0, 1)`` for ``None``; a
+    ``MultiWorkerMirroredStrategy`` must have one replica per worker.
+
+    Args:
+      strategy: ``None`` or a ``tf.distribute.MultiWorkerMirroredStrategy``.
+    """
+    if strategy is None:
+        return None, 0, 1
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        raise ValueError(
+            f"strategy must be None or a MultiWorkerMirroredStrategy (one "
+            f"worker process per share of the meta-batch), got "
+            f"{type(strategy).__name__}.")
+    resolver = strategy.cluster_resolver
+    spec = resolver.cluster_spec()
+    workers = sum(spec.num_tasks(job) for job in ("chief", "worker")
+                  if job in spec.jobs) or 1
+    if strategy.num_replicas_in_sync != workers:
+        raise ValueError(
+            f"the strategy has {strategy.num_replicas_in_sync} replicas on "
+            f"{workers} workers: RL meta-learners need one replica (device) "
+            "per worker; give each worker one device.")
+    index = resolver.task_id or 0
+    if resolver.task_type == "worker" and "chief" in spec.jobs:
+        index += 1
+    return strategy, int(index), workers
+
+
+@functools.lru_cache(maxsize=None)
+def _reducer(strategy):
+    def reduce(*xs):
+        context = tf.distribute.get_replica_context()
+        # identity: placed on the replica's device, which the all-reduce
+        # reads its destination from
+        return context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                  [tf.identity(x) for x in xs])
+    return tf.function(lambda xs: strategy.run(reduce, args=tuple(xs)))
+
+
+def all_reduce_sum(strategy, tensors):
+    """Each of ``tensors`` summed over the workers of ``strategy`` (a
+    ``MultiWorkerMirroredStrategy`` with one replica per worker; a
+    collective all-reduce, so every worker must call it alike); the
+    tensors themselves for ``strategy=None``.
+
+    Args:
+      strategy: ``None`` or the strategy (``worker_strategy``).
+      tensors: a list of tensors, the same shapes on every worker.
+    """
+    if strategy is None:
+        return list(tensors)
+    out = _reducer(strategy)([tf.convert_to_tensor(x) for x in tensors])
+    return [strategy.experimental_local_results(x)[0] for x in out]
+
+
 class RLLeap(keras.Model):
     """Leap on the encoder of A2C agents (a ``keras.Model``).
 
@@ -62,12 +119,20 @@ class RLLeap(keras.Model):
         ``tfmeta.Leap``.
       seed: draws the meta-batches and each agent's seed, keyed by the
         meta-step (the optimizer's ``iterations``, saved with it). Default 0.
+      strategy: ``None`` (one process, default) or a
+        ``tf.distribute.MultiWorkerMirroredStrategy`` with one replica per
+        worker: every worker draws the same meta-batch and trains its share
+        of it (worker ``w`` of ``W``: tasks ``w, w + W, ...``), the summed
+        meta-gradients are all-reduced, and every worker applies the same
+        averaged step to its copy of the encoder, which is broadcast from
+        worker 0 before each meta-step. Build the meta-learner outside the
+        strategy's scope (the encoder's variables are each worker's own).
       **kwargs: passed on to ``keras.Model`` (e.g. ``name``).
     """
 
     def __init__(self, encoder, tasks, *, updates, meta_batch_size=None,
                  metric="energy", loss_in_manifold=True, stabilizer=True,
-                 seed=0, **kwargs):
+                 seed=0, strategy=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(encoder, keras.Model) or not encoder.built:
             raise ValueError("encoder must be a built Keras model.")
@@ -88,6 +153,7 @@ class RLLeap(keras.Model):
                         "loss_in_manifold": bool(loss_in_manifold),
                         "stabilizer": bool(stabilizer)}
         self.seed = int(seed)
+        self.strategy, self.worker, self.workers = worker_strategy(strategy)
         # One hook object: each agent's compiled update traces it once.
         self._hooks = {}
         self.last_logs = []
@@ -200,19 +266,29 @@ class RLLeap(keras.Model):
         rng = np.random.default_rng([self.seed, step])
         batch = rng.choice(len(self.tasks), self.meta_batch_size,
                            replace=False)
-        total, logs = None, []
-        for index in batch:
-            a2c = self.tasks[int(index)](int(rng.integers(2 ** 31)))
+        seeds = [int(rng.integers(2 ** 31)) for _ in batch]  # in order
+        if self.strategy is not None:  # worker 0's encoder on every worker
+            sources = [v if self.worker == 0 else tf.zeros_like(v)
+                       for v in self.meta_variables]
+            for v, value in zip(self.meta_variables,
+                                all_reduce_sum(self.strategy, sources)):
+                v.assign(value)
+        total = [tf.zeros_like(v) for v in self.meta_variables]
+        logs = []
+        for index, seed in list(zip(batch, seeds))[self.worker::self.workers]:
+            a2c = self.tasks[int(index)](int(seed))
             try:
                 grads, task_logs = self.task_meta_gradient(a2c)
             finally:
                 a2c.envs.close()  # the agent is this task's, used once
-            total = grads if total is None else [
-                a + b for a, b in zip(total, grads)]
+            total = [a + b for a, b in zip(total, grads)]
             logs.append(dict(task_logs, task=int(index)))
+        total = all_reduce_sum(self.strategy, total)  # over the workers
         self.optimizer.apply_gradients(
             [(g / len(batch), v) for g, v in zip(total, self.meta_variables)])
         return logs
+
+
 
     def train_step(self, data):
         """One meta-step (``data`` is ignored: the tasks are the data); its
