@@ -241,23 +241,16 @@ def train_agent(game, encoder, *, updates, envs=32, seed=0,
     return list(a2c.episodes)
 
 
-def evaluate(game, encoder, *, updates, envs=32, seed=0,
-             max_episode_steps=None):
-    """Trains an agent on ``game`` for ``updates`` A2C updates from
-    ``encoder``'s weights (``None``: a random initialization); returns
-    ``(mean return of its last 100 episodes, episodes finished)``
-    (``train_agent`` gives the whole curve).
+def evaluate(game, encoder, **kwargs):
+    """``train_agent``, summarized: ``(mean return of the agent's last 100
+    episodes (NaN if none ended), episodes finished)``.
 
     Args:
       game: an ALE game name.
-      encoder: a Keras model shaped as ``nets.mnih_encoder`` (the meta-learned
-        initialization), or ``None``.
-      updates: A2C updates.
-      envs: environments (default 32).
-      seed: the agent's seed.
-      max_episode_steps: as in ``agent``.
+      encoder: the initialization (``None``: random), as in ``train_agent``.
+      **kwargs: ``train_agent``'s keyword arguments (``updates``, required;
+        ``envs``, ``seed``, ``max_episode_steps``).
     """
-    episodes = train_agent(game, encoder, updates=updates, envs=envs,
-                           seed=seed, max_episode_steps=max_episode_steps)
+    episodes = train_agent(game, encoder, **kwargs)
     last = [e.episode_return for e in episodes[-100:]]
     return (float(np.mean(last)) if last else float("nan")), len(episodes)
