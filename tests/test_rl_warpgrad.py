@@ -154,6 +154,18 @@ def test_bad_input():
         rl.RLWarpGrad(plain)
     with pytest.raises(RuntimeError, match="compile"):
         rl.RLWarpGrad(agent()).meta_step()
+    warp = rl.RLWarpGrad(agent())
+    with pytest.raises(ValueError, match="runs eagerly"):
+        warp.compile(keras.optimizers.SGD(0.1), run_eagerly=False)
+    with pytest.raises(TypeError, match="Keras optimizer"):
+        warp.compile("sgd")
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        warp.fit()
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        warp = rl.RLWarpGrad(agent())
+        with pytest.raises(ValueError, match="RLWarpGrad cannot run under "
+                                             "MirroredStrategy"):
+            warp.compile(keras.optimizers.SGD(0.1))
     model = rl.nets.rnn_agent(OBS, 4, units=3)
     with pytest.raises(ValueError, match="every trainable variable"):
         rl.A2C(model, rl.vector_env(rl.MAZE_ID, 1),

@@ -25,23 +25,24 @@ evaluated on the recorded path. (Not against finite differences: the A2C
 loss holds ``stop_gradient``s (advantages, bootstrap), so its tape gradient
 is by design not the derivative of its value.)
 
-``RLWarpGrad`` is a ``keras.Model`` whose ``train_step`` is one meta-step
-(``interval`` compiled A2C updates, then the warp update), so ``fit`` with
-Keras callbacks drives it; it runs eagerly, as ``RLLeap`` does (it steps
-Python environments).
+``RLWarpGrad`` is a ``tfmeta.rl.RLMetaModel`` (a ``keras.Model``) whose
+``train_step`` is one meta-step (``interval`` compiled A2C updates, then the
+warp update), so ``fit`` with Keras callbacks drives it; it runs eagerly, as
+``RLLeap`` does (it steps Python environments), and refuses a
+``tf.distribute`` strategy.
 """
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from tfmeta import checks
+from tfmeta.rl.meta_model import RLMetaModel
 from tfmeta.warpgrad import partition
 
 
-class RLWarpGrad(keras.Model):
+class RLWarpGrad(RLMetaModel):
     """WarpGrad continual meta-training of an A2C agent's warp parameters
-    (a ``keras.Model``).
+    (an ``RLMetaModel``, so a ``keras.Model``).
 
         cell = tfmeta.layers.WarpRNNCell(100)
         model = rl.nets.rnn_agent(16, 4, cell=cell)
@@ -67,7 +68,8 @@ class RLWarpGrad(keras.Model):
     """
 
     def __init__(self, a2c, *, interval=30, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(("loss", "warp_grad_norm", "mean_return"),
+                         optional_logs=("mean_return",), **kwargs)
         self.interval = checks.positive_int("interval", interval)
         if not hasattr(a2c, "fixed_mask"):
             raise TypeError(
@@ -88,8 +90,6 @@ class RLWarpGrad(keras.Model):
                 "task update).")
         self.a2c, self.agent = a2c, a2c.model
         self.warp_mask = mask
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in
-                         ("loss", "warp_grad_norm", "mean_return")}
         self.last_gradient = None   # the last meta-step's mean warp gradient
 
         def hook(state, step, theta, theta_next, loss, loss_next, grads):
@@ -106,29 +106,6 @@ class RLWarpGrad(keras.Model):
           inputs: the agent's inputs.
         """
         return self.agent(inputs)
-
-    def compile(self, optimizer, **kwargs):
-        """``optimizer``: the Keras optimizer of the warp update. The
-        meta-step runs eagerly (see the module docstring).
-
-        Args:
-          optimizer: the warp parameters' optimizer (a Keras optimizer).
-          **kwargs: the other ``keras.Model.compile`` arguments.
-        """
-        if not isinstance(optimizer, keras.optimizers.Optimizer):
-            raise TypeError(
-                "RLWarpGrad.compile needs a Keras optimizer, got "
-                f"{type(optimizer).__name__}.")
-        if kwargs.get("run_eagerly") is False or kwargs.get("jit_compile"):
-            raise ValueError(
-                "RLWarpGrad's meta-step steps Python environments: it runs "
-                "eagerly (run_eagerly=False and jit_compile are refused).")
-        kwargs.update(run_eagerly=True, jit_compile=False)
-        super().compile(optimizer=optimizer, **kwargs)
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
 
     @property
     def meta_variables(self):
@@ -156,9 +133,7 @@ class RLWarpGrad(keras.Model):
         warp parameters take one optimizer step with the mean of their
         eq. 12 gradients. Returns the logs (``loss``, ``warp_grad_norm``,
         ``mean_return`` of the last 300 episodes)."""
-        if getattr(self, "optimizer", None) is None:
-            raise RuntimeError(
-                "RLWarpGrad needs compile(optimizer) before meta_step or fit.")
+        self.require_compiled()
         total, logs = self.warp_gradient(self.interval)
         mean = [g / self.interval for g in total]
         norm = float(tf.linalg.global_norm(mean).numpy())
@@ -178,28 +153,4 @@ class RLWarpGrad(keras.Model):
         Args:
           data: ignored.
         """
-        logs = self.meta_step()
-        self.trackers["loss"].update_state(logs["loss"])
-        self.trackers["warp_grad_norm"].update_state(logs["warp_grad_norm"])
-        if np.isfinite(logs["mean_return"]):
-            self.trackers["mean_return"].update_state(logs["mean_return"])
-        return {name: t.result() for name, t in self.trackers.items()}
-
-    def fit(self, x=None, **kwargs):
-        """``keras.Model.fit``; without ``x``, ``steps_per_epoch``
-        meta-steps per epoch (required).
-
-        Args:
-          x: ``None`` (the agent's environments are the data); default
-            ``None``.
-          **kwargs: ``keras.Model.fit``'s other arguments (``epochs``,
-            ``steps_per_epoch``, required without ``x``, ``callbacks``).
-        """
-        if x is None:
-            if not kwargs.get("steps_per_epoch"):
-                raise ValueError(
-                    "RLWarpGrad.fit without data needs steps_per_epoch (the "
-                    "meta-steps per epoch).")
-            x = tf.data.Dataset.from_tensors(0).repeat()
-            kwargs.setdefault("shuffle", False)
-        return super().fit(x, **kwargs)
+        return self.track(self.meta_step())

@@ -1,0 +1,111 @@
+"""The base of the RL meta-learners (``RLLeap``, ``RLWarpGrad``): a
+``keras.Model`` whose ``train_step`` is one meta-step driven by Python
+environments, not by a data set.
+
+Such a meta-step steps gymnasium environments (and may build agents) in
+Python, between compiled A2C updates, so no traced train step can host it:
+``compile`` sets ``run_eagerly=True`` and refuses ``run_eagerly=False``,
+``jit_compile`` and a ``tf.distribute`` strategy (the environments of one
+process, task after task, are outside any replica function). ``fit``
+without data runs ``steps_per_epoch`` meta-steps per epoch. The metrics
+``fit`` logs are epoch means of the meta-step logs named at construction.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+class RLMetaModel(keras.Model):
+    """An eager, environment-driven meta-learner (a ``keras.Model``).
+
+    Subclasses implement ``meta_step()`` (one meta-step; it may use
+    ``self.optimizer``, the outer optimizer given to ``compile``) and
+    ``train_step`` (calling it and ``track``).
+
+    Args:
+      log_names: the names of the logs ``fit`` reports as epoch means
+        (``keras.metrics.Mean`` each, in ``trackers``).
+      optional_logs: those of ``log_names`` that a meta-step may leave
+        undefined (a NaN is then not averaged in; e.g. the mean return
+        before any episode finished). Default none.
+      **kwargs: passed on to ``keras.Model`` (e.g. ``name``).
+    """
+
+    def __init__(self, log_names, *, optional_logs=(), **kwargs):
+        super().__init__(**kwargs)
+        self.trackers = {name: keras.metrics.Mean(name=name)
+                         for name in log_names}
+        self.optional_logs = frozenset(optional_logs)
+
+    def compile(self, optimizer, **kwargs):
+        """``optimizer``: the Keras optimizer of the outer step. The
+        meta-step runs eagerly (see the module docstring).
+
+        Args:
+          optimizer: the outer optimizer (a Keras optimizer).
+          **kwargs: the other ``keras.Model.compile`` arguments.
+        """
+        name = type(self).__name__
+        if not isinstance(optimizer, keras.optimizers.Optimizer):
+            raise TypeError(
+                f"{name}.compile needs a Keras optimizer, got "
+                f"{type(optimizer).__name__}.")
+        if kwargs.get("run_eagerly") is False or kwargs.get("jit_compile"):
+            raise ValueError(
+                f"{name}'s meta-step steps Python environments: it runs "
+                "eagerly (run_eagerly=False and jit_compile are refused).")
+        if self._distribute_strategy is not None or \
+                tf.distribute.has_strategy():
+            strategy = self._distribute_strategy or tf.distribute.get_strategy()
+            raise ValueError(
+                f"{name} cannot run under {type(strategy).__name__}: its "
+                "meta-step steps Python environments eagerly, task after "
+                "task, outside any replica function. Build and compile it "
+                "outside a tf.distribute strategy's scope.")
+        kwargs.update(run_eagerly=True, jit_compile=False)
+        super().compile(optimizer=optimizer, **kwargs)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def require_compiled(self):
+        """Raises ``RuntimeError`` unless ``compile`` gave the outer
+        optimizer (called first by ``meta_step``)."""
+        if getattr(self, "optimizer", None) is None:
+            raise RuntimeError(
+                f"{type(self).__name__} needs compile(optimizer) before "
+                "meta_step or fit.")
+
+    def track(self, logs):
+        """Adds one meta-step's (or task's) ``logs`` to the epoch means;
+        returns the means so far (``train_step``'s value).
+
+        Args:
+          logs: a mapping with a number for each of ``log_names``.
+        """
+        for name, tracker in self.trackers.items():
+            value = logs[name]
+            if name in self.optional_logs and not np.isfinite(value):
+                continue
+            tracker.update_state(value)
+        return {name: t.result() for name, t in self.trackers.items()}
+
+    def fit(self, x=None, **kwargs):
+        """``keras.Model.fit``; without ``x``, ``steps_per_epoch``
+        meta-steps per epoch (required).
+
+        Args:
+          x: ``None`` (the environments are the data); default ``None``.
+          **kwargs: ``keras.Model.fit``'s other arguments (``epochs``,
+            ``steps_per_epoch``, required without ``x``, ``callbacks``).
+        """
+        if x is None:
+            if not kwargs.get("steps_per_epoch"):
+                raise ValueError(
+                    f"{type(self).__name__}.fit without data needs "
+                    "steps_per_epoch (the meta-steps per epoch).")
+            x = tf.data.Dataset.from_tensors(0).repeat()
+            kwargs.setdefault("shuffle", False)
+        return super().fit(x, **kwargs)
