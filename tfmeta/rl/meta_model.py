@@ -19,7 +19,8 @@ import tensorflow as tf
 class RLMetaModel(keras.Model):
     """An eager, environment-driven meta-learner (a ``keras.Model``).
 
-    Subclasses implement ``meta_step()`` (one meta-step; it may use
+    Subclasses implement ``meta_variables`` (what the outer optimizer
+    updates), ``meta_step()`` (one meta-step; it may use
     ``self.optimizer``, the outer optimizer given to ``compile``) and
     ``train_step`` (calling it and ``track``).
 
@@ -69,6 +70,48 @@ class RLMetaModel(keras.Model):
     @property
     def metrics(self):
         return list(self.trackers.values())
+
+    #: Whether ``get_run_state`` holds more than the Keras weights do (a
+    #: checkpoint then saves it beside them; ``tfmeta train``).
+    has_run_state = False
+
+    def get_run_state(self):
+        """What continuing the run exactly needs beyond the Keras weights
+        (``save_weights``: the model's variables and the outer optimizer),
+        as a picklable object; ``None`` here (a subclass with
+        ``has_run_state`` returns it)."""
+        return None
+
+    def set_run_state(self, state):
+        """Continues the run whose ``get_run_state`` gave ``state`` (after
+        ``load_weights`` of the same checkpoint).
+
+        Args:
+          state: what ``get_run_state`` returned.
+        """
+        raise ValueError(f"{type(self).__name__} keeps no run state beyond "
+                         "its weights.")
+
+    @property
+    def meta_variables(self):
+        """The variables the outer optimizer updates (the subclass's)."""
+        raise NotImplementedError
+
+    def load_weights(self, filepath, *args, **kwargs):
+        """``keras.Model.load_weights``, the outer optimizer's state
+        included: a compiled model's optimizer is first built on
+        ``meta_variables`` (Keras would otherwise skip the state of an
+        optimizer that has not stepped yet).
+
+        Args:
+          filepath: a ``.weights.h5`` file that ``save_weights`` wrote.
+          *args: ``keras.Model.load_weights``'s other arguments.
+          **kwargs: ``keras.Model.load_weights``'s other arguments.
+        """
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(self.meta_variables)
+        return super().load_weights(filepath, *args, **kwargs)
 
     def require_compiled(self):
         """Raises ``RuntimeError`` unless ``compile`` gave the outer

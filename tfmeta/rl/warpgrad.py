@@ -91,6 +91,7 @@ class RLWarpGrad(RLMetaModel):
         self.a2c, self.agent = a2c, a2c.model
         self.warp_mask = mask
         self.last_gradient = None   # the last meta-step's mean warp gradient
+        self.last_logs = {}         # the last meta-step's logs (callbacks)
 
         def hook(state, step, theta, theta_next, loss, loss_next, grads):
             warp_grads = [g for g, m in zip(grads, self.warp_mask) if m]
@@ -106,6 +107,26 @@ class RLWarpGrad(RLMetaModel):
           inputs: the agent's inputs.
         """
         return self.agent(inputs)
+
+    has_run_state = True
+
+    def get_run_state(self):
+        """The A2C's whole state (``A2C.get_state()``: its parameters, Adam
+        state, update counter, observations, recurrent state, episodes and
+        environments): the continual stream goes on from there. The warp
+        parameters' optimizer is in the Keras weights."""
+        return self.a2c.get_state()
+
+    def set_run_state(self, state):
+        """Continues the stream ``get_run_state`` saved (``A2C.set_state``;
+        the restored environments replace, and close, the current ones).
+
+        Args:
+          state: what ``get_run_state`` returned.
+        """
+        envs = self.a2c.envs
+        self.a2c.set_state(state)
+        envs.close()
 
     @property
     def meta_variables(self):
@@ -148,9 +169,70 @@ class RLWarpGrad(RLMetaModel):
 
     def train_step(self, data):
         """One meta-step (``data`` is ignored: the agent's environments are
-        the data).
+        the data); its logs stay in ``last_logs`` (for callbacks).
 
         Args:
           data: ignored.
         """
-        return self.track(self.meta_step())
+        self.last_logs = self.meta_step()
+        return self.track(self.last_logs)
+
+
+MAZE_AGENTS = ("RNN", "HyperRNN", "T-Nets-RNN", "Warp-RNN")
+"""WarpGrad appendix I's maze agents (``maze_agent``'s kinds)."""
+
+MAZE_META_AGENTS = ("T-Nets-RNN", "Warp-RNN")
+"""The maze agents whose warp parameters ``RLWarpGrad`` meta-learns."""
+
+MAZE_A2C = dict(gamma=0.9, entropy_cost=0.03, value_cost=0.1,
+                reward_clip=None, max_grad_norm=4.0)
+"""The A2C settings of the WarpGrad code for the maze (docs/rl.md)."""
+
+
+def maze_agent(kind="Warp-RNN", *, units=100, meta_units=100, envs=30,
+               episode_length=200, optimizer=None, seed=0):
+    """WarpGrad appendix I's A2C agent of ``kind`` on the maze: a basic
+    tanh RNN read by linear policy and value heads, trained on batches of
+    ``envs`` whole episodes (``unroll`` = the episode length) with
+    ``MAZE_A2C``. Returns the ``A2C``; for ``MAZE_META_AGENTS`` it holds
+    the warp parameters fixed, for ``RLWarpGrad``. The initial weights come
+    from Keras's global seed (``keras.utils.set_random_seed``).
+
+    * ``RNN``: ``keras.layers.SimpleRNNCell`` (Wang et al., 2016);
+    * ``HyperRNN``: ``tfmeta.layers.WarpRNNCell`` (eq. 20), every weight
+      trained by every A2C update;
+    * ``T-Nets-RNN``: ``tfmeta.layers.TNetsRNNCell``, its T's fixed;
+    * ``Warp-RNN``: ``WarpRNNCell``, its meta-LSTM and projection fixed.
+
+    Args:
+      kind: one of ``MAZE_AGENTS`` (default ``"Warp-RNN"``).
+      units: the RNN's hidden units (default 100, the paper's).
+      meta_units: the meta-LSTM's units (``WarpRNNCell``; default 100).
+      envs: maze environments, the episodes of a batch (default 30).
+      episode_length: steps per episode and per update (default 200).
+      optimizer: the task optimizer (default Adam 1e-3, the paper's).
+      seed: the A2C's seed (environment resets and action draws).
+    """
+    import keras
+
+    from tfmeta import layers
+    from tfmeta.rl import nets
+    from tfmeta.rl.a2c import A2C
+    from tfmeta.rl.envs import vector_env
+    from tfmeta.rl.maze import ACTIONS, Maze
+    if kind not in MAZE_AGENTS:
+        raise ValueError(f"unknown maze agent {kind!r}; one of "
+                         f"{MAZE_AGENTS}.")
+    if kind == "RNN":
+        cell = keras.layers.SimpleRNNCell(units, activation="tanh",
+                                          name="rnn")
+    elif kind == "T-Nets-RNN":
+        cell = layers.TNetsRNNCell(units, name="rnn")
+    else:
+        cell = layers.WarpRNNCell(units, meta_units=meta_units, name="rnn")
+    model = nets.rnn_agent(16, len(ACTIONS), cell=cell)  # 16: Maze's observation
+    batch = vector_env(lambda: Maze(episode_length=episode_length), envs)
+    fixed = partition(model)[1] if kind in MAZE_META_AGENTS else ()
+    return A2C(model, batch, keras.optimizers.Adam(1e-3)
+               if optimizer is None else optimizer, unroll=episode_length,
+               seed=seed, fixed=fixed, **MAZE_A2C)
