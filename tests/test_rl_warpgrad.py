@@ -204,3 +204,43 @@ def test_maze_experiment_tiny(tmp_path):
         warpgrad_maze.main(["--preset", "tiny", "--updates", "3",
                             "--out", str(tmp_path / "other")])
     assert not (tmp_path / "other").exists()
+
+    # A run cut after the 3rd chunk's row but before its state was saved
+    # (as a kill there would), continued by --resume: the same rows as the
+    # uninterrupted run (each agent is its own stream: a subset of agents
+    # makes the same rows). Wall time (seconds) aside.
+    cut, args = tmp_path / "cut", ["--preset", "tiny", "--agents", "RNN",
+                                   "Warp-RNN"]
+    save, saves = warpgrad_maze.atomic_write, []
+
+    def killed_at_third_state(path, data):
+        if path.name == warpgrad_maze.STATE:
+            saves.append(path)
+            if len(saves) == 3:
+                raise KeyboardInterrupt
+        save(path, data)
+
+    warpgrad_maze.atomic_write = killed_at_third_state
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            warpgrad_maze.main(args + ["--out", str(cut)])
+    finally:
+        warpgrad_maze.atomic_write = save
+    assert len(read(cut)) == 3      # the 3rd chunk's row, not its state
+    warpgrad_maze.main(args + ["--out", str(cut), "--resume"])
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"}  # noqa: E731
+                          for r in rows]
+    assert strip(read(cut)) == strip([r for r in saved
+                                      if r["agent"] in ("RNN", "Warp-RNN")])
+    with pytest.raises(SystemExit, match="other settings"):
+        warpgrad_maze.main(["--preset", "tiny", "--out", str(cut),
+                            "--resume"])
+    with pytest.raises(SystemExit, match="holds no state.pkl"):
+        warpgrad_maze.main(args + ["--out", str(tmp_path / "none"),
+                                   "--resume"])
+
+
+def read(run):
+    import csv
+    with open(run / "results.csv") as handle:
+        return list(csv.DictReader(handle))
