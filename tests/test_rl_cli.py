@@ -224,3 +224,32 @@ def test_warpgrad_maze_defaults_are_the_experiments_warp_rnn():
     transfer = schema.resolve({}, {"method": "transfer", "tasks": "maze",
                                    "encoder": "linear"})
     assert transfer["width"] == 6     # the 2 x N mazes keep their defaults
+
+
+@pytest.mark.slow
+def test_a_killed_warpgrad_maze_run_resumes_to_the_uninterrupted_state(
+        tmp_path):
+    """SIGKILL after meta-step 2 (its checkpoint at 1), the same command
+    again: the weights, the warp optimizer and the A2C's whole state of an
+    uninterrupted run."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2",
+               TFMETA_TEST_KILL_AT_STEP="2")
+    args = WARP[:WARP.index("--steps") + 1] + ["3"] + \
+        WARP[WARP.index("--steps") + 2:]
+    killed = subprocess.run([sys.executable, "-m", "tfmeta", *args, "--out",
+                             str(tmp_path / "killed")], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert json.loads((tmp_path / "killed" / "checkpoint.json").read_text(
+        ))["step"] == 1
+    assert cli.main(args + ["--out", str(tmp_path / "killed")]) == 0
+    assert cli.main(args + ["--out", str(tmp_path / "whole")]) == 0
+    a, b = checkpoint(tmp_path / "killed"), checkpoint(tmp_path / "whole")
+    assert sorted(a) == sorted(b)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    sa, sb = run_state(tmp_path / "killed", 3), run_state(tmp_path / "whole", 3)
+    for x, y in zip(sa["variables"], sb["variables"]):
+        np.testing.assert_array_equal(x, y)
+    assert sa["episodes"] == sb["episodes"]
+    same_environments(sa["envs"], sb["envs"])
