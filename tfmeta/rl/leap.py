@@ -94,7 +94,6 @@ class RLLeap(RLMetaModel):
         self.seed = int(seed)
         # One hook object: each agent's compiled update traces it once.
         self._hooks = {}
-        self.last_logs = []
         self.built = True
 
     def call(self, observations):
@@ -182,11 +181,3 @@ class RLLeap(RLMetaModel):
         self.optimizer.apply_gradients(
             [(g / len(batch), v) for g, v in zip(total, self.meta_variables)])
         return logs
-
-    def train_step(self, data):
-        """One meta-step (``data`` is ignored: the tasks are the data); its
-        per-task logs stay in ``last_logs`` (for callbacks)."""
-        self.last_logs = self.meta_step()
-        for log in self.last_logs:
-            means = self.track(log)
-        return means

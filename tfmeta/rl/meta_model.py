@@ -20,9 +20,10 @@ class RLMetaModel(keras.Model):
     """An eager, environment-driven meta-learner (a ``keras.Model``).
 
     Subclasses implement ``meta_variables`` (what the outer optimizer
-    updates), ``meta_step()`` (one meta-step; it may use
-    ``self.optimizer``, the outer optimizer given to ``compile``) and
-    ``train_step`` (calling it and ``track``).
+    updates) and ``meta_step()`` (one meta-step with ``self.optimizer``,
+    the outer optimizer given to ``compile``; it returns its logs, a
+    mapping or a list of them, one per task); ``train_step`` runs it and
+    keeps its logs in ``last_logs`` (for callbacks).
 
     Args:
       log_names: the names of the logs ``fit`` reports as epoch means
@@ -38,6 +39,7 @@ class RLMetaModel(keras.Model):
         self.trackers = {name: keras.metrics.Mean(name=name)
                          for name in log_names}
         self.optional_logs = frozenset(optional_logs)
+        self.last_logs = []     # the last meta-step's logs (callbacks)
 
     def compile(self, optimizer, **kwargs):
         """``optimizer``: the Keras optimizer of the outer step. The
@@ -113,6 +115,24 @@ class RLMetaModel(keras.Model):
             optimizer.build(self.meta_variables)
         return super().load_weights(filepath, *args, **kwargs)
 
+    def meta_step(self):
+        """One meta-step; returns its logs (a mapping with a number for
+        each of ``log_names``, or a list of them). The subclass's."""
+        raise NotImplementedError
+
+    def train_step(self, data):
+        """One meta-step (``data`` is ignored: the environments are the
+        data); its logs stay in ``last_logs``.
+
+        Args:
+          data: ignored.
+        """
+        self.last_logs = self.meta_step()
+        logs = self.last_logs
+        for log in logs if isinstance(logs, (list, tuple)) else [logs]:
+            self.track(log)
+        return {name: t.result() for name, t in self.trackers.items()}
+
     def require_compiled(self):
         """Raises ``RuntimeError`` unless ``compile`` gave the outer
         optimizer (called first by ``meta_step``)."""
@@ -122,8 +142,7 @@ class RLMetaModel(keras.Model):
                 "meta_step or fit.")
 
     def track(self, logs):
-        """Adds one meta-step's (or task's) ``logs`` to the epoch means;
-        returns the means so far (``train_step``'s value).
+        """Adds one meta-step's (or task's) ``logs`` to the epoch means.
 
         Args:
           logs: a mapping with a number for each of ``log_names``.
@@ -133,7 +152,6 @@ class RLMetaModel(keras.Model):
             if name in self.optional_logs and not np.isfinite(value):
                 continue
             tracker.update_state(value)
-        return {name: t.result() for name, t in self.trackers.items()}
 
     def fit(self, x=None, **kwargs):
         """``keras.Model.fit``; without ``x``, ``steps_per_epoch``

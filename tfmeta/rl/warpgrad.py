@@ -91,7 +91,6 @@ class RLWarpGrad(RLMetaModel):
         self.a2c, self.agent = a2c, a2c.model
         self.warp_mask = mask
         self.last_gradient = None   # the last meta-step's mean warp gradient
-        self.last_logs = {}         # the last meta-step's logs (callbacks)
 
         def hook(state, step, theta, theta_next, loss, loss_next, grads):
             warp_grads = [g for g, m in zip(grads, self.warp_mask) if m]
@@ -166,16 +165,6 @@ class RLWarpGrad(RLMetaModel):
         self.last_gradient = mean
         return {"loss": float(logs["loss"]), "warp_grad_norm": norm,
                 "mean_return": self.a2c.mean_return(300)}
-
-    def train_step(self, data):
-        """One meta-step (``data`` is ignored: the agent's environments are
-        the data); its logs stay in ``last_logs`` (for callbacks).
-
-        Args:
-          data: ignored.
-        """
-        self.last_logs = self.meta_step()
-        return self.track(self.last_logs)
 
 
 MAZE_AGENTS = ("RNN", "HyperRNN", "T-Nets-RNN", "Warp-RNN")
