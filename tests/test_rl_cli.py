@@ -181,6 +181,8 @@ def test_warpgrad_maze_writes_a_run_and_resumes_exactly(tmp_path, capsys):
     # tfmeta evaluate restores the agent's stream: the same statistics
     assert cli.main(["evaluate", str(run)]) == 0
     assert json.loads(capsys.readouterr().out) == results
+    assert cli.main(["export", str(run)]) == 2      # an agent, no SavedModel
+    assert "there is no SavedModel export" in capsys.readouterr().err
 
     # a checkpoint without its run state cannot continue: named, kept
     (run / "ckpt-2.state.pkl").unlink()

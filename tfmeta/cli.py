@@ -303,13 +303,15 @@ class WarpMazeFamily(RLFamily):
 
     def evaluate(self, meta, config, step):
         a2c = meta.a2c
-        last = a2c.mean_return(300)
-        mean = a2c.mean_return(len(a2c.episodes) or 1)
+        returns = [e.episode_return for e in a2c.episodes]  # none: null
+
+        def mean(values):
+            return float(sum(values) / len(values)) if values else None
+
         return {"step": step, "method": "warpgrad", "tasks": "maze",
                 "updates": int(a2c.updates.numpy()),
-                "episodes": len(a2c.episodes),
-                "mean_return": None if mean != mean else mean,
-                "mean_return_last_300": None if last != last else last}
+                "episodes": len(returns), "mean_return": mean(returns),
+                "mean_return_last_300": mean(returns[-300:])}
 
 
 class PendulumFamily(TransferFamily):
@@ -1163,6 +1165,11 @@ def cmd_export(args):
     from tfmeta import export
     with _locked_run(args.run):
         _, config, meta, family, step = _load_run(args.run)
+        if isinstance(family, RLFamily):
+            raise UsageError(
+                f"{config['method']} on {config['tasks']} trains an RL agent, "
+                "not a MetaLearner: there is no SavedModel export; its "
+                f"checkpoint is in {args.run} (Keras weights).")
         try:
             path = export.export(meta, args.path, overwrite=args.overwrite)
         except (export.ExportError, FileExistsError) as err:
