@@ -51,7 +51,7 @@ Presets (``--preset``; ``--updates``, ``--seeds`` override):
   100 000) per agent, 10 seeds (the paper's runs). Not run.
 
     python experiments/warpgrad_maze.py --preset tiny --out runs/warpgrad_maze_tiny
-    python experiments/warpgrad_maze.py --preset tiny --out runs/warpgrad_maze_tiny --resume
+    python experiments/warpgrad_maze.py --out runs/warpgrad_maze_tiny --resume
 """
 
 import argparse

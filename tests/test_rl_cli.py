@@ -250,7 +250,8 @@ def test_a_killed_warpgrad_maze_run_resumes_to_the_uninterrupted_state(
     assert sorted(a) == sorted(b)
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
-    sa, sb = run_state(tmp_path / "killed", 3), run_state(tmp_path / "whole", 3)
+    sa = run_state(tmp_path / "killed", 3)
+    sb = run_state(tmp_path / "whole", 3)
     for x, y in zip(sa["variables"], sb["variables"]):
         np.testing.assert_array_equal(x, y)
     assert sa["episodes"] == sb["episodes"]

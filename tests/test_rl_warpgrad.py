@@ -228,8 +228,9 @@ def test_maze_experiment_tiny(tmp_path):
         warpgrad_maze.atomic_write = save
     assert len(read(cut)) == 2      # the 2nd chunk's row, not its state
     warpgrad_maze.main(args + ["--out", str(cut), "--resume"])
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"}  # noqa: E731
-                          for r in rows]
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
     assert strip(read(cut)) == strip([r for r in saved
                                       if r["agent"] == "Warp-RNN"])
     with pytest.raises(SystemExit, match="other settings"):

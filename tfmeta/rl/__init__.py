@@ -27,13 +27,14 @@ from tfmeta.rl.leap import RLLeap  # noqa: E402
 from tfmeta.rl.maze import Maze  # noqa: E402
 from tfmeta.rl.meta_model import RLMetaModel  # noqa: E402
 from tfmeta.rl.ppo import PPO  # noqa: E402
-from tfmeta.rl.warpgrad import MAZE_AGENTS, RLWarpGrad, maze_agent  # noqa: E402
+from tfmeta.rl.warpgrad import (  # noqa: E402
+    MAZE_AGENTS, RLWarpGrad, maze_agent)
 
 register()
 
 __all__ = [
-    "A2C", "MAZE_AGENTS", "MAZE_ID", "Maze", "PPO", "RLLeap", "RLMetaModel", "RLWarpGrad", "Rollout",
-    "UpdateRecord", "action_count",
-    "atari_games", "dumps_envs", "game_id", "loads_envs", "make_atari", "make_atari_vector", "maze_agent", "nets",
-    "register", "vector_env",
+    "A2C", "MAZE_AGENTS", "MAZE_ID", "Maze", "PPO", "RLLeap", "RLMetaModel",
+    "RLWarpGrad", "Rollout", "UpdateRecord", "action_count",
+    "atari_games", "dumps_envs", "game_id", "loads_envs", "make_atari",
+    "make_atari_vector", "maze_agent", "nets", "register", "vector_env",
 ]

@@ -60,7 +60,8 @@ class RLMetaModel(keras.Model):
                 "eagerly (run_eagerly=False and jit_compile are refused).")
         if self._distribute_strategy is not None or \
                 tf.distribute.has_strategy():
-            strategy = self._distribute_strategy or tf.distribute.get_strategy()
+            strategy = (self._distribute_strategy
+                        or tf.distribute.get_strategy())
             raise ValueError(
                 f"{name} cannot run under {type(strategy).__name__}: its "
                 "meta-step steps Python environments eagerly, task after "

@@ -219,7 +219,8 @@ def maze_agent(kind="Warp-RNN", *, units=100, meta_units=100, envs=30,
         cell = layers.TNetsRNNCell(units, name="rnn")
     else:
         cell = layers.WarpRNNCell(units, meta_units=meta_units, name="rnn")
-    model = nets.rnn_agent(16, len(ACTIONS), cell=cell)  # 16: Maze's observation
+    # 16: the maze's observation (3 x 3 cells, bias, time, reward, action)
+    model = nets.rnn_agent(16, len(ACTIONS), cell=cell)
     batch = vector_env(lambda: Maze(episode_length=episode_length), envs)
     fixed = partition(model)[1] if kind in MAZE_META_AGENTS else ()
     return A2C(model, batch, keras.optimizers.Adam(1e-3)
