@@ -29,6 +29,15 @@ episodes) as it goes; ``results.md`` and ``warpgrad_maze.png`` (mean
 cumulative return per episode against episodes, mean over seeds) are
 rewritten after every round.
 
+After every chunk, ``state.pkl`` (written to a temporary file, then
+renamed) holds each agent's whole state: ``A2C.get_state()`` (its
+parameters, warp parameters included, Adam state, update counter,
+observations, recurrent state, episodes and environments) and the warp
+optimizer's variables, with the rows so far. ``--resume`` continues a run
+that was cut (killed) from there, with the same command otherwise: it ends
+with the same ``results.csv`` as an uninterrupted run (but for the
+``seconds`` column, wall time).
+
 Presets (``--preset``; ``--updates``, ``--seeds`` override):
 
 * ``tiny``: 8 units, 2 environments, 20-step episodes, 4 updates with a warp
@@ -42,12 +51,15 @@ Presets (``--preset``; ``--updates``, ``--seeds`` override):
   100 000) per agent, 10 seeds (the paper's runs). Not run.
 
     python experiments/warpgrad_maze.py --preset tiny --out runs/warpgrad_maze_tiny
+    python experiments/warpgrad_maze.py --out runs/warpgrad_maze_tiny --resume
 """
 
 import argparse
 import csv
+import io
 import os
 import pathlib
+import pickle
 import sys
 import time
 
@@ -57,12 +69,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from tfmeta import layers as L  # noqa: E402
 from tfmeta import rl  # noqa: E402
-from tfmeta.warpgrad import partition  # noqa: E402
 
-AGENTS = ("RNN", "HyperRNN", "T-Nets-RNN", "Warp-RNN")
-META = ("T-Nets-RNN", "Warp-RNN")   # warp parameters meta-learned
+AGENTS = rl.MAZE_AGENTS   # RNN, HyperRNN, T-Nets-RNN, Warp-RNN
+META = rl.warpgrad.MAZE_META_AGENTS   # warp parameters meta-learned
 
 PRESETS = {
     "tiny": dict(units=8, meta_units=8, envs=2, episode_length=20,
@@ -72,8 +82,9 @@ PRESETS = {
     "paper": dict(units=100, meta_units=100, envs=30, episode_length=200,
                   updates=200_000 // 30 + 1, interval=30, seeds=10),
 }
-COMMON = dict(lr=1e-3, warp_lr=1e-3, gamma=0.9, entropy_cost=0.03,
-              value_cost=0.1, max_grad_norm=4.0)
+COMMON = dict(lr=1e-3, warp_lr=1e-3, **rl.warpgrad.MAZE_A2C)
+FIELDS = ["agent", "seed", "updates", "episodes", "mean_return", "seconds"]
+STATE = "state.pkl"
 
 # WarpGrad section 4.3 / Figure 4 (text): mean cumulative return per episode.
 PAPER = ("baselines (RNN, HyperRNN, T-Nets-RNN, Hebbian): at most ~125 "
@@ -81,36 +92,61 @@ PAPER = ("baselines (RNN, HyperRNN, T-Nets-RNN, Hebbian): at most ~125 "
          "after 60 000 episodes; T-Nets-RNN below the RNN")
 
 
-def make_cell(kind, cfg):
-    if kind == "RNN":
-        return keras.layers.SimpleRNNCell(cfg["units"], activation="tanh",
-                                          name="rnn")
-    if kind == "T-Nets-RNN":
-        return L.TNetsRNNCell(cfg["units"], name="rnn")
-    return L.WarpRNNCell(cfg["units"], meta_units=cfg["meta_units"],
-                         name="rnn")
-
-
 def make_agent(kind, cfg, seed):
-    """``(a2c, warp)``: the agent ``kind`` and, for the meta-learned ones,
-    its ``RLWarpGrad`` (else ``None``)."""
+    """``(a2c, warp)``: the agent ``kind`` (``tfmeta.rl.maze_agent``) and,
+    for the meta-learned ones, its ``RLWarpGrad`` (else ``None``)."""
     if kind not in AGENTS:
         raise ValueError(f"unknown agent {kind!r}; one of {AGENTS}.")
     keras.utils.set_random_seed(seed)   # the same W, V, b draws per seed
-    model = rl.nets.rnn_agent(16, 4, cell=make_cell(kind, cfg))
-    length = cfg["episode_length"]
-    envs = rl.vector_env(lambda: rl.Maze(episode_length=length), cfg["envs"])
-    fixed = partition(model)[1] if kind in META else ()
-    a2c = rl.A2C(model, envs, keras.optimizers.Adam(cfg["lr"]),
-                 unroll=length, gamma=cfg["gamma"],
-                 entropy_cost=cfg["entropy_cost"],
-                 value_cost=cfg["value_cost"], reward_clip=None,
-                 max_grad_norm=cfg["max_grad_norm"], seed=seed, fixed=fixed)
+    a2c = rl.maze_agent(kind, units=cfg["units"], meta_units=cfg["meta_units"],
+                        envs=cfg["envs"], episode_length=cfg["episode_length"],
+                        optimizer=keras.optimizers.Adam(cfg["lr"]), seed=seed)
     warp = None
     if kind in META:
         warp = rl.RLWarpGrad(a2c, interval=cfg["interval"])
         warp.compile(keras.optimizers.Adam(cfg["warp_lr"]))
     return a2c, warp
+
+
+def agent_state(a2c, warp):
+    """One agent's whole state: the A2C's and the warp optimizer's."""
+    return {"a2c": a2c.get_state(),
+            "warp_optimizer": None if warp is None else
+            [v.numpy() for v in warp.optimizer.variables]}
+
+
+def restore_agent(a2c, warp, state):
+    """``agent_state``'s state back into a freshly made agent."""
+    envs = a2c.envs
+    a2c.set_state(state["a2c"])
+    envs.close()
+    if warp is not None:
+        warp.optimizer.build(warp.meta_variables)
+        variables = warp.optimizer.variables
+        saved = state["warp_optimizer"]
+        if len(saved) != len(variables):
+            raise ValueError("the saved warp optimizer does not fit.")
+        for variable, value in zip(variables, saved):
+            variable.assign(value)
+
+
+def atomic_write(path, data):
+    """``data`` (bytes) to ``path`` through a temporary file: a kill leaves
+    the previous file whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def csv_bytes(rows):
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue().encode()
 
 
 def train_chunk(a2c, warp, updates):
@@ -183,6 +219,9 @@ def main(argv=None):
                         "first-seed + 1, ...)")
     parser.add_argument("--agents", nargs="+", choices=AGENTS,
                         default=list(AGENTS))
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run that --out holds from its "
+                        "state.pkl (the same options otherwise)")
     args = parser.parse_args(argv)
     cfg = dict(PRESETS[args.preset], **COMMON)
     for key in ("updates", "seeds"):
@@ -195,24 +234,49 @@ def main(argv=None):
         parser.error(f"--updates must be a multiple of the warp interval "
                      f"{cfg['interval']}, got {cfg['updates']}.")
     out = pathlib.Path(args.out or f"runs/warpgrad_maze_{args.preset}")
-    if out.exists() and any(out.iterdir()):
+    run = {"cfg": cfg, "agents": list(args.agents),
+           "first_seed": args.first_seed}
+    saved = None
+    if args.resume:
+        if not (out / STATE).is_file():
+            sys.exit(f"--resume: {out} holds no {STATE} (no run of this "
+                     "script to continue); nothing was changed.")
+        try:
+            saved = pickle.loads((out / STATE).read_bytes())
+        except Exception as err:  # noqa: BLE001 - unpickling errors vary
+            sys.exit(f"--resume: {out / STATE} is unreadable ({err}); "
+                     "nothing was changed.")
+        if saved["run"] != run:
+            sys.exit(f"--resume: {out} holds a run with other settings "
+                     f"({saved['run']}); use its options, or another --out. "
+                     "Nothing was changed.")
+    elif out.exists() and any(out.iterdir()):
         sys.exit(f"{out} exists and is not empty: give another --out "
-                 "(this script never overwrites files it did not write).")
+                 "(this script never overwrites files it did not write), "
+                 "or --resume to continue a run of this script there.")
     out.mkdir(parents=True, exist_ok=True)
     command = "python experiments/warpgrad_maze.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
 
     rows, seconds = [], {}
-    fields = ["agent", "seed", "updates", "episodes", "mean_return",
-              "seconds"]
-    with open(out / "results.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
+    if saved is not None:   # the rows of the saved chunks only
+        rows, seconds = list(saved["rows"]), dict(saved["seconds"])
+    atomic_write(out / "results.csv", csv_bytes(rows))
+    with open(out / "results.csv", "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS,
+                                lineterminator="\n")
         for seed in range(args.first_seed, args.first_seed + cfg["seeds"]):
+            if saved is not None and seed < saved["seed"]:
+                continue    # finished before the cut
             agents = {kind: make_agent(kind, cfg, seed)
                       for kind in args.agents}
+            if saved is not None and seed == saved["seed"]:
+                for kind, (a2c, warp) in agents.items():
+                    restore_agent(a2c, warp, saved["agents"][kind])
             for done in range(0, cfg["updates"], cfg["interval"]):
                 for kind, (a2c, warp) in agents.items():
+                    if int(a2c.updates.numpy()) > done:
+                        continue    # this chunk was saved before the cut
                     start = time.perf_counter()
                     mean = train_chunk(a2c, warp, cfg["interval"])
                     took = time.perf_counter() - start
@@ -224,10 +288,16 @@ def main(argv=None):
                     rows.append(row)
                     writer.writerow(row)
                     handle.flush()
+                    atomic_write(out / STATE, pickle.dumps({
+                        "run": run, "seed": seed, "rows": rows,
+                        "seconds": seconds,
+                        "agents": {k: agent_state(*agent)
+                                   for k, agent in agents.items()}}))
                     print(row, flush=True)
                 write_report(out, cfg, rows, seconds, command)
             for a2c, _ in agents.values():
                 a2c.envs.close()
+    write_report(out, cfg, rows, seconds, command)
     return rows
 
 

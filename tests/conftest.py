@@ -27,6 +27,23 @@ requires_omniglot = pytest.mark.skipif(
     reason="Omniglot archives not found (../shared/data or TFMETA_DATA)")
 
 
+def _have_mujoco():
+    try:
+        import gymnasium  # noqa: F401
+        import mujoco  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# Tests that simulate MuJoCo (pendulums, Ant) are skipped, with the reason,
+# where the mujoco extra is not installed.
+HAVE_MUJOCO = _have_mujoco()
+requires_mujoco = pytest.mark.skipif(
+    not HAVE_MUJOCO, reason="mujoco extra not installed (pip install "
+                            "'tfmeta[mujoco]')")
+
+
 def central_difference(var, loss, eps=1e-6):
     """Central-difference gradient of ``loss()`` (a number) with respect to
     the variable ``var``, entry by entry; ``var`` is restored afterwards."""

@@ -10,17 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import requires_mujoco
 from tfmeta.tasks import ant_legs
 
-try:
-    import mujoco  # noqa: F401
-    import gymnasium  # noqa: F401
-    HAVE_MUJOCO = True
-except ImportError:
-    HAVE_MUJOCO = False
-requires_mujoco = pytest.mark.skipif(
-    not HAVE_MUJOCO, reason="mujoco extra not installed (pip install "
-                            "'tfmeta[mujoco]')")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -33,6 +25,7 @@ def _step(env, qpos, qvel, action):
 
 @requires_mujoco
 def test_leg_lengths_reach_every_leg_and_change_the_dynamics():
+    import mujoco
     for upper, ankle in ((0.2, 0.6), (0.45, 0.25)):
         env = ant_legs.make_env(upper, ankle)
         uppers, ankles = ant_legs.leg_lengths(env.model)

@@ -7,17 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from conftest import requires_mujoco
 from tfmeta.tasks import pendulum
-
-try:
-    import mujoco  # noqa: F401
-    import gymnasium  # noqa: F401
-    HAVE_MUJOCO = True
-except ImportError:
-    HAVE_MUJOCO = False
-requires_mujoco = pytest.mark.skipif(
-    not HAVE_MUJOCO, reason="mujoco extra not installed (pip install "
-                            "'tfmeta[mujoco]')")
 
 
 @requires_mujoco

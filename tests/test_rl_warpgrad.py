@@ -154,6 +154,18 @@ def test_bad_input():
         rl.RLWarpGrad(plain)
     with pytest.raises(RuntimeError, match="compile"):
         rl.RLWarpGrad(agent()).meta_step()
+    warp = rl.RLWarpGrad(agent())
+    with pytest.raises(ValueError, match="runs eagerly"):
+        warp.compile(keras.optimizers.SGD(0.1), run_eagerly=False)
+    with pytest.raises(TypeError, match="Keras optimizer"):
+        warp.compile("sgd")
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        warp.fit()
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        warp = rl.RLWarpGrad(agent())
+        with pytest.raises(ValueError, match="RLWarpGrad cannot run under "
+                                             "MirroredStrategy"):
+            warp.compile(keras.optimizers.SGD(0.1))
     model = rl.nets.rnn_agent(OBS, 4, units=3)
     with pytest.raises(ValueError, match="every trainable variable"):
         rl.A2C(model, rl.vector_env(rl.MAZE_ID, 1),
@@ -192,3 +204,44 @@ def test_maze_experiment_tiny(tmp_path):
         warpgrad_maze.main(["--preset", "tiny", "--updates", "3",
                             "--out", str(tmp_path / "other")])
     assert not (tmp_path / "other").exists()
+
+    # A run cut after the 2nd chunk's row but before its state was saved
+    # (as a kill there would), continued by --resume: the same rows as the
+    # uninterrupted run (each agent is its own stream: one agent alone makes
+    # its same rows; the Warp-RNN's state includes the warp optimizer's).
+    # Wall time (seconds) aside.
+    cut, args = tmp_path / "cut", ["--preset", "tiny", "--agents", "Warp-RNN"]
+    save, saves = warpgrad_maze.atomic_write, []
+
+    def killed_at_second_state(path, data):
+        if path.name == warpgrad_maze.STATE:
+            saves.append(path)
+            if len(saves) == 2:
+                raise KeyboardInterrupt
+        save(path, data)
+
+    warpgrad_maze.atomic_write = killed_at_second_state
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            warpgrad_maze.main(args + ["--out", str(cut)])
+    finally:
+        warpgrad_maze.atomic_write = save
+    assert len(read(cut)) == 2      # the 2nd chunk's row, not its state
+    warpgrad_maze.main(args + ["--out", str(cut), "--resume"])
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    assert strip(read(cut)) == strip([r for r in saved
+                                      if r["agent"] == "Warp-RNN"])
+    with pytest.raises(SystemExit, match="other settings"):
+        warpgrad_maze.main(["--preset", "tiny", "--out", str(cut),
+                            "--resume"])
+    with pytest.raises(SystemExit, match="holds no state.pkl"):
+        warpgrad_maze.main(args + ["--out", str(tmp_path / "none"),
+                                   "--resume"])
+
+
+def read(run):
+    import csv
+    with open(run / "results.csv") as handle:
+        return list(csv.DictReader(handle))

@@ -153,7 +153,69 @@ class CosSinFamily(TransferFamily):
                              sigma=self.sigma, seed=seed)
 
 
-class AtariFamily:
+class RLFamily:
+    """RL tasks (``tfmeta.rl``, the ``rl`` extra): the meta-learner is an
+    ``RLMetaModel`` whose environments are the data (no task data set, no
+    held-out batch: ``fit`` runs ``steps_per_epoch`` meta-steps), and each
+    meta-step's ``scalars`` go to TensorBoard (``tensorboard/<board>``) at
+    the outer optimizer's step."""
+
+    board = None
+
+    def __init__(self, config):
+        try:
+            from tfmeta import rl
+        except ImportError as err:
+            raise UsageError(str(err)) from err
+        self.rl, self.config = rl, config
+
+    def compiled(self, make, config):
+        """``make()``'s meta-learner (its errors as a ``UsageError``),
+        compiled with the run's outer optimizer."""
+        import keras
+        try:
+            meta = make()
+        except (TypeError, ValueError) as err:
+            raise UsageError(
+                f"bad options for {config['method']} on {config['tasks']} "
+                f"{config['method_options']}: {err}") from err
+        lr = _outer_learning_rate(config)
+        meta.compile(getattr(keras.optimizers,
+                             OPTIMIZERS[config["meta_optimizer"]])(lr))
+        return meta
+
+    def dataset(self, meta_batch, seed, start):
+        return None     # the environments are the data: fit draws them
+
+    def validation(self, config):
+        return None
+
+    def scalars(self, meta):
+        """``{tag: value}`` of the meta-step just run (NaN: left out)."""
+        return {}
+
+    def callbacks(self, run):
+        import keras
+        import tensorflow as tf
+        writer = tf.summary.create_file_writer(
+            str(run.path / "tensorboard" / self.board))
+        family = self
+
+        class PerStep(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                step = int(self.model.optimizer.iterations.numpy())
+                with writer.as_default():
+                    for tag, value in family.scalars(self.model).items():
+                        if value == value:  # not NaN
+                            tf.summary.scalar(tag, value, step)
+
+            def on_epoch_end(self, epoch, logs=None):
+                writer.flush()
+
+        return [PerStep()]
+
+
+class AtariFamily(RLFamily):
     """Atari games as RL tasks for Leap's A2C form (Leap section 4.3,
     ``tfmeta.rl.RLLeap``): a task is a game; each meta-step trains a fresh
     agent per game of a meta-batch from the shared encoder. No task data
@@ -162,18 +224,17 @@ class AtariFamily:
 
     name = "atari"
     description = "Atari games as A2C tasks, Leap's encoder (Leap section 4.3)"
+    board = "games"
 
     def __init__(self, config):
+        super().__init__(config)
         try:
-            from tfmeta import rl
             for game in config["games"] + config["eval_games"]:
-                rl.game_id(game)    # an unknown game fails before any work
+                self.rl.game_id(game)  # an unknown game fails before any work
         except (ImportError, ValueError) as err:
             raise UsageError(str(err)) from err
-        self.rl, self.config = rl, config
 
     def build(self, config, cls):
-        import keras
         rl, c = self.rl, config
         tasks = [lambda seed, g=g: rl.atari.agent(
             g, c["envs"], seed, c["max_episode_frames"]) for g in c["games"]]
@@ -181,48 +242,20 @@ class AtariFamily:
         if c["meta_batch"] > len(tasks):
             raise UsageError(f"meta_batch ({c['meta_batch']}) is larger than "
                              f"the {len(tasks)} games of --games.")
-        try:
-            meta = rl.RLLeap(encoder, tasks, updates=c["updates"],
-                             meta_batch_size=c["meta_batch"], seed=c["seed"],
-                             **c["method_options"])
-        except (TypeError, ValueError) as err:
-            raise UsageError(f"bad options for leap on atari "
-                             f"{c['method_options']}: {err}") from err
-        lr = _outer_learning_rate(config)
-        meta.compile(getattr(keras.optimizers,
-                             OPTIMIZERS[config["meta_optimizer"]])(lr))
-        return meta
+        return self.compiled(lambda: rl.RLLeap(
+            encoder, tasks, updates=c["updates"],
+            meta_batch_size=c["meta_batch"], seed=c["seed"],
+            **c["method_options"]), config)
 
-    def dataset(self, meta_batch, seed, start):
-        return None     # the tasks are the data: RLLeap.fit draws them
-
-    def callbacks(self, run):
-        """Each meta-step's per-game mean episode return and A2C loss to
-        TensorBoard (``tensorboard/games``), at the optimizer's step."""
-        import keras
-        import tensorflow as tf
-        games = self.config["games"]
-        writer = tf.summary.create_file_writer(
-            str(run.path / "tensorboard" / "games"))
-
-        class PerGame(keras.callbacks.Callback):
-            def on_train_batch_end(self, batch, logs=None):
-                step = int(self.model.optimizer.iterations.numpy())
-                with writer.as_default():
-                    for log in self.model.last_logs:
-                        game = games[log["task"]]
-                        if log["mean_return"] == log["mean_return"]:  # not NaN
-                            tf.summary.scalar(f"mean_return/{game}",
-                                              log["mean_return"], step)
-                        tf.summary.scalar(f"loss/{game}", log["loss"], step)
-
-            def on_epoch_end(self, epoch, logs=None):
-                writer.flush()
-
-        return [PerGame()]
-
-    def validation(self, config):
-        return None
+    def scalars(self, meta):
+        """Each game's mean episode return and A2C loss (``tensorboard/
+        games``)."""
+        games, out = self.config["games"], {}
+        for log in meta.last_logs:
+            game = games[log["task"]]
+            out[f"mean_return/{game}"] = log["mean_return"]
+            out[f"loss/{game}"] = log["loss"]
+        return out
 
     def evaluate(self, meta, config, step):
         c, games = config, {}
@@ -238,6 +271,47 @@ class AtariFamily:
                     game, score)) if finished else None}
         return {"step": step, "method": "leap", "tasks": "atari",
                 "eval_updates": c["eval_updates"], "games": games}
+
+
+class WarpMazeFamily(RLFamily):
+    """``warpgrad`` on ``maze``: WarpGrad appendix I's Warp-RNN A2C agent on
+    Miconi et al.'s maze (``tfmeta.rl.maze_agent``, ``RLWarpGrad``), one
+    continual stream (a new goal every episode): each meta-step is
+    ``updates`` A2C updates on ``envs`` whole episodes, then a warp update.
+    The agent of experiments/warpgrad_maze.py (100 units, 200-step
+    episodes); the results are the stream's own returns."""
+
+    name = "maze"
+    description = ("with warpgrad: WarpGrad's Warp-RNN A2C agent on "
+                   "Miconi's 11 x 11 maze (RL)")
+    board = "agent"
+
+    def build(self, config, cls):
+        import keras
+        rl, c = self.rl, config
+        task_optimizer = getattr(keras.optimizers, OPTIMIZERS[
+            c["inner_optimizer"]])(c["inner_lr"])
+        a2c = rl.maze_agent("Warp-RNN", envs=c["envs"],
+                            optimizer=task_optimizer, seed=c["seed"])
+        return self.compiled(
+            lambda: rl.RLWarpGrad(a2c, interval=c["updates"]), config)
+
+    def scalars(self, meta):
+        """The meta-step's A2C loss, warp gradient norm and mean return of
+        the last 300 episodes (``tensorboard/agent``)."""
+        return dict(meta.last_logs)
+
+    def evaluate(self, meta, config, step):
+        a2c = meta.a2c
+        returns = [e.episode_return for e in a2c.episodes]  # none: null
+
+        def mean(values):
+            return float(sum(values) / len(values)) if values else None
+
+        return {"step": step, "method": "warpgrad", "tasks": "maze",
+                "updates": int(a2c.updates.numpy()),
+                "episodes": len(returns), "mean_return": mean(returns),
+                "mean_return_last_300": mean(returns[-300:])}
 
 
 class PendulumFamily(TransferFamily):
@@ -351,6 +425,15 @@ class MazeFamily(TransferFamily):
 FAMILIES = {"sine": SineFamily, "omniglot": OmniglotFamily,
             "cos-sin": CosSinFamily, "pendulum": PendulumFamily,
             "maze": MazeFamily, "atari": AtariFamily}
+# A (method, family) that is another task than the family's own
+# (config.PAIR_OPTIONS).
+PAIR_FAMILIES = {("warpgrad", "maze"): WarpMazeFamily}
+
+
+def family_class(config):
+    """The task family class of a config's ``tasks`` and ``method``."""
+    return PAIR_FAMILIES.get((config["method"], config["tasks"]),
+                             FAMILIES[config["tasks"]])
 
 
 # ------------------------------------------------------------------ config
@@ -398,7 +481,7 @@ CHECKPOINT = re.compile(r"^ckpt-(\d+)\.weights\.h5$")   # the names tfmeta write
 
 def _atomic_write(path, text):
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
+    with open(tmp, "wb" if isinstance(text, bytes) else "w") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
@@ -412,7 +495,9 @@ class RunDir:
     ``RUN/.lock`` (the kernel releases it when the process ends, however it
     ends) and writes the holder's pid there for the message of the next one.
     Only files tfmeta wrote are ever replaced or removed: its checkpoints
-    (``ckpt-<step>.weights.h5``), their temporary files and its logs.
+    (``ckpt-<step>.weights.h5``, and ``ckpt-<step>.state.pkl`` beside them
+    for a meta-learner with a run state, ``RLMetaModel.get_run_state``),
+    their temporary files and its logs.
     """
 
     LOCK = ".lock"
@@ -567,9 +652,18 @@ class RunDir:
         _atomic_write(self.state_file, json.dumps(
             {"step": step, "weights": self.checkpoints()[step].name}))
 
+    def run_state(self, step):
+        """The run-state file of the checkpoint at ``step`` (written beside
+        the weights for a meta-learner with ``has_run_state``)."""
+        return self.path / f"ckpt-{step}.state.pkl"
+
     def save(self, meta, step, keep=2):
         """Weights to a temporary file, renamed, then the state file: a crash
         at any point leaves the previous checkpoint usable."""
+        if getattr(meta, "has_run_state", False):
+            import pickle
+            _atomic_write(self.run_state(step), pickle.dumps(
+                meta.get_run_state(), protocol=pickle.HIGHEST_PROTOCOL))
         name = f"ckpt-{step}.weights.h5"
         tmp = self.path / f"{name}.tmp.weights.h5"
         meta.save_weights(str(tmp))
@@ -579,6 +673,8 @@ class RunDir:
         checkpoints = self.checkpoints()
         for stale in sorted(checkpoints)[:-keep]:
             checkpoints[stale].unlink()
+            if self.run_state(stale).exists():
+                self.run_state(stale).unlink()
 
 
 def _fault_injection(variable, step):
@@ -637,9 +733,10 @@ def build(config, distribute=True):
     import keras
 
     import tfmeta
-    family = FAMILIES[config["tasks"]](config)
+    family = family_class(config)(config)
     keras.utils.set_random_seed(config["seed"])
-    cls = _methods()[config["method"]].cls
+    method = _methods().get(config["method"])   # None: an RL-only method
+    cls = method and method.cls
     scope = (distribution.scope() if distribution is not None
              else contextlib.nullcontext())
     if config["method"] == "transfer":
@@ -710,7 +807,30 @@ def _restore(meta, run):
                 f"checkpoint {weights} is unreadable or corrupt "
                 f"({' '.join(str(err).split())})."
                 f"{run._older_hint(step)}") from err
+        if getattr(meta, "has_run_state", False):
+            _restore_run_state(meta, run, step)
     return step
+
+
+def _restore_run_state(meta, run, step):
+    """The run state saved beside checkpoint ``step`` (an RL agent's
+    environments, optimizer state, episodes): our own pickle."""
+    import pickle
+    path = run.run_state(step)
+    try:
+        state = pickle.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise UsageError(
+            f"{path} is missing: the checkpoint at meta-step {step} cannot "
+            f"continue the run.{run._older_hint(step)}") from None
+    except Exception as err:  # noqa: BLE001 - unpickling errors vary
+        raise UsageError(f"{path} is unreadable or corrupt ({err})."
+                         f"{run._older_hint(step)}") from err
+    try:
+        meta.set_run_state(state)
+    except (TypeError, ValueError, KeyError) as err:
+        raise UsageError(f"{path} does not fit this run ({err})."
+                         f"{run._older_hint(step)}") from err
 
 
 def _test_data(family, config):
@@ -1045,6 +1165,11 @@ def cmd_export(args):
     from tfmeta import export
     with _locked_run(args.run):
         _, config, meta, family, step = _load_run(args.run)
+        if isinstance(family, RLFamily):
+            raise UsageError(
+                f"{config['method']} on {config['tasks']} trains an RL agent, "
+                "not a MetaLearner: there is no SavedModel export; its "
+                f"checkpoint is in {args.run} (Keras weights).")
         try:
             path = export.export(meta, args.path, overwrite=args.overwrite)
         except (export.ExportError, FileExistsError) as err:
@@ -1066,6 +1191,8 @@ def cmd_list(args):
         print(f"  {name:10s} {method.description}{where}")
     print("task families:")
     for name, family in FAMILIES.items():
+        print(f"  {name:10s} {family.description}")
+    for (_, name), family in PAIR_FAMILIES.items():
         print(f"  {name:10s} {family.description}")
     return 0
 
@@ -1108,7 +1235,8 @@ def parser():
 
     t = sub.add_parser("train", help="meta-train (resumes an existing run)",
                        description=cmd_train.__doc__)
-    t.add_argument("method", nargs="?", help=f"one of {sorted(_methods())}")
+    t.add_argument("method", nargs="?", help=f"one of {sorted(_methods())}"
+                   f", or {', '.join(schema.RL_ONLY_METHODS)} (RL tasks)")
     t.add_argument("--out", required=True, help="run directory")
     t.add_argument("--config", help="YAML or JSON file of options (the flags "
                    "below override it); keys are the flags' names with _, "

@@ -213,15 +213,31 @@ class Option:
 
 METHOD_NAMES = ("leap", "reptile", "maml", "fomaml", "finetune", "scratch",
                 "anil", "metasgd", "transfer")
+# Methods ``tfmeta train`` runs in their RL form only (not the registry's
+# CLI methods: tfmeta.WarpGrad needs warp layers no supervised family
+# builds): warpgrad on maze is tfmeta.rl.RLWarpGrad's Warp-RNN agent.
+RL_ONLY_METHODS = ("warpgrad",)
 TASK_FAMILIES = ("sine", "omniglot", "cos-sin", "pendulum", "maze", "atari")
 # Families that take only some methods: meta-transfer (``transfer``) runs
 # on its own families, whose support and query differ (tfmeta.transfer);
-# Atari games are RL tasks for Leap's A2C form (tfmeta.rl.RLLeap). The
-# other families take every method but ``transfer``.
+# Atari games are RL tasks for Leap's A2C form (tfmeta.rl.RLLeap); with
+# warpgrad, maze is Miconi's maze for the Warp-RNN (tfmeta.rl.RLWarpGrad).
+# The other families take every method but ``transfer`` and warpgrad.
 FAMILY_METHODS = {"cos-sin": ("transfer",), "pendulum": ("transfer",),
-                  "maze": ("transfer",), "atari": ("leap",)}
+                  "maze": ("transfer", "warpgrad"), "atari": ("leap",)}
 TRANSFER_FAMILIES = tuple(f for f, m in FAMILY_METHODS.items()
-                          if m == ("transfer",))
+                          if "transfer" in m)
+# (method, family) pairs that are another task than the family's own
+# (warpgrad on maze: WarpGrad appendix I's maze, not the 2 x N mazes): the
+# only options they take (besides method, tasks and strategy one) and their
+# defaults, experiments/warpgrad_maze.py's Warp-RNN agent.
+PAIR_OPTIONS = {("warpgrad", "maze"): (
+    "steps", "seed", "checkpoint_every", "meta_lr", "meta_optimizer",
+    "anneal", "inner_lr", "inner_optimizer", "envs", "updates",
+    "deterministic")}
+PAIR_DEFAULTS = {("warpgrad", "maze"): {
+    "meta_optimizer": "adam", "meta_lr": 0.001, "inner_optimizer": "adam",
+    "inner_lr": 0.001, "envs": 30, "updates": 30, "steps": 30}}
 # Options that belong to some families or one method (refused elsewhere).
 FAMILY_ONLY_OPTIONS = {
     "cos-sin": ("sigma",),
@@ -245,15 +261,17 @@ STRATEGIES = ("one", "mirrored", "multiworker")
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop"}
 
 OPTIONS = {o.name: o for o in [
-    Option("method", Optional(Choice(METHOD_NAMES)), None,
+    Option("method", Optional(Choice(METHOD_NAMES + RL_ONLY_METHODS)), None,
            "the meta-learning method", flag=False),
     Option("tasks", Choice(TASK_FAMILIES, "task family"), "sine", "task family"),
     Option("steps", Int(), 1000, "meta-steps"),
     Option("meta_batch", Int(), 5, "tasks per meta-step"),
     Option("inner_steps", Int(), 32, "adaptation steps in training"),
     Option("eval_steps", Int(), 32, "adaptation steps in evaluation"),
-    Option("inner_lr", PositiveNumber(), 0.02, "task learning rate"),
-    Option("inner_optimizer", Choice(OPTIMIZERS), "sgd", "task optimizer"),
+    Option("inner_lr", PositiveNumber(), 0.02,
+           "task learning rate (warpgrad on maze: 0.001)"),
+    Option("inner_optimizer", Choice(OPTIMIZERS), "sgd",
+           "task optimizer (warpgrad on maze: adam)"),
     Option("inner_batch_size", Optional(Int()), None,
            "support minibatch per adaptation step, at most the support split"),
     Option("meta_lr", PositiveNumber(), 0.01, "outer learning rate"),
@@ -292,9 +310,11 @@ OPTIONS = {o.name: o for o in [
     Option("games", Optional(Names()), None,
            "atari only: the pretraining games"),
     Option("envs", Optional(Int()), None,
-           "atari only: environments per agent"),
+           "atari (and warpgrad on maze) only: environments per agent "
+           "(warpgrad on maze: 30, episodes a batch)"),
     Option("updates", Optional(Int()), None,
-           "atari only: A2C updates per game per meta-step"),
+           "atari (and warpgrad on maze) only: A2C updates per game per "
+           "meta-step (warpgrad on maze: 30, task updates per warp update)"),
     Option("eval_games", Optional(Names()), None,
            "atari only: games the meta-learned encoder is evaluated on"),
     Option("eval_updates", Optional(Int()), None,
@@ -367,8 +387,8 @@ def method_options_help():
 
 def parse_method_options(method, options):
     """``options`` typed by ``method``'s schema; unknown keys refused."""
-    schema = dict({} if method in NO_COMMON_OPTIONS else COMMON_METHOD_OPTIONS,
-                  **METHOD_OPTIONS[method])
+    schema = dict({} if method in NO_COMMON_OPTIONS + RL_ONLY_METHODS
+                  else COMMON_METHOD_OPTIONS, **METHOD_OPTIONS.get(method, {}))
     out = {}
     for key, value in options.items():
         if key not in schema:
@@ -419,7 +439,10 @@ def resolve(file_options, cli_options):
              {k: OPTIONS[k].parse(v) for k, v in cli_options.items()
               if k != "method_options" and v is not None}]
     family = typed[1].get("tasks") or typed[0].get("tasks") or DEFAULTS["tasks"]
-    config = {**DEFAULTS, **FAMILY_DEFAULTS[family], **typed[0], **typed[1]}
+    method = typed[1].get("method") or typed[0].get("method")
+    family_defaults = PAIR_DEFAULTS.get((method, family),
+                                        FAMILY_DEFAULTS[family])
+    config = {**DEFAULTS, **family_defaults, **typed[0], **typed[1]}
     config["method_options"] = {}
     if config["method"] is None:
         raise UsageError("no method given: tfmeta train METHOD (one of "
@@ -433,7 +456,7 @@ def resolve(file_options, cli_options):
                 parse_method_options(config["method"], given))
     # "Given": set to other than the family's default (a stored config.json
     # holds every option, most at their defaults).
-    base = {**DEFAULTS, **FAMILY_DEFAULTS[family]}
+    base = {**DEFAULTS, **family_defaults}
     _check_method_and_family(config, {k for layer in typed for k, v in
                                       layer.items() if v != base[k]})
     steps, every = config["steps"], config["checkpoint_every"]
@@ -454,16 +477,27 @@ def _check_method_and_family(config, given):
     if allowed is None:
         allowed = tuple(m for m in METHOD_NAMES if m != "transfer")
     if method not in allowed:
+        if method in RL_ONLY_METHODS:
+            pairs = [f for m, f in PAIR_OPTIONS if m == method]
+            raise UsageError(
+                f"tfmeta train runs {method} on RL tasks only: --tasks "
+                f"{' or '.join(pairs)}, not {family} (on supervised tasks "
+                f"{method} is the Python API's, with warp layers).")
         if method == "transfer":
             raise UsageError(
                 f"transfer needs a meta-transfer task family (support and "
                 f"query from different families): {list(TRANSFER_FAMILIES)}, "
                 f"not {family!r}.")
         what = ("meta-transfer tasks (support and query from different "
-                "families)" if allowed == ("transfer",) else "RL tasks")
+                "families)" if allowed[0] == "transfer" else "RL tasks")
+        if len(allowed) > 1 and allowed[0] == "transfer":
+            what += f", or RL tasks with {', '.join(allowed[1:])}"
         raise UsageError(
             f"{family} tasks are {what}: train them with "
             f"{' or '.join(allowed)}, not {method}.")
+    if (method, family) in PAIR_OPTIONS:
+        _check_pair(config, given)
+        return
     owners = {}
     for owner, options in FAMILY_ONLY_OPTIONS.items():
         for option in options:
@@ -512,6 +546,24 @@ def _check_method_and_family(config, given):
             raise UsageError(f"bad method_options for leap on atari: "
                              f"{', '.join(common)} does not apply to RL "
                              "tasks.")
+
+
+def _check_pair(config, given):
+    """A (method, family) of ``PAIR_OPTIONS``: its options only, one
+    device."""
+    method, family = config["method"], config["tasks"]
+    takes = PAIR_OPTIONS[(method, family)]
+    wrong = sorted(given - set(takes) - {"method", "tasks", "method_options",
+                                         "cluster", "strategy"})
+    if wrong:
+        raise UsageError(
+            f"{', '.join(wrong)} do(es) not apply to {method} on {family}; "
+            f"it takes {', '.join(takes)}.")
+    if config.get("strategy", "one") != "one":
+        raise UsageError(
+            f"strategy {config['strategy']} does not apply to {method} on "
+            f"{family}: its meta-step steps Python environments eagerly. Use "
+            "--strategy one.")
 
 
 def default_text(name):

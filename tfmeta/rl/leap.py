@@ -14,12 +14,13 @@ task manifold is the encoder's parameters with the loss. The meta-gradient
 is averaged over the meta-batch and applied by the Keras optimizer given
 to ``compile``.
 
-``RLLeap`` is a ``keras.Model`` whose ``train_step`` is one meta-step, so
-``fit`` with Keras callbacks (checkpoints of the encoder, TensorBoard,
-early stopping) drives meta-training. The A2C updates inside a meta-step are
-compiled; the meta-step itself runs eagerly (``compile`` sets
-``run_eagerly=True``): it steps Python environments and builds a new agent
-per task, which no traced train step can host.
+``RLLeap`` is a ``tfmeta.rl.RLMetaModel`` (a ``keras.Model``) whose
+``train_step`` is one meta-step, so ``fit`` with Keras callbacks
+(checkpoints of the encoder, TensorBoard, early stopping) drives
+meta-training. The A2C updates inside a meta-step are compiled; the
+meta-step itself runs eagerly (``compile`` sets ``run_eagerly=True``): it
+steps Python environments and builds a new agent per task, which no traced
+train step can host.
 """
 
 import functools
@@ -30,67 +31,12 @@ import tensorflow as tf
 
 from tfmeta import checks
 from tfmeta.leap import check_metric, flat_increment, flat_state, unflatten
+from tfmeta.rl.meta_model import RLMetaModel, all_reduce_sum, worker_strategy
 
 
-def worker_strategy(strategy):
-    """``(strategy, worker index, workers)`` of an RL meta-learner's
-    ``strategy`` argument: ``(None, 0, 1)`` for ``None``; a
-    ``MultiWorkerMirroredStrategy`` must have one replica per worker.
-
-    Args:
-      strategy: ``None`` or a ``tf.distribute.MultiWorkerMirroredStrategy``.
-    """
-    if strategy is None:
-        return None, 0, 1
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        raise ValueError(
-            f"strategy must be None or a MultiWorkerMirroredStrategy (one "
-            f"worker process per share of the meta-batch), got "
-            f"{type(strategy).__name__}.")
-    resolver = strategy.cluster_resolver
-    spec = resolver.cluster_spec()
-    workers = sum(spec.num_tasks(job) for job in ("chief", "worker")
-                  if job in spec.jobs) or 1
-    if strategy.num_replicas_in_sync != workers:
-        raise ValueError(
-            f"the strategy has {strategy.num_replicas_in_sync} replicas on "
-            f"{workers} workers: RL meta-learners need one replica (device) "
-            "per worker; give each worker one device.")
-    index = resolver.task_id or 0
-    if resolver.task_type == "worker" and "chief" in spec.jobs:
-        index += 1
-    return strategy, int(index), workers
-
-
-@functools.lru_cache(maxsize=None)
-def _reducer(strategy):
-    def reduce(*xs):
-        context = tf.distribute.get_replica_context()
-        # identity: placed on the replica's device, which the all-reduce
-        # reads its destination from
-        return context.all_reduce(tf.distribute.ReduceOp.SUM,
-                                  [tf.identity(x) for x in xs])
-    return tf.function(lambda xs: strategy.run(reduce, args=tuple(xs)))
-
-
-def all_reduce_sum(strategy, tensors):
-    """Each of ``tensors`` summed over the workers of ``strategy`` (a
-    ``MultiWorkerMirroredStrategy`` with one replica per worker; a
-    collective all-reduce, so every worker must call it alike); the
-    tensors themselves for ``strategy=None``.
-
-    Args:
-      strategy: ``None`` or the strategy (``worker_strategy``).
-      tensors: a list of tensors, the same shapes on every worker.
-    """
-    if strategy is None:
-        return list(tensors)
-    out = _reducer(strategy)([tf.convert_to_tensor(x) for x in tensors])
-    return [strategy.experimental_local_results(x)[0] for x in out]
-
-
-class RLLeap(keras.Model):
-    """Leap on the encoder of A2C agents (a ``keras.Model``).
+class RLLeap(RLMetaModel):
+    """Leap on the encoder of A2C agents (an ``RLMetaModel``, so a
+    ``keras.Model``).
 
         leap = RLLeap(encoder, tasks, updates=100, meta_batch_size=2)
         leap.compile(keras.optimizers.SGD(0.1))   # the outer step
@@ -133,7 +79,8 @@ class RLLeap(keras.Model):
     def __init__(self, encoder, tasks, *, updates, meta_batch_size=None,
                  metric="energy", loss_in_manifold=True, stabilizer=True,
                  seed=0, strategy=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(("loss", "path_length", "mean_return"),
+                         optional_logs=("mean_return",), **kwargs)
         if not isinstance(encoder, keras.Model) or not encoder.built:
             raise ValueError("encoder must be a built Keras model.")
         tasks = list(tasks)
@@ -156,9 +103,6 @@ class RLLeap(keras.Model):
         self.strategy, self.worker, self.workers = worker_strategy(strategy)
         # One hook object: each agent's compiled update traces it once.
         self._hooks = {}
-        self.last_logs = []
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in
-                         ("loss", "path_length", "mean_return")}
         self.built = True
 
     def call(self, observations):
@@ -168,37 +112,6 @@ class RLLeap(keras.Model):
           observations: a batch of observations for the encoder.
         """
         return self.encoder(observations)
-
-    def compile(self, optimizer, **kwargs):
-        """``optimizer``: the Keras optimizer of the outer step. The
-        meta-step runs eagerly (see the module docstring).
-
-        Args:
-          optimizer: the outer optimizer (a Keras optimizer).
-          **kwargs: the other ``keras.Model.compile`` arguments.
-        """
-        if not isinstance(optimizer, keras.optimizers.Optimizer):
-            raise TypeError(
-                "RLLeap.compile needs a Keras optimizer, got "
-                f"{type(optimizer).__name__}.")
-        if kwargs.get("run_eagerly") is False or kwargs.get("jit_compile"):
-            raise ValueError(
-                "RLLeap's meta-step steps Python environments: it runs "
-                "eagerly (run_eagerly=False and jit_compile are refused).")
-        if self._distribute_strategy is not None or \
-                tf.distribute.has_strategy():
-            strategy = self._distribute_strategy or tf.distribute.get_strategy()
-            raise ValueError(
-                f"RLLeap cannot run under {type(strategy).__name__}: its "
-                "meta-step steps Python environments eagerly, task after "
-                "task, outside any replica function. Build and compile it "
-                "outside a tf.distribute strategy's scope.")
-        kwargs.update(run_eagerly=True, jit_compile=False)
-        super().compile(optimizer=optimizer, **kwargs)
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
 
     @property
     def meta_variables(self):
@@ -259,9 +172,7 @@ class RLLeap(keras.Model):
         shared initialization, then the averaged meta-gradient applied.
         Returns per-task logs (task index, final A2C loss, path length,
         mean return of its last episodes)."""
-        if getattr(self, "optimizer", None) is None:
-            raise RuntimeError(
-                "RLLeap needs compile(optimizer) before meta_step or fit.")
+        self.require_compiled()
         step = int(self.optimizer.iterations.numpy())
         rng = np.random.default_rng([self.seed, step])
         batch = rng.choice(len(self.tasks), self.meta_batch_size,
@@ -287,34 +198,3 @@ class RLLeap(keras.Model):
         self.optimizer.apply_gradients(
             [(g / len(batch), v) for g, v in zip(total, self.meta_variables)])
         return logs
-
-
-
-    def train_step(self, data):
-        """One meta-step (``data`` is ignored: the tasks are the data); its
-        per-task logs stay in ``last_logs`` (for callbacks)."""
-        self.last_logs = self.meta_step()
-        for log in self.last_logs:
-            self.trackers["loss"].update_state(log["loss"])
-            self.trackers["path_length"].update_state(log["path_length"])
-            if np.isfinite(log["mean_return"]):
-                self.trackers["mean_return"].update_state(log["mean_return"])
-        return {name: t.result() for name, t in self.trackers.items()}
-
-    def fit(self, x=None, **kwargs):
-        """``keras.Model.fit``; without ``x``, ``steps_per_epoch``
-        meta-steps per epoch (required).
-
-        Args:
-          x: ``None`` (the tasks are the meta-learner's own); default ``None``.
-          **kwargs: ``keras.Model.fit``'s other arguments (``epochs``,
-            ``steps_per_epoch``, required without ``x``, ``callbacks``).
-        """
-        if x is None:
-            if not kwargs.get("steps_per_epoch"):
-                raise ValueError(
-                    "RLLeap.fit without data needs steps_per_epoch (the "
-                    "meta-steps per epoch).")
-            x = tf.data.Dataset.from_tensors(0).repeat()
-            kwargs.setdefault("shuffle", False)
-        return super().fit(x, **kwargs)

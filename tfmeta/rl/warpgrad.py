@@ -25,23 +25,24 @@ evaluated on the recorded path. (Not against finite differences: the A2C
 loss holds ``stop_gradient``s (advantages, bootstrap), so its tape gradient
 is by design not the derivative of its value.)
 
-``RLWarpGrad`` is a ``keras.Model`` whose ``train_step`` is one meta-step
-(``interval`` compiled A2C updates, then the warp update), so ``fit`` with
-Keras callbacks drives it; it runs eagerly, as ``RLLeap`` does (it steps
-Python environments).
+``RLWarpGrad`` is a ``tfmeta.rl.RLMetaModel`` (a ``keras.Model``) whose
+``train_step`` is one meta-step (``interval`` compiled A2C updates, then the
+warp update), so ``fit`` with Keras callbacks drives it; it runs eagerly, as
+``RLLeap`` does (it steps Python environments), and refuses a
+``tf.distribute`` strategy.
 """
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from tfmeta import checks
+from tfmeta.rl.meta_model import RLMetaModel
 from tfmeta.warpgrad import partition
 
 
-class RLWarpGrad(keras.Model):
+class RLWarpGrad(RLMetaModel):
     """WarpGrad continual meta-training of an A2C agent's warp parameters
-    (a ``keras.Model``).
+    (an ``RLMetaModel``, so a ``keras.Model``).
 
         cell = tfmeta.layers.WarpRNNCell(100)
         model = rl.nets.rnn_agent(16, 4, cell=cell)
@@ -67,7 +68,8 @@ class RLWarpGrad(keras.Model):
     """
 
     def __init__(self, a2c, *, interval=30, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(("loss", "warp_grad_norm", "mean_return"),
+                         optional_logs=("mean_return",), **kwargs)
         self.interval = checks.positive_int("interval", interval)
         if not hasattr(a2c, "fixed_mask"):
             raise TypeError(
@@ -88,8 +90,6 @@ class RLWarpGrad(keras.Model):
                 "task update).")
         self.a2c, self.agent = a2c, a2c.model
         self.warp_mask = mask
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in
-                         ("loss", "warp_grad_norm", "mean_return")}
         self.last_gradient = None   # the last meta-step's mean warp gradient
 
         def hook(state, step, theta, theta_next, loss, loss_next, grads):
@@ -107,28 +107,25 @@ class RLWarpGrad(keras.Model):
         """
         return self.agent(inputs)
 
-    def compile(self, optimizer, **kwargs):
-        """``optimizer``: the Keras optimizer of the warp update. The
-        meta-step runs eagerly (see the module docstring).
+    has_run_state = True
+
+    def get_run_state(self):
+        """The A2C's whole state (``A2C.get_state()``: its parameters, Adam
+        state, update counter, observations, recurrent state, episodes and
+        environments): the continual stream goes on from there. The warp
+        parameters' optimizer is in the Keras weights."""
+        return self.a2c.get_state()
+
+    def set_run_state(self, state):
+        """Continues the stream ``get_run_state`` saved (``A2C.set_state``;
+        the restored environments replace, and close, the current ones).
 
         Args:
-          optimizer: the warp parameters' optimizer (a Keras optimizer).
-          **kwargs: the other ``keras.Model.compile`` arguments.
+          state: what ``get_run_state`` returned.
         """
-        if not isinstance(optimizer, keras.optimizers.Optimizer):
-            raise TypeError(
-                "RLWarpGrad.compile needs a Keras optimizer, got "
-                f"{type(optimizer).__name__}.")
-        if kwargs.get("run_eagerly") is False or kwargs.get("jit_compile"):
-            raise ValueError(
-                "RLWarpGrad's meta-step steps Python environments: it runs "
-                "eagerly (run_eagerly=False and jit_compile are refused).")
-        kwargs.update(run_eagerly=True, jit_compile=False)
-        super().compile(optimizer=optimizer, **kwargs)
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
+        envs = self.a2c.envs
+        self.a2c.set_state(state)
+        envs.close()
 
     @property
     def meta_variables(self):
@@ -156,9 +153,7 @@ class RLWarpGrad(keras.Model):
         warp parameters take one optimizer step with the mean of their
         eq. 12 gradients. Returns the logs (``loss``, ``warp_grad_norm``,
         ``mean_return`` of the last 300 episodes)."""
-        if getattr(self, "optimizer", None) is None:
-            raise RuntimeError(
-                "RLWarpGrad needs compile(optimizer) before meta_step or fit.")
+        self.require_compiled()
         total, logs = self.warp_gradient(self.interval)
         mean = [g / self.interval for g in total]
         norm = float(tf.linalg.global_norm(mean).numpy())
@@ -171,35 +166,63 @@ class RLWarpGrad(keras.Model):
         return {"loss": float(logs["loss"]), "warp_grad_norm": norm,
                 "mean_return": self.a2c.mean_return(300)}
 
-    def train_step(self, data):
-        """One meta-step (``data`` is ignored: the agent's environments are
-        the data).
 
-        Args:
-          data: ignored.
-        """
-        logs = self.meta_step()
-        self.trackers["loss"].update_state(logs["loss"])
-        self.trackers["warp_grad_norm"].update_state(logs["warp_grad_norm"])
-        if np.isfinite(logs["mean_return"]):
-            self.trackers["mean_return"].update_state(logs["mean_return"])
-        return {name: t.result() for name, t in self.trackers.items()}
+MAZE_AGENTS = ("RNN", "HyperRNN", "T-Nets-RNN", "Warp-RNN")
+"""WarpGrad appendix I's maze agents (``maze_agent``'s kinds)."""
 
-    def fit(self, x=None, **kwargs):
-        """``keras.Model.fit``; without ``x``, ``steps_per_epoch``
-        meta-steps per epoch (required).
+MAZE_META_AGENTS = ("T-Nets-RNN", "Warp-RNN")
+"""The maze agents whose warp parameters ``RLWarpGrad`` meta-learns."""
 
-        Args:
-          x: ``None`` (the agent's environments are the data); default
-            ``None``.
-          **kwargs: ``keras.Model.fit``'s other arguments (``epochs``,
-            ``steps_per_epoch``, required without ``x``, ``callbacks``).
-        """
-        if x is None:
-            if not kwargs.get("steps_per_epoch"):
-                raise ValueError(
-                    "RLWarpGrad.fit without data needs steps_per_epoch (the "
-                    "meta-steps per epoch).")
-            x = tf.data.Dataset.from_tensors(0).repeat()
-            kwargs.setdefault("shuffle", False)
-        return super().fit(x, **kwargs)
+MAZE_A2C = dict(gamma=0.9, entropy_cost=0.03, value_cost=0.1,
+                reward_clip=None, max_grad_norm=4.0)
+"""The A2C settings of the WarpGrad code for the maze (docs/rl.md)."""
+
+
+def maze_agent(kind="Warp-RNN", *, units=100, meta_units=100, envs=30,
+               episode_length=200, optimizer=None, seed=0):
+    """WarpGrad appendix I's A2C agent of ``kind`` on the maze: a basic
+    tanh RNN read by linear policy and value heads, trained on batches of
+    ``envs`` whole episodes (``unroll`` = the episode length) with
+    ``MAZE_A2C``. Returns the ``A2C``; for ``MAZE_META_AGENTS`` it holds
+    the warp parameters fixed, for ``RLWarpGrad``. The initial weights come
+    from Keras's global seed (``keras.utils.set_random_seed``).
+
+    * ``RNN``: ``keras.layers.SimpleRNNCell`` (Wang et al., 2016);
+    * ``HyperRNN``: ``tfmeta.layers.WarpRNNCell`` (eq. 20), every weight
+      trained by every A2C update;
+    * ``T-Nets-RNN``: ``tfmeta.layers.TNetsRNNCell``, its T's fixed;
+    * ``Warp-RNN``: ``WarpRNNCell``, its meta-LSTM and projection fixed.
+
+    Args:
+      kind: one of ``MAZE_AGENTS`` (default ``"Warp-RNN"``).
+      units: the RNN's hidden units (default 100, the paper's).
+      meta_units: the meta-LSTM's units (``WarpRNNCell``; default 100).
+      envs: maze environments, the episodes of a batch (default 30).
+      episode_length: steps per episode and per update (default 200).
+      optimizer: the task optimizer (default Adam 1e-3, the paper's).
+      seed: the A2C's seed (environment resets and action draws).
+    """
+    import keras
+
+    from tfmeta import layers
+    from tfmeta.rl import nets
+    from tfmeta.rl.a2c import A2C
+    from tfmeta.rl.envs import vector_env
+    from tfmeta.rl.maze import ACTIONS, Maze
+    if kind not in MAZE_AGENTS:
+        raise ValueError(f"unknown maze agent {kind!r}; one of "
+                         f"{MAZE_AGENTS}.")
+    if kind == "RNN":
+        cell = keras.layers.SimpleRNNCell(units, activation="tanh",
+                                          name="rnn")
+    elif kind == "T-Nets-RNN":
+        cell = layers.TNetsRNNCell(units, name="rnn")
+    else:
+        cell = layers.WarpRNNCell(units, meta_units=meta_units, name="rnn")
+    # 16: the maze's observation (3 x 3 cells, bias, time, reward, action)
+    model = nets.rnn_agent(16, len(ACTIONS), cell=cell)
+    batch = vector_env(lambda: Maze(episode_length=episode_length), envs)
+    fixed = partition(model)[1] if kind in MAZE_META_AGENTS else ()
+    return A2C(model, batch, keras.optimizers.Adam(1e-3)
+               if optimizer is None else optimizer, unroll=episode_length,
+               seed=seed, fixed=fixed, **MAZE_A2C)
