@@ -110,7 +110,8 @@ def plot(evaluation, cfg, seeds, path):
 
     import matplotlib
     matplotlib.use("Agg")
-    warnings.simplefilter("ignore", RuntimeWarning)  # NaN bins: no episode ended
+    # NaN bins (no episode ended in them) are left blank in the plot
+    warnings.simplefilter("ignore", RuntimeWarning)
     import matplotlib.pyplot as plt
     games = list(evaluation)
     cols = 4
@@ -123,7 +124,8 @@ def plot(evaluation, cfg, seeds, path):
         for init, style in (("leap", "-"), ("random", "--")):
             curves = np.array([evaluation[game][init]["curves"][s]
                                for s in range(seeds)])
-            x = np.array(evaluation[game][init]["curve_updates"]) * steps_per_update
+            x = steps_per_update * np.array(
+                evaluation[game][init]["curve_updates"])
             mean = np.nanmean(curves, axis=0)
             ax.plot(x, mean, style, label=init)
             if seeds > 1:  # Figure 4: two standard deviations over seeds
@@ -216,7 +218,8 @@ def main(argv=None):
     for game in pool + cfg["eval_games"]:
         rl.game_id(game)  # an unknown game fails before any training
 
-    (out / "curves.csv").write_text("game,init,seed,update,env,episode_return\n")
+    (out / "curves.csv").write_text(
+        "game,init,seed,update,env,episode_return\n")
     run_start = time.perf_counter()
     tasks = [lambda seed, g=g: make_agent(g, cfg, seed) for g in pool]
     keras.utils.set_random_seed(args.seed)
