@@ -84,9 +84,11 @@ def vectorize_tasks(meta, jit=None):
     draw per task does not vectorize) and the vectorized meta-step can be
     compiled by XLA. XLA's batched matmuls cost ~1 µs per task where
     TensorFlow's kernels cost tens of microseconds per call, so under XLA
-    the sine MLP's meta-steps (10 tasks) ran 1.4-2x faster vectorized than
-    one task after another, while without XLA vectorizing pays only from
-    ~10 tasks on (docs/performance.md); the meta-gradient is the same.
+    the sine MLP's meta-steps (10 tasks) ran 1.6-1.8x faster vectorized
+    than one task after another (medians of 5 runs on a loaded 2-core
+    machine; single runs 0.9-2.3x), while without XLA vectorizing pays
+    only from ~10 tasks on (docs/performance.md); the meta-gradient is the
+    same.
 
     Args:
       meta: a ``tfmeta.MetaLearner``.
