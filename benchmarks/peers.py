@@ -96,7 +96,14 @@ def tfmeta_plain_contender(w):
     return tfmeta_contender(w, jit_compile=False, steps_per_execution=1)
 
 
-def tfmeta_contender(w, **compile_kwargs):
+def tfmeta_serial_contender(w):
+    """tfmeta's defaults with the tasks of a meta-batch one after another
+    (``vectorize_tasks=False``: the defaults before the fast path
+    vectorized them); not in the default contenders."""
+    return tfmeta_contender(w, vectorize_tasks=False)
+
+
+def tfmeta_contender(w, vectorize_tasks=None, **compile_kwargs):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path.insert(0, str(ROOT))
     import keras
@@ -119,7 +126,7 @@ def tfmeta_contender(w, **compile_kwargs):
     cls = {"maml": tfmeta.MAML, "fomaml": tfmeta.FOMAML,
            "reptile": tfmeta.Reptile}[w["method"]]
     meta = cls(learner, inner_optimizer=keras.optimizers.SGD(w["inner_lr"]),
-               inner_steps=w["steps"])
+               inner_steps=w["steps"], vectorize_tasks=vectorize_tasks)
     meta.compile(optimizer=keras.optimizers.Adam(OUTER_LR), loss=loss,
                  **compile_kwargs)
     sx, sy, qx, qy = task_data(w)
@@ -130,7 +137,8 @@ def tfmeta_contender(w, **compile_kwargs):
         meta.fit(data, steps_per_epoch=calls, epochs=1, verbose=0)
     run.settings = lambda: (  # what fit chose and ran
         f"jit_compile={meta.jit_compile}, steps_per_execution="
-        f"{meta.train_function.steps_per_execution}")
+        f"{meta.train_function.steps_per_execution}, vectorize_tasks="
+        f"{meta.vectorize_tasks}")
     return run
 
 
@@ -322,7 +330,8 @@ def main(argv=None):
                         "meta-step: XLA's CPU convolutions)")
     parser.add_argument("--only", help="comma-separated workloads")
     parser.add_argument("--contenders", default=",".join(CONTENDERS),
-                        help="of " + ", ".join(CONTENDERS + ("tfmeta-plain",)))
+                        help="of " + ", ".join(
+                            CONTENDERS + ("tfmeta-plain", "tfmeta-serial")))
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--timeout", type=float, default=900,
                         help="seconds per measurement (process) at most")

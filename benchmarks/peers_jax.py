@@ -114,4 +114,5 @@ def contender(w, data, outer_lr):
             p, s = meta_step(p, s, *batch)
         jax.block_until_ready(p)
         holder["params"], holder["state"] = p, s
+    run.meta_step, run.holder = meta_step, holder  # (profile_meta_step.py)
     return run

@@ -35,10 +35,29 @@ def test_chosen_from_the_learner():
     assert dense.jit_compile is True and conv.jit_compile is False
     assert fast_path.small_dense(dense.learner)
     assert not fast_path.small_dense(conv.learner)
-    # second-order MAML with vectorize_tasks cannot be compiled by XLA
-    maml = tfmeta.MAML(mlp([2, 8, 1]), vectorize_tasks=True)
+    # tasks vectorized under XLA, for the methods that opt in
+    assert dense.vectorize_tasks and not conv.vectorize_tasks
+    assert dense.get_config()["vectorize_tasks"] is None  # chosen again
+    for cls in (tfmeta.MAML, tfmeta.FOMAML, tfmeta.Leap):
+        meta = cls(mlp([2, 8, 1]))
+        meta.compile(optimizer="sgd", loss="mse")
+        assert meta.vectorize_tasks and meta.jit_compile is True, cls
+    for meta, jit in (
+            (tfmeta.Reptile(mlp([2, 8, 1])), False),    # no XLA
+            (tfmeta.Reptile(mlp([2, 8, 1]), vectorize_tasks=False), None),
+            (tfmeta.Reptile(mlp([2, 8, 1]), carry_inner_state=True), None),
+            (tfmeta.Reptile(mlp([2, 8, 1]), parallel_tasks=2), None),
+            (tfmeta.MetaSGD(mlp([2, 8, 1])), None),     # not opted in
+            (tfmeta.MAML(mlp([2, 8, 1]), checkpoint_every=2), None)):
+        meta.compile(optimizer="sgd", loss="mse", jit_compile=jit)
+        assert not meta.vectorize_tasks, meta
+        assert meta.jit_compile is (jit is None)
+    # second-order MAML vectorized cannot be compiled by XLA with
+    # checkpoint_every (unrolled without it: above)
+    maml = tfmeta.MAML(mlp([2, 8, 1]), vectorize_tasks=True,
+                       checkpoint_every=2)
     maml.compile(optimizer="sgd", loss="mse")
-    assert maml.jit_compile is False
+    assert maml.jit_compile is False and maml.vectorize_tasks
     # meta-steps per execution: the largest divisor of the epoch's (and the
     # validation's) steps up to 32, 1 for a conv net, a batch-level
     # callback or an unknown step count
@@ -88,6 +107,30 @@ def test_same_results_with_and_without_the_fast_path(cls):
                     slow.learner.trainable_variables):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
     assert int(fast.optimizer.iterations) == int(slow.optimizer.iterations) == 6
+
+
+@pytest.mark.parametrize("cls", [
+    tfmeta.MAML, pytest.param(tfmeta.Reptile, marks=pytest.mark.slow)])
+def test_vectorized_default_equals_one_task_after_another(cls):
+    """The default (tasks vectorized, MAML's inner loop unrolled, XLA) gives
+    the meta-steps of the tasks one after another under XLA."""
+    outcomes = []
+    for vectorize in (None, False):
+        meta = cls(mlp([2, 8, 1]), inner_optimizer=keras.optimizers.SGD(0.3),
+                   inner_steps=3, inner_batch_size=4, seed=1,
+                   vectorize_tasks=vectorize)
+        meta.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
+        history = meta.fit(tasks(4, seed=7), epochs=1, verbose=0)
+        assert meta.jit_compile is True
+        assert meta.vectorize_tasks is (vectorize is None)
+        outcomes.append((history.history["loss"],
+                         [v.numpy() for v in meta.learner.trainable_variables]))
+    (fast_loss, fast_w), (slow_loss, slow_w) = outcomes
+    np.testing.assert_allclose(fast_loss, slow_loss, rtol=1e-5)
+    for a, b in zip(fast_w, slow_w):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert max(np.abs(a - b).max() for a, b in zip(
+        fast_w, [v.numpy() for v in mlp([2, 8, 1]).trainable_variables])) > 1e-3
 
 
 def test_non_finite_step_stops_at_the_same_step_and_weights():

@@ -42,7 +42,10 @@ def test_maml_meta_gradient_matches_finite_differences(float64, batch_norm):
 
 
 def test_maml_refuses_vectorized_tasks_under_xla(monkeypatch):
-    meta = tfmeta.MAML(mlp([2, 4, 1]), inner_steps=2, vectorize_tasks=True)
+    # (without checkpoint_every the vectorized inner loop is unrolled, and
+    # XLA compiles it: tests/test_fast_path.py)
+    meta = tfmeta.MAML(mlp([2, 4, 1]), inner_steps=2, vectorize_tasks=True,
+                       checkpoint_every=1)
     with pytest.raises(ValueError, match="vectorize_tasks=True without XLA"):
         meta.compile(optimizer="sgd", loss="mse", jit_compile=True)
     # "auto" picks XLA where there is an accelerator: here it falls back.

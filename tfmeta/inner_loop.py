@@ -642,7 +642,7 @@ def _checkpointed(stepper, state, batch, transitions, every, variables=()):
 def optimize(objective, optimizer, params, nontrainable, data, steps,
              batch_size=None, seed=None, hook=None, hook_state=(), mask=None,
              checkpoint_every=None, variables=(), opt_state=None,
-             step_offset=0, sampling="independent"):
+             step_offset=0, sampling="independent", unroll=False):
     """Run ``steps`` updates of ``optimizer`` on ``objective`` in one
     ``tf.while_loop``.
 
@@ -683,6 +683,12 @@ def optimize(objective, optimizer, params, nontrainable, data, steps,
         from the updates before (an int or a scalar integer tensor).
       sampling: how minibatches are drawn from ``data``, one of
         ``SAMPLINGS`` (default ``"independent"``).
+      unroll: with a static ``steps`` and no ``checkpoint_every``, the
+        updates as straight-line code instead of a ``tf.while_loop``
+        (default ``False``): the same path, and a graph that
+        ``tf.vectorized_map`` can batch through its gradient under XLA
+        (second-order MAML with ``vectorize_tasks``; a differentiated loop
+        there makes nested TensorLists that XLA cannot compile).
 
     Returns:
       ``AdaptResult(params, nontrainable, loss_before, loss_after,
@@ -709,6 +715,10 @@ def optimize(objective, optimizer, params, nontrainable, data, steps,
             stepper, state._replace(loss_before=()), batch,
             tf.maximum(tf.cast(steps, tf.int32) - 1, 0) if k is None
             else max(int(k) - 1, 0), checkpoint_every, variables)
+    elif unroll and k is not None:
+        state = state._replace(loss_before=())
+        for _ in range(max(int(k) - 1, 0)):
+            state = stepper.step(state, batch(state.step + 1))
     else:
         state = tf.while_loop(
             lambda s: s.step < steps - 1,

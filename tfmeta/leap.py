@@ -113,6 +113,8 @@ class Leap(MetaLearner):
         ``parallel_tasks``, ``vectorize_tasks``, ``seed``, ``name``).
     """
 
+    auto_vectorize = True  # (tfmeta.fast_path.vectorize_tasks)
+
     def __init__(self, learner, metric="length", loss_in_manifold=True,
                  stabilizer=True, **kwargs):
         check_metric(metric)

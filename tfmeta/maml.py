@@ -13,6 +13,10 @@ from tfmeta.meta_learner import MetaLearner
 #: (``MetaLearner.graph_options``); the other Grappler passes stay on.
 SECOND_ORDER_GRAPH_OPTIONS = {"arithmetic_optimization": False}
 
+#: The most inner steps for which a vectorized second-order meta-step
+#: unrolls its inner loop (``MAML.unrolled``).
+UNROLL_LIMIT = 32
+
 
 @registry.register("maml", "MAML: second-order gradient through the inner "
                            "loop")
@@ -35,6 +39,8 @@ class MAML(MetaLearner):
       **kwargs: ``MetaLearner``'s.
     """
 
+    auto_vectorize = True  # (tfmeta.fast_path.vectorize_tasks)
+
     def __init__(self, learner, checkpoint_every=None, **kwargs):
         super().__init__(learner, **kwargs)
         self.checkpoint_every = inner_loop.checkpoint_interval(
@@ -47,19 +53,31 @@ class MAML(MetaLearner):
     def graph_options(self):
         return dict(SECOND_ORDER_GRAPH_OPTIONS)
 
+    def unrolled(self):
+        """Whether the differentiated inner loop runs unrolled: with
+        ``vectorize_tasks``, no ``checkpoint_every`` and at most
+        ``UNROLL_LIMIT`` inner steps, so that XLA can compile the vectorized
+        second-order meta-step (a vectorized differentiated ``while_loop``
+        makes nested TensorLists, which XLA does not support)."""
+        return (bool(self.vectorize_tasks) and self.checkpoint_every is None
+                and self.inner_steps <= UNROLL_LIMIT)
+
     def xla_unsupported(self):
-        if self.vectorize_tasks:
-            return ("with vectorize_tasks=True, vectorizing the differentiated "
-                    "inner loop makes nested TensorLists, which XLA does not "
-                    "support. Use either jit_compile=True with "
-                    "vectorize_tasks=False, or vectorize_tasks=True without XLA.")
+        if self.vectorize_tasks and not self.unrolled():
+            return ("with vectorize_tasks=True and checkpoint_every or more "
+                    f"than {UNROLL_LIMIT} inner steps, vectorizing the "
+                    "differentiated inner loop makes nested TensorLists, "
+                    "which XLA does not support. Use either jit_compile=True "
+                    "with vectorize_tasks=False, or vectorize_tasks=True "
+                    "without XLA.")
         return None
 
     def task_meta_gradient(self, params, nontrainable, task, seed):
         with tf.GradientTape() as tape:
             tape.watch(params)
             result = self.adapt_task(params, nontrainable, task, seed,
-                                     checkpoint_every=self.checkpoint_every)
+                                     checkpoint_every=self.checkpoint_every,
+                                     unroll=self.unrolled())
             loss, pred = self.query_loss(
                 result.params, result.nontrainable, task)
         grads = self.scaled_gradient(tape, loss, params)
@@ -70,6 +88,8 @@ class MAML(MetaLearner):
 class FOMAML(MetaLearner):
     """First-order MAML: the query-loss gradient at the adapted weights,
     treating the inner updates as constants (Reptile paper, section 4)."""
+
+    auto_vectorize = True  # (tfmeta.fast_path.vectorize_tasks)
 
     def task_meta_gradient(self, params, nontrainable, task, seed):
         result = self.adapt_task(params, nontrainable, task, seed)

@@ -644,11 +644,13 @@ class MetaLearner(MetaModel):
         every example is used before any is used twice).
       parallel_tasks: tasks of a meta-batch adapted concurrently (default 1).
       vectorize_tasks: run the tasks of a meta-batch as one batched
-        computation (``tf.vectorized_map``: stacked weights, batched matmuls;
-        default ``False``).
+        computation (``tf.vectorized_map``: stacked weights, batched matmuls)
+        if ``True``, one after another if ``False``; default ``None``:
+        chosen by ``compile`` (``tfmeta.fast_path.vectorize_tasks``: on for
+        a small dense learner under XLA, for the methods that support it).
         For small nets such as the sine MLP, best with
         ``compile(jit_compile=True)``: on 2 CPU cores, 10 or 25 sine tasks
-        ran 5-6x faster than the default (one task after another, no XLA).
+        ran 5-6x faster than one task after another without XLA.
         Without XLA it pays from ~10 tasks on, since each batched matmul has
         a fixed cost of tens of microseconds on CPU (docs/performance.md).
         Conv nets gain nothing (Conv2D with per-task filters is not
@@ -670,7 +672,7 @@ class MetaLearner(MetaModel):
 
     def __init__(self, learner, inner_optimizer=None, inner_steps=1,
                  eval_steps=None, inner_batch_size=None, parallel_tasks=1,
-                 vectorize_tasks=False, seed=None, multi_head=False,
+                 vectorize_tasks=None, seed=None, multi_head=False,
                  name=None, eval_batch_size=None, carry_inner_state=False,
                  inner_sampling="independent", **kwargs):
         if "checkpoint_every" in kwargs:
@@ -700,6 +702,9 @@ class MetaLearner(MetaModel):
         self.eval_batch_size = positive_int(
             "eval_batch_size", eval_batch_size, allow_none=True)
         self.parallel_tasks = positive_int("parallel_tasks", parallel_tasks)
+        # (None: chosen by compile, from the learner and the method)
+        self.vectorize_tasks_given = (None if vectorize_tasks is None
+                                      else bool(vectorize_tasks))
         self.vectorize_tasks = bool(vectorize_tasks)
         if not isinstance(carry_inner_state, bool):
             raise TypeError(f"carry_inner_state must be True or False, got "
@@ -794,6 +799,8 @@ class MetaLearner(MetaModel):
             (``steps_per_execution`` given here is used as given).
         """
         self.auto_steps_per_execution = "steps_per_execution" not in kwargs
+        if self.vectorize_tasks_given is None:
+            self.vectorize_tasks = fast_path.vectorize_tasks(self, jit_compile)
         if jit_compile is None:
             jit_compile = fast_path.jit_compile(self)
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
@@ -919,7 +926,8 @@ class MetaLearner(MetaModel):
         return seeds if replicas == 1 else seeds[offset:offset + num_tasks]
 
     def adapt_task(self, params, nontrainable, task, seed, steps=None,
-                   hook=None, hook_state=(), checkpoint_every=None):
+                   hook=None, hook_state=(), checkpoint_every=None,
+                   unroll=False):
         """Adapts one task from ``params`` with the compiled inner loop
         (``adaptation()``: optimizer, mask, minibatch size) on
         ``support_data(task)``; ``steps`` defaults to ``inner_steps``.
@@ -938,6 +946,8 @@ class MetaLearner(MetaModel):
           hook_state: the hook's initial state (default ``()``).
           checkpoint_every: ``None`` (default), a positive int or ``"sqrt"``:
             checkpoint the loop's gradient (``inner_loop.optimize``).
+          unroll: the updates as straight-line code instead of a loop
+            (``inner_loop.optimize``; default ``False``).
         """
         spec = self.adaptation()
         params = self.task_start(params, seed)
@@ -954,7 +964,8 @@ class MetaLearner(MetaModel):
             checkpoint_every=checkpoint_every,
             variables=() if spec.step_size is None
             else tf.nest.flatten(spec.step_size),
-            opt_state=opt_state, step_offset=offset, sampling=spec.sampling)
+            opt_state=opt_state, step_offset=offset, sampling=spec.sampling,
+            unroll=unroll)
         if spec.inner_state is None or not training:
             return result
         # Meta-training: the next task starts from this task's final state.
@@ -1305,7 +1316,7 @@ class MetaLearner(MetaModel):
             "carry_inner_state": self.carry_inner_state,
             "inner_sampling": self.inner_sampling,
             "parallel_tasks": self.parallel_tasks,
-            "vectorize_tasks": self.vectorize_tasks,
+            "vectorize_tasks": self.vectorize_tasks_given,
             "seed": self.seed_generator.get_config().get("seed"),
             "multi_head": self.multi_head,
         }

@@ -67,7 +67,8 @@ class MetaSGD(MAML):
             tape.watch(params)
             tape.watch(alphas)
             result = self.adapt_task(params, nontrainable, task, seed,
-                                     checkpoint_every=self.checkpoint_every)
+                                     checkpoint_every=self.checkpoint_every,
+                                     unroll=self.unrolled())
             loss, pred = self.query_loss(
                 result.params, result.nontrainable, task)
         grads = self.scaled_gradient(tape, loss, list(params) + alphas)

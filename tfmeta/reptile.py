@@ -17,6 +17,8 @@ class Reptile(MetaLearner):
     the paper's experiments.
     """
 
+    auto_vectorize = True  # (tfmeta.fast_path.vectorize_tasks)
+
     def task_meta_gradient(self, params, nontrainable, task, seed):
         result = self.adapt_task(params, nontrainable, task, seed)
         loss, pred = self.query_loss(result.params, result.nontrainable, task)
