@@ -1,5 +1,5 @@
-"""Leap across Atari games (Leap section 4.3, appendix F, Table 6): a
-skeleton.
+"""Leap across Atari games (Leap section 4.3, appendix F, Table 6, Figure
+4).
 
 Meta-trains the Mnih conv encoder of an A2C agent with ``tfmeta.rl.RLLeap``
 (energy metric, loss in the manifold, stabilizer; each game's agent gets
@@ -7,8 +7,10 @@ fresh policy and value heads sized to its action set), then trains an agent
 on each evaluation game from the Leap encoder and from a random one and
 writes their scores, normalized with Table 6's baseline mean and deviation.
 Writes ``results.json`` (the settings, per-meta-step logs, timings, the
-evaluation, the predicted cost of every preset) and ``encoder.weights.h5``
-(the meta-learned encoder) to ``--out``.
+evaluation with each agent's binned learning curve, the cost per emulator
+frame and the predicted cost of every preset), ``curves.csv`` (every
+evaluation episode), ``atari_leap.png`` (Figure 4's layout) and
+``encoder.weights.h5`` (the meta-learned encoder) to ``--out``.
 
 Presets (``--preset``; the numbers can be overridden):
 
@@ -18,10 +20,12 @@ Presets (``--preset``; the numbers can be overridden):
   couple of minutes on 2 CPU cores). Its scores mean nothing.
 * ``small``: 4 pool games, meta-batches of 2, 32 environments, 150 updates
   (24 000 agent steps) per game, 3 meta-steps, Table 6's nine games for
-  100 updates each from both initializations: sized for under an hour on
-  2 CPU cores from the measured cost of a 32-environment agent with the path
-  hook (``results.json``, docs/rl.md). Not run yet; at this budget the
-  scores are far from the paper's.
+  100 updates each from both initializations, 2 evaluation seeds: sized
+  for under an hour on 2 CPU cores from the measured cost of a
+  32-environment agent with the path hook (predicted 0.74 h; ran in 53 min
+  beside other jobs, docs/rl.md). At this budget (0.3 % of the paper's
+  steps per game) the agents are still at their first episodes' level and
+  the two initializations do not separate.
 * ``paper``: the pool (every game with at most 10 actions but Breakout and
   SpaceInvaders), meta-batches of 16, 32 environments, 5 M agent steps
   (31 250 updates) per game, 100 meta-steps, Table 6's nine games from
