@@ -1,16 +1,20 @@
 """Time single ``fit`` calls of the sine workloads, one after another in
-one process, to see Reptile's slow mode (docs/performance.md: a call that
-runs at ~4.9 ms per meta-step instead of ~2.4 ms).
+one process, to see Reptile's slow calls (docs/performance.md: ~625 ms
+instead of ~305 ms for 128 meta-steps, a ~300 ms stall at the end of the
+call, in tf.data's autotuning).
 
     python benchmarks/fit_calls.py [--only reptile-sine] [--calls 128] [--repeats 16]
-                                   [--busy] [--intra-op N] [--jax]
+                                   [--busy] [--intra-op N] [--jax] [--no-autotune]
 
 Prints the milliseconds of each ``fit(steps_per_epoch=calls)`` of tfmeta
 with its defaults (``profile_meta_step.tfmeta_contenders``), or with
 ``--jax`` of ``calls`` jitted JAX meta-steps (``peers_jax``). ``--busy``
 keeps one core busy meanwhile (a Python busy loop in a child process,
 ended at exit), as another job on the 2-core machine does; ``--intra-op``
-sets TensorFlow's intra-op threads (default: TensorFlow's choice).
+sets TensorFlow's intra-op threads (default: TensorFlow's choice);
+``--no-autotune`` turns tf.data's autotuning off on the task dataset
+(``tf.data.Options().autotune.enabled = False``), which removes the slow
+calls.
 """
 
 import argparse
@@ -35,6 +39,7 @@ def main(argv=None):
     parser.add_argument("--busy", action="store_true")
     parser.add_argument("--intra-op", type=int, default=0)
     parser.add_argument("--jax", action="store_true")
+    parser.add_argument("--no-autotune", action="store_true")
     args = parser.parse_args(argv)
     import tensorflow as tf
     if args.intra_op:
@@ -51,7 +56,8 @@ def main(argv=None):
                 import peers_jax
                 run = peers_jax.contender(w, data, peers.OUTER_LR)
             else:
-                run = profile_meta_step.tfmeta_contenders(w, data)[0]
+                run = profile_meta_step.tfmeta_contenders(
+                    w, data, autotune=not args.no_autotune)[0]
             run(32)  # warm-up: tracing, compiling
             ms = []
             for _ in range(args.repeats):
@@ -62,6 +68,7 @@ def main(argv=None):
                 load = f.read().split()[0]
             print(f"{wl} {'jax' if args.jax else 'tfmeta fit'} "
                   f"(busy={args.busy}, intra_op={args.intra_op or 'default'}"
+                  f", autotune={not args.no_autotune}"
                   f", load average {load}): ms per {args.calls} meta-steps: "
                   f"{ms}", flush=True)
     finally:

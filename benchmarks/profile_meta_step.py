@@ -145,7 +145,7 @@ def hlo_counts(text, unknown_trip=1):
     return run(entry)
 
 
-def tfmeta_contenders(w, data, vectorize=None):
+def tfmeta_contenders(w, data, vectorize=None, autotune=True):
     keras.utils.set_random_seed(0)
     cls = {"maml": tfmeta.MAML, "reptile": tfmeta.Reptile}[w["method"]]
     kwargs = {} if vectorize is None else {"vectorize_tasks": vectorize}
@@ -156,6 +156,10 @@ def tfmeta_contenders(w, data, vectorize=None):
     batch = dict(zip(("support_x", "support_y", "query_x", "query_y"),
                      (tf.constant(a) for a in data)))
     dataset = tf.data.Dataset.from_tensors(batch).repeat()
+    if not autotune:  # (fit_calls.py --no-autotune)
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        dataset = dataset.with_options(options)
 
     def fit(calls):
         meta.fit(dataset, steps_per_epoch=calls, epochs=1, verbose=0)
