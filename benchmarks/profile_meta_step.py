@@ -16,10 +16,12 @@ For each workload and contender, in one process, alternating rounds:
   compiled step);
 * ``jax``: the jitted JAX meta-step of ``peers_jax.py`` from a Python loop.
 
-and, from the optimized HLO module XLA compiled for each step, the
-instructions by kind: ``while`` loops, ``dot``s (matmuls), fusions
-(XLA-generated kernels), and the instructions outside fused computations
-("thunks": roughly what the CPU runtime dispatches one by one).
+and, from the optimized HLO module XLA compiled for each step, what one
+execution of it runs (``hlo_counts``: a loop's body once per iteration):
+the instructions outside fused computations ("thunks": roughly what the
+CPU runtime dispatches one by one), ``while`` loops, ``dot``s (matmuls,
+those fused into other kernels too), fusions (XLA-generated kernels);
+with ``--dots``, the matmuls by shape. ``--rounds 0`` counts only.
 """
 
 import argparse
@@ -45,29 +47,105 @@ import tfmeta  # noqa: E402
 _FREE = {"parameter", "constant", "get-tuple-element", "tuple", "bitcast"}
 
 
-def hlo_counts(text):
-    """``{kind: count}`` of an optimized HLO module's text: ``while``,
-    ``dot``, ``fusion`` and ``thunks`` (instructions outside fused
-    computations, but not parameters, constants, tuples or bitcasts)."""
-    counts = collections.Counter()
-    fused = False
+def _computations(text):
+    """``{name: [(opcode, line), ...]}`` of an HLO module's text, and the
+    name of its entry computation."""
+    comps, entry, name = {}, None, None
     for line in text.splitlines():
         head = re.match(r"^(ENTRY )?%(\S+) ", line)
         if head and line.rstrip().endswith("{"):
-            fused = "fused" in head.group(2) or "fusion" in head.group(2)
+            name = head.group(2)
+            comps[name] = []
+            if head.group(1):
+                entry = name
             continue
         op = re.search(r" = .*? ([a-z][a-z0-9-]*)\(", line)
-        if not op:
-            continue
-        kind = op.group(1)
-        if kind in ("while", "dot", "fusion", "custom-call", "conditional"):
-            counts[kind] += 1
-        if not fused and kind not in _FREE:
+        if name and op:
+            comps[name].append((op.group(1), line))
+    return comps, entry
+
+
+def _callee(line, attr):
+    found = re.search(attr + r"=%([^\s,}]+)", line)
+    return found.group(1) if found else None
+
+
+def _dot_shape(line):
+    """``"dot f32[10,64,64]"``: a matmul's result type (no layout)."""
+    return "dot " + re.search(r" = (\S+?)(\{[^}]*\})? dot\(", line).group(1)
+
+
+def hlo_counts(text, unknown_trip=1):
+    """What one execution of an optimized HLO module runs: ``{kind: count}``
+    with ``thunks`` (the kernels the CPU runtime dispatches one by one:
+    instructions outside fused computations, but not parameters, constants,
+    tuples or bitcasts), ``dot`` (matmuls, also those inside fusions),
+    ``fusion``, ``while``, ``conditional``, ``custom-call``, and
+    ``"dot SHAPE"``: the matmuls by result shape. A ``while``
+    loop's body and condition count once per iteration (its
+    ``known_trip_count``; without one, ``unknown_trip`` times, and counted
+    in ``unknown trip count``), a conditional's branch as its largest, a
+    ``call`` as its callee.
+
+    Args:
+      text: the module's text (``as_text()``, ``stage="optimized_hlo"``).
+      unknown_trip: iterations of a loop without a known trip count
+        (default 1; tfmeta's vectorized inner loop, a ``pfor`` loop,
+        runs ``inner_steps - 1`` times).
+    """
+    comps, entry = _computations(text)
+    memo = {}
+
+    def dots_in(name):  # the matmuls of a fused computation, nested ones too
+        n = collections.Counter()
+        for kind, line in comps.get(name, ()):
+            if kind == "dot":
+                n[_dot_shape(line)] += 1
+            if kind == "fusion":
+                n.update(dots_in(_callee(line, "calls")))
+        return n
+
+    def run(name):
+        if name in memo:
+            return memo[name]
+        counts = collections.Counter()
+        for kind, line in comps.get(name, ()):
+            if kind in _FREE:
+                continue
+            if kind == "call":
+                counts.update(run(_callee(line, "to_apply")))
+                continue
             counts["thunks"] += 1
-    return counts
+            if kind in ("while", "dot", "fusion", "custom-call", "conditional"):
+                counts[kind] += 1
+            if kind == "dot":
+                counts[_dot_shape(line)] += 1
+            if kind == "fusion":
+                fused = dots_in(_callee(line, "calls"))
+                counts["dot"] += sum(fused.values())
+                counts.update(fused)
+            elif kind == "while":
+                trip = re.search(r'known_trip_count[^0-9]*(\d+)', line)
+                n = int(trip.group(1)) if trip else unknown_trip
+                counts["unknown trip count"] += not trip
+                for _ in range(n):
+                    counts.update(run(_callee(line, "body")))
+                for _ in range(n + 1):
+                    counts.update(run(_callee(line, "condition")))
+            elif kind == "conditional":
+                names = re.findall(r"%([^\s,}]+)", re.search(
+                    r"(branch_computations=\{[^}]*\}|true_computation=.*)",
+                    line).group(0))
+                branches = [run(b) for b in names if b in comps]
+                if branches:
+                    counts.update(max(branches, key=lambda c: c["thunks"]))
+        memo[name] = counts
+        return counts
+
+    return run(entry)
 
 
-def tfmeta_contenders(w, data, vectorize=None):
+def tfmeta_contenders(w, data, vectorize=None, autotune=True):
     keras.utils.set_random_seed(0)
     cls = {"maml": tfmeta.MAML, "reptile": tfmeta.Reptile}[w["method"]]
     kwargs = {} if vectorize is None else {"vectorize_tasks": vectorize}
@@ -78,6 +156,10 @@ def tfmeta_contenders(w, data, vectorize=None):
     batch = dict(zip(("support_x", "support_y", "query_x", "query_y"),
                      (tf.constant(a) for a in data)))
     dataset = tf.data.Dataset.from_tensors(batch).repeat()
+    if not autotune:  # (fit_calls.py --no-autotune)
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        dataset = dataset.with_options(options)
 
     def fit(calls):
         meta.fit(dataset, steps_per_epoch=calls, epochs=1, verbose=0)
@@ -115,6 +197,8 @@ def main(argv=None):
     parser.add_argument("--calls", type=int, default=128,
                         help="meta-steps per round (a multiple of 32)")
     parser.add_argument("--hlo-dir", help="also write the HLO modules here")
+    parser.add_argument("--dots", action="store_true",
+                        help="also print the matmuls executed, by shape")
     args = parser.parse_args(argv)
     with open("/proc/loadavg") as f:
         print("load average at start:", f.read().split()[0], flush=True)
@@ -128,7 +212,7 @@ def main(argv=None):
                       "train_step, XLA, Python loop": loop,
                       "train_step, tasks serial": loop_serial,
                       "jax": jax_contender(w, data)}
-        for run in contenders.values():
+        for run in (contenders.values() if args.rounds else ()):
             run(32)  # warm-up: tracing, compiling
         rates = {name: [] for name in contenders}
         names = list(contenders)
@@ -141,7 +225,7 @@ def main(argv=None):
             load = f.read().split()[0]
         print(f"\n{wl} (load average at end: {load}): meta-steps/s, median "
               f"of {args.rounds} rounds (range); µs per meta-step")
-        for name, r in rates.items():
+        for name, r in (rates.items() if args.rounds else ()):
             m = statistics.median(r)
             print(f"  {name:48s} {m:8.1f} ({min(r):.0f}-{max(r):.0f}) "
                   f"{1e6 / m:8.0f} µs", flush=True)
@@ -152,11 +236,20 @@ def main(argv=None):
                 pathlib.Path(args.hlo_dir).mkdir(parents=True, exist_ok=True)
                 (pathlib.Path(args.hlo_dir) / f"{wl} {name}.hlo".replace(
                     " ", "_").replace(",", "")).write_text(text)
-            counts = hlo_counts(text)
+            # tfmeta's vectorized inner loop (no known trip count) runs
+            # steps - 1 times; the serial step's nested loops: counted once.
+            trips = w["steps"] - 1 if name.startswith("train_step, XLA") else 1
+            counts = hlo_counts(text, trips)
             print(f"  HLO of {name:40s} " + ", ".join(
                 f"{k} {counts[k]}" for k in ("thunks", "while", "dot",
                                              "fusion", "conditional",
-                                             "custom-call")), flush=True)
+                                             "custom-call",
+                                             "unknown trip count")),
+                  flush=True)
+            if args.dots:
+                print("    matmuls: " + ", ".join(
+                    f"{k[4:]} x{n}" for k, n in sorted(counts.items())
+                    if k.startswith("dot ")), flush=True)
 
 
 if __name__ == "__main__":

@@ -173,3 +173,63 @@ def test_evaluate_after_fit_runs_its_own_steps():
         keras.callbacks.LambdaCallback(
             on_test_batch_end=lambda batch, logs: seen.append(batch))])
     assert meta.steps_per_execution == 1 and seen == [0, 1, 2]
+
+
+_HLO = """\
+HloModule m, entry_computation_layout={(f32[4,4]{1,0})->f32[4,4]{1,0}}
+
+%fused_computation (param_0: f32[4,4], param_1: f32[4,4]) -> f32[4,4] {
+  %param_0 = f32[4,4]{1,0} parameter(0)
+  %param_1 = f32[4,4]{1,0} parameter(1)
+  %dot.1 = f32[4,4]{1,0} dot(%param_0, %param_1), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+  ROOT %tanh.1 = f32[4,4]{1,0} tanh(%dot.1)
+}
+
+%body (arg: (s32[], f32[4,4])) -> (s32[], f32[4,4]) {
+  %arg = (s32[], f32[4,4]{1,0}) parameter(0)
+  %i = s32[] get-tuple-element(%arg), index=0
+  %x = f32[4,4]{1,0} get-tuple-element(%arg), index=1
+  %tanh_fusion = f32[4,4]{1,0} fusion(%x, %x), kind=kOutput, calls=%fused_computation
+  %dot.2 = f32[4,4]{1,0} dot(%tanh_fusion, %x), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+  %one = s32[] constant(1)
+  %next = s32[] add(%i, %one)
+  ROOT %out = (s32[], f32[4,4]{1,0}) tuple(%next, %dot.2)
+}
+
+%cond (arg.1: (s32[], f32[4,4])) -> pred[] {
+  %arg.1 = (s32[], f32[4,4]{1,0}) parameter(0)
+  %i.1 = s32[] get-tuple-element(%arg.1), index=0
+  %n = s32[] constant(5)
+  ROOT %lt = pred[] compare(%i.1, %n), direction=LT
+}
+
+ENTRY %main (p: f32[4,4]) -> f32[4,4] {
+  %p = f32[4,4]{1,0} parameter(0)
+  %zero = s32[] constant(0)
+  %init = (s32[], f32[4,4]{1,0}) tuple(%zero, %p)
+  %while = (s32[], f32[4,4]{1,0}) while(%init), condition=%cond, body=%body, backend_config={"known_trip_count":{"n":"5"}}
+  %res = f32[4,4]{1,0} get-tuple-element(%while), index=1
+  ROOT %dot.3 = f32[2,4]{1,0} dot(%res, %res), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+}
+"""
+
+
+def test_hlo_counts_what_runs(monkeypatch):
+    """benchmarks/profile_meta_step.py's kernel counts: a loop's body once
+    per iteration, matmuls fused into other kernels included (the count
+    that first had JAX's MAML step at 59 matmuls instead of 91)."""
+    import pathlib
+    monkeypatch.syspath_prepend(
+        str(pathlib.Path(__file__).parents[1] / "benchmarks"))
+    from profile_meta_step import hlo_counts
+    counts = hlo_counts(_HLO)
+    assert counts["dot"] == 1 + 5 * 2
+    assert counts["dot f32[4,4]"] == 10 and counts["dot f32[2,4]"] == 1
+    assert counts["fusion"] == 5 and counts["while"] == 1
+    # entry: while, dot; body: fusion, dot, add; condition: compare
+    assert counts["thunks"] == 2 + 5 * 3 + 6 * 1
+    assert counts["unknown trip count"] == 0
+    unknown = _HLO.replace(', backend_config={"known_trip_count":{"n":"5"}}',
+                           "")
+    counts = hlo_counts(unknown, unknown_trip=3)
+    assert counts["dot"] == 1 + 3 * 2 and counts["unknown trip count"] == 1
