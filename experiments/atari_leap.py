@@ -267,7 +267,8 @@ def main(argv=None):
                         f"{e.update},{e.env},{e.episode_return}\n")
         print(game, name, "seed", args.seed + 1 + k, "mean return",
               table[j, 0], flush=True)
-    table = rl.meta_model.all_reduce_sum(leap.strategy, [table])[0].numpy()
+    table = np.asarray(
+        rl.meta_model.all_reduce_sum(leap.strategy, [table])[0])
     edges = np.linspace(0, cfg["eval_updates"], args.curve_bins + 1)[1:]
     evaluation = {}
     for (game, name, k), row in zip(jobs, table):

@@ -246,7 +246,7 @@ def epochs_for(steps):
     return next(e for e in range(min(20, steps), 0, -1) if steps % e == 0)
 
 
-class TestCurve(keras.callbacks.Callback):
+class HeldOutCurve(keras.callbacks.Callback):
     """Test accuracy during meta-training: after every ``every``-th Keras
     epoch, the first ``episodes`` test episodes of the cell (both BN
     modes), adapted from the current initialization (the carried inner
@@ -276,7 +276,7 @@ def run_cell(method, setting, seed, cfg, data, episodes, curve_episodes=0):
     if curve_episodes:
         tasks = list(test_episodes(cfg, curve_episodes, data)
                      .as_numpy_iterator())
-        callbacks.append(TestCurve(test, tasks, every=max(1, epochs // 4)))
+        callbacks.append(HeldOutCurve(test, tasks, every=max(1, epochs // 4)))
     t0 = time.perf_counter()
     history = meta.fit(train_episodes(cfg, seed, data), epochs=epochs,
                        steps_per_epoch=cfg["meta_steps"] // epochs, verbose=2,

@@ -370,3 +370,10 @@ def test_experiment_presets():
         script.parse_args(["--methods", "Nope"])
     with pytest.raises(SystemExit):        # no small step count for 20w5s
         script.parse_args(["--budget", "small", "--settings", "20w5s"])
+    # Table 5 exists for 5-way 1-shot only, with its 5 test iterations
+    assert script.config("Reptile", "5w1s", None, 5)["eval_steps"] == 5
+    with pytest.raises(SystemExit):
+        script.parse_args(["--reptile-table", "5", "--methods", "Reptile",
+                           "--settings", "5w5s"])
+    with pytest.raises(SystemExit):
+        script.parse_args(["--test-curve", "-1"])

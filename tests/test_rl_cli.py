@@ -67,16 +67,24 @@ def checkpoint_at(run, step):
     return arrays
 
 
-@pytest.mark.slow
-def test_a_killed_run_resumes_to_the_uninterrupted_weights(tmp_path):
+def killed_run(train, out):
+    """Runs ``train`` with ``--steps 3`` into ``out`` in a child process that
+    is SIGKILLed after meta-step 2 (``TFMETA_TEST_KILL_AT_STEP``); returns
+    those arguments (without ``--out``) for the reruns."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2",
                TFMETA_TEST_KILL_AT_STEP="2")
-    args = TRAIN[:TRAIN.index("--steps") + 1] + ["3"] + \
-        TRAIN[TRAIN.index("--steps") + 2:]
+    args = train[:train.index("--steps") + 1] + ["3"] + \
+        train[train.index("--steps") + 2:]
     killed = subprocess.run([sys.executable, "-m", "tfmeta", *args, "--out",
-                             str(tmp_path / "killed")], env=env,
-                            capture_output=True, text=True, timeout=600)
+                             str(out)], env=env, capture_output=True,
+                            text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    return args
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_uninterrupted_weights(tmp_path):
+    args = killed_run(TRAIN, tmp_path / "killed")
     assert cli.main(args + ["--out", str(tmp_path / "killed")]) == 0
     assert cli.main(args + ["--out", str(tmp_path / "whole")]) == 0
     a, b = checkpoint(tmp_path / "killed"), checkpoint(tmp_path / "whole")
@@ -234,14 +242,7 @@ def test_a_killed_warpgrad_maze_run_resumes_to_the_uninterrupted_state(
     """SIGKILL after meta-step 2 (its checkpoint at 1), the same command
     again: the weights, the warp optimizer and the A2C's whole state of an
     uninterrupted run."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2",
-               TFMETA_TEST_KILL_AT_STEP="2")
-    args = WARP[:WARP.index("--steps") + 1] + ["3"] + \
-        WARP[WARP.index("--steps") + 2:]
-    killed = subprocess.run([sys.executable, "-m", "tfmeta", *args, "--out",
-                             str(tmp_path / "killed")], env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    args = killed_run(WARP, tmp_path / "killed")
     assert json.loads((tmp_path / "killed" / "checkpoint.json").read_text(
         ))["step"] == 1
     assert cli.main(args + ["--out", str(tmp_path / "killed")]) == 0

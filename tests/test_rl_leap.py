@@ -125,3 +125,33 @@ def test_rl_leap_bad_input():
     leap.compile(keras.optimizers.SGD(0.1))
     with pytest.raises(ValueError, match="do not match the shared encoder"):
         leap.meta_step()
+
+
+@pytest.mark.slow
+def test_atari_experiment_tiny_writes_curves_over_seeds(tmp_path):
+    """experiments/atari_leap.py --preset tiny on one process (~1 min): the
+    evaluation's curves for each seed and initialization, the CSV of every
+    episode and the Figure 4 PNG."""
+    pytest.importorskip("ale_py", reason="the rl extra is not installed")
+    import json
+    import pathlib
+    import sys
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]
+                           / "experiments"))
+    import atari_leap
+    atari_leap.main(["--preset", "tiny", "--eval-seeds", "2",
+                     "--curve-bins", "5", "--out", str(tmp_path / "run")])
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["workers"] == 1
+    for init in ("leap", "random"):
+        row = results["evaluation"]["Breakout"][init]
+        assert len(row["curves"]) == 2 and all(len(c) == 5
+                                                for c in row["curves"])
+        assert row["curve_updates"] == [2.0, 4.0, 6.0, 8.0, 10.0]
+        assert sum(row["episodes"]) > 0
+    lines = (tmp_path / "run" / "curves.csv").read_text().splitlines()
+    assert lines[0] == "game,init,seed,update,env,episode_return"
+    assert len(lines) - 1 == sum(
+        sum(results["evaluation"]["Breakout"][i]["episodes"])
+        for i in ("leap", "random"))
+    assert (tmp_path / "run" / "atari_leap.png").stat().st_size > 0
