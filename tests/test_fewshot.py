@@ -372,6 +372,14 @@ def test_experiment_presets():
         script.parse_args(["--budget", "small", "--settings", "20w5s"])
     # Table 5 exists for 5-way 1-shot only, with its 5 test iterations
     assert script.config("Reptile", "5w1s", None, 5)["eval_steps"] == 5
+    one = [("Reptile", "5w1s")]
+    steps = lambda m, s: 1000  # noqa: E731
+    table3 = script.predict_seconds(one, steps, 1, 100)
+    table5 = script.predict_seconds(one, steps, 1, 100, reptile_table=5)
+    assert table5 > table3      # its meta-steps cost more, its tests less
+    assert table5 == pytest.approx(
+        2 * 1000 * script.SECONDS_PER_STEP[one[0]] + 100 * 5 / 86
+        * script.SECONDS_PER_EPISODE[one[0]] + script.TRACE_SECONDS)
     with pytest.raises(SystemExit):
         script.parse_args(["--reptile-table", "5", "--methods", "Reptile",
                            "--settings", "5w5s"])
