@@ -136,6 +136,32 @@ REPTILE_TABLE5 = {
 }
 
 
+# The commands of the README of the paper's released code
+# (openai/supervised-reptile, "Reproducing training runs"; non-transductive
+# lines, which use the same settings as the transductive ones): 5 tasks x
+# 5 Adam steps of 10 images (5-way) or 5 x 10 of 20 (20-way) on 10 training
+# shots, 50 test iterations; ``--reptile-table code``.
+REPTILE_CODE = {
+    setting: dict(adam_lr=1e-3, inner_batch=10, inner_steps=5,
+                  train_shots=10, outer_step=1.0, meta_steps=100_000,
+                  meta_batch=5, eval_batch=5, eval_steps=50)
+    for setting in ("5w1s", "5w5s")} | {
+    setting: dict(adam_lr=5e-4, inner_batch=20, inner_steps=10,
+                  train_shots=10, outer_step=1.0, meta_steps=200_000,
+                  meta_batch=5, eval_batch=10, eval_steps=50)
+    for setting in ("20w1s", "20w5s")}
+REPTILE_HPARAMS = {3: REPTILE, 5: REPTILE_TABLE5, "code": REPTILE_CODE}
+
+
+def reptile_table_arg(text):
+    """``--reptile-table``: 3, 5 or ``code``."""
+    value = int(text) if text.isdigit() else text
+    if value not in REPTILE_HPARAMS:
+        raise argparse.ArgumentTypeError(
+            f"choose from 3, 5, code, not {text!r}")
+    return value
+
+
 def maml_settings(ways):
     """MAML's Omniglot hyper-parameters (section 5.2)."""
     return (dict(inner_lr=0.4, inner_steps=1, meta_batch=32) if ways == 5
@@ -175,10 +201,11 @@ def loss():
 
 def config(method, setting, budget_steps, reptile_table=3):
     """Training and test settings of one cell: episode shapes, steps
-    (Reptile: Table 3's, or Table 5's where ``reptile_table`` is 5)."""
+    (Reptile: Table 3's, Table 5's where ``reptile_table`` is 5, the
+    released code's README commands where it is ``"code"``)."""
     ways, shots = SETTINGS[setting]
     if method == "Reptile":
-        hp = dict((REPTILE_TABLE5 if reptile_table == 5 else REPTILE)[setting])
+        hp = dict(REPTILE_HPARAMS[reptile_table][setting])
         cfg = dict(hp, ways=ways, shots=shots, train_query=1)
     else:
         hp = maml_settings(ways)
@@ -300,10 +327,12 @@ def run_cell(method, setting, seed, cfg, data, episodes, curve_episodes=0):
     return result, curve, train_seconds, test_seconds
 
 
-# Table 5's 1-shot settings against Table 3's: a meta-step costs ~2x (10 x 3
-# steps of 25 images against 3 x 12 of 5; measured interleaved, 0.42 vs
-# 0.21 s under load), a test episode ~5/86 (5 adaptation steps, not 86).
-TABLE5_COST = {"step": 2.0, "episode": 5 / 86}
+# Reptile's costs under the other hyper-parameters, relative to Table 3's
+# (measured with --time-steps --reptile-table N). Table 5 at 5w1s: a
+# meta-step ~2x (10 x 3 steps of 25 images against 3 x 12 of 5; measured
+# interleaved, 0.42 vs 0.21 s under load), a test episode ~5/86 (5
+# adaptation steps, not 86).
+RELATIVE_COST = {(5, "5w1s"): {"step": 2.0, "episode": 5 / 86}}
 
 
 def predict_seconds(cells, steps_of, seeds, episodes, reptile_table=3):
@@ -316,18 +345,21 @@ def predict_seconds(cells, steps_of, seeds, episodes, reptile_table=3):
         per_episode = SECONDS_PER_EPISODE.get(key)
         if step is None or per_episode is None:
             return None
-        if method == "Reptile" and reptile_table == 5:
-            step *= TABLE5_COST["step"]
-            per_episode *= TABLE5_COST["episode"]
+        if method == "Reptile" and reptile_table != 3:
+            relative = RELATIVE_COST.get((reptile_table, setting))
+            if relative is None:
+                return None
+            step *= relative["step"]
+            per_episode *= relative["episode"]
         total += seeds * (steps_of(method, setting) * step
                           + episodes * per_episode + TRACE_SECONDS)
     return total
 
 
-def time_steps(data, cells, repeats=20, episodes=20):
+def time_steps(data, cells, repeats=20, episodes=20, reptile_table=3):
     """Seconds per meta-step and per test episode of each cell."""
     for method, setting in cells:
-        cfg = config(method, setting, None)
+        cfg = config(method, setting, None, reptile_table)
         meta, test = build(method, cfg, 0)
         ds = train_episodes(cfg, 0, data)
         meta.fit(ds, epochs=1, steps_per_epoch=2, verbose=0)
@@ -445,10 +477,12 @@ def parse_args(argv=None):
                         help="Reptile's inner minibatches: passing through the "
                         "training shots in shuffled epochs as the paper's "
                         "code does (default), or drawn each on its own")
-    parser.add_argument("--reptile-table", type=int, choices=(3, 5), default=3,
-                        help="Reptile's hyper-parameters: Table 3 (default) or "
-                        "Table 5, tuned for transductive 1-shot 5-way (5w1s "
-                        "only)")
+    parser.add_argument("--reptile-table", type=reptile_table_arg, default=3,
+                        metavar="{3,5,code}",
+                        help="Reptile's hyper-parameters: Table 3 (default), "
+                        "Table 5 (tuned for transductive 1-shot 5-way; 5w1s "
+                        "only) or code (the commands in the README of the "
+                        "paper's released code)")
     parser.add_argument("--test-curve", type=int, default=0, metavar="EPISODES",
                         help="also test on the first EPISODES test episodes "
                         "after every quarter of meta-training (curves.csv; "
@@ -489,12 +523,11 @@ def parse_args(argv=None):
         cfg["episodes"] = args.episodes
     if not cells:
         parser.error("no cell left after --methods / --settings")
-    if args.reptile_table == 5:
-        other = [c for c in cells if c[0] == "Reptile"
-                 and c[1] not in REPTILE_TABLE5]
-        if other:
-            parser.error(f"--reptile-table 5: Table 5 gives only "
-                         f"{sorted(REPTILE_TABLE5)}, not {other}")
+    table = REPTILE_HPARAMS[args.reptile_table]
+    other = [c for c in cells if c[0] == "Reptile" and c[1] not in table]
+    if other:
+        parser.error(f"--reptile-table {args.reptile_table} gives only "
+                     f"{sorted(table)}, not {other}")
     return args, cfg, cells
 
 
@@ -512,7 +545,7 @@ def main(argv=None):
     args, preset, cells = parse_args(argv)
     data = of.load(args.data_dir)
     if args.time_steps:
-        time_steps(data, cells)
+        time_steps(data, cells, reptile_table=args.reptile_table)
         return
 
     steps_of = lambda m, s: steps_for(args, preset, m, s)  # noqa: E731

@@ -385,3 +385,11 @@ def test_experiment_presets():
                            "--settings", "5w5s"])
     with pytest.raises(SystemExit):
         script.parse_args(["--test-curve", "-1"])
+    # the released code's README commands: every setting, 50 test iterations
+    args, _, _ = script.parse_args(["--reptile-table", "code", "--settings",
+                                    "20w5s", "--methods", "Reptile"])
+    assert args.reptile_table == "code"
+    assert script.config("Reptile", "20w5s", None, "code")["inner_batch"] == 20
+    assert script.config("Reptile", "5w1s", None, "code")["eval_steps"] == 50
+    with pytest.raises(SystemExit):
+        script.parse_args(["--reptile-table", "4"])
