@@ -386,7 +386,8 @@ def test_experiment_presets():
     with pytest.raises(SystemExit):
         script.parse_args(["--test-curve", "-1"])
     # the released code's README commands: every setting, 50 test iterations
-    args, _, _ = script.parse_args(["--reptile-table", "code", "--settings",
+    args, _, _ = script.parse_args(["--budget", "paper", "--reptile-table",
+                                    "code", "--settings",
                                     "20w5s", "--methods", "Reptile"])
     assert args.reptile_table == "code"
     assert script.config("Reptile", "20w5s", None, "code")["inner_batch"] == 20
