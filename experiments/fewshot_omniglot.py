@@ -296,7 +296,18 @@ class HeldOutCurve(keras.callbacks.Callback):
             f"{m} {100 * result[m]['mean']:.2f} %" for m in MODES), flush=True)
 
 
-def run_cell(method, setting, seed, cfg, data, episodes, curve_episodes=0):
+def training_key(method, cfg):
+    """What a cell's meta-training depends on: its settings but the test
+    shots. Cells with equal keys (and seed) share one meta-training, as the
+    released code's 1-shot and 5-shot commands do (``--reptile-table code``:
+    ``--shots`` changes only the test)."""
+    return (method,) + tuple(sorted((k, v) for k, v in cfg.items()
+                                    if k != "shots"))
+
+
+def train_cell(method, setting, seed, cfg, data, curve_episodes=0):
+    """Meta-trains one cell: ``(meta-learner to test, curve rows, seconds)``,
+    the seconds without the test curve's evaluations."""
     meta, test = build(method, cfg, seed)
     epochs = epochs_for(cfg["meta_steps"])
     callbacks = []
@@ -308,14 +319,9 @@ def run_cell(method, setting, seed, cfg, data, episodes, curve_episodes=0):
     history = meta.fit(train_episodes(cfg, seed, data), epochs=epochs,
                        steps_per_epoch=cfg["meta_steps"] // epochs, verbose=2,
                        callbacks=callbacks)
-    # training time without the test curve's evaluations
     train_seconds = time.perf_counter() - t0 - sum(
         c.seconds for c in callbacks)
     tested = dict(callbacks[0].points) if callbacks else {}
-    t0 = time.perf_counter()
-    result = fewshot.evaluate(test, test_episodes(cfg, episodes, data),
-                              modes=list(MODES))
-    test_seconds = time.perf_counter() - t0
     per_epoch = cfg["meta_steps"] // epochs
     curve = [dict(method=method, setting=setting, seed=seed,
                   meta_step=(e + 1) * per_epoch, loss=history.history["loss"][e],
@@ -324,7 +330,16 @@ def run_cell(method, setting, seed, cfg, data, episodes, curve_episodes=0):
                   **{f"test_{m}_{curve_episodes}": tested[e][m]
                      if e in tested else "" for m in MODES if curve_episodes})
              for e in range(epochs)]
-    return result, curve, train_seconds, test_seconds
+    return test, curve, train_seconds
+
+
+def test_cell(test, cfg, data, episodes):
+    """``(result of fewshot.evaluate, seconds)`` on the cell's test
+    episodes."""
+    t0 = time.perf_counter()
+    result = fewshot.evaluate(test, test_episodes(cfg, episodes, data),
+                              modes=list(MODES))
+    return result, time.perf_counter() - t0
 
 
 # Reptile's costs under the other hyper-parameters, relative to Table 3's
@@ -337,10 +352,15 @@ RELATIVE_COST = {(5, "5w1s"): {"step": 2.0, "episode": 5 / 86}}
 
 def predict_seconds(cells, steps_of, seeds, episodes, reptile_table=3):
     """Predicted seconds of ``cells`` from the measured costs (``None``
-    where a cell's cost was not measured)."""
-    total = 0.0
+    where a cell's cost was not measured); cells that share a meta-training
+    (``training_key``) pay for it once."""
+    total, trained = 0.0, set()
     for method, setting in cells:
         key = (method, setting)
+        cfg = config(method, setting, {key: steps_of(method, setting)},
+                     reptile_table)
+        shared = training_key(method, cfg) in trained
+        trained.add(training_key(method, cfg))
         step = SECONDS_PER_STEP.get(key)
         per_episode = SECONDS_PER_EPISODE.get(key)
         if step is None or per_episode is None:
@@ -351,8 +371,8 @@ def predict_seconds(cells, steps_of, seeds, episodes, reptile_table=3):
                 return None
             step *= relative["step"]
             per_episode *= relative["episode"]
-        total += seeds * (steps_of(method, setting) * step
-                          + episodes * per_episode + TRACE_SECONDS)
+        training = 0.0 if shared else steps_of(method, setting) * step
+        total += seeds * (training + episodes * per_episode + TRACE_SECONDS)
     return total
 
 
@@ -402,8 +422,11 @@ def write_outputs(out, rows, episode_rows, curves, budget, cells):
         "",
         f"Budget `{budget}`: "
         + "; ".join(f"{r['method']} {r['setting']} {r['meta_steps']} "
-                    f"meta-steps ({r['train_seconds']:.0f} s), "
-                    f"{r['episodes']} episodes"
+                    + (f"meta-steps ({r['train_seconds']:.0f} s), "
+                       if r["trained_with"] == r["setting"] else
+                       f"meta-steps (the same meta-training as "
+                       f"{r['trained_with']}), ")
+                    + f"{r['episodes']} episodes"
                     for r in rows if r["mode"] == MODES[0] and r["seed"] == 0)
         + ". The paper: 100K-200K meta-steps (Reptile), 60K (MAML).",
         "",
@@ -559,6 +582,7 @@ def main(argv=None):
           + (f"{predicted / 60:.0f} min" if predicted else "time: not measured "
              "for every cell (--time-steps)"), flush=True)
     rows, episode_rows, curves = [], [], []
+    trained = {}   # (seed, training_key) -> (meta-learner, setting, seconds)
     start = time.perf_counter()
     for seed in range(preset["seeds"]):
         for method, setting in cells:
@@ -569,10 +593,18 @@ def main(argv=None):
             cfg["sampling"] = args.inner_sampling
             print(f"== {method} {setting} seed {seed}: {cfg} "
                   f"({time.perf_counter() - start:.0f} s elapsed)", flush=True)
-            result, curve, train_s, test_s = run_cell(
-                method, setting, seed, cfg, data, preset["episodes"],
-                args.test_curve)
-            curves += curve
+            key = (seed, training_key(method, cfg))
+            if key not in trained:
+                test, curve, train_s = train_cell(method, setting, seed, cfg,
+                                                  data, args.test_curve)
+                curves += curve
+                trained[key] = (test, setting, train_s)
+            test, trained_with, train_s = trained[key]
+            if trained_with != setting:
+                print(f"   testing the initialization meta-trained for "
+                      f"{trained_with} (the same training settings)",
+                      flush=True)
+            result, test_s = test_cell(test, cfg, data, preset["episodes"])
             for mode in MODES:
                 acc = result[mode]["accuracy"]
                 rows.append(dict(
@@ -580,7 +612,8 @@ def main(argv=None):
                     accuracy=100 * result[mode]["mean"],
                     ci95=100 * result[mode]["ci95"], episodes=len(acc),
                     meta_steps=cfg["meta_steps"], train_seconds=train_s,
-                    test_seconds=test_s, _accuracy=acc))
+                    trained_with=trained_with, test_seconds=test_s,
+                    _accuracy=acc))
                 episode_rows += [dict(method=method, setting=setting,
                                       seed=seed, mode=mode, episode=i,
                                       accuracy=a) for i, a in enumerate(acc)]

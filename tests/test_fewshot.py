@@ -394,3 +394,10 @@ def test_experiment_presets():
     assert script.config("Reptile", "5w1s", None, "code")["eval_steps"] == 50
     with pytest.raises(SystemExit):
         script.parse_args(["--reptile-table", "4"])
+    # its 1-shot and 5-shot cells share one meta-training; Table 3's do not
+    key = lambda s, t: script.training_key(  # noqa: E731
+        "Reptile", script.config("Reptile", s, None, t))
+    assert key("5w1s", "code") == key("5w5s", "code")
+    assert key("20w1s", "code") == key("20w5s", "code")
+    assert key("5w1s", "code") != key("20w1s", "code")
+    assert key("5w1s", 3) != key("5w5s", 3)
