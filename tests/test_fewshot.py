@@ -355,9 +355,16 @@ def test_experiment_presets():
         args, preset, cells = script.parse_args(argv)
         return cells, preset, script.predict_seconds(
             cells, lambda m, s: script.steps_for(args, preset, m, s),
-            preset["seeds"], preset["episodes"])
+            preset["seeds"], preset["episodes"], args.reptile_table)
 
     cells, preset, seconds = predicted(["--budget", "small"])
+    # small's Reptile cells share one meta-training, paid for once
+    assert preset["reptile_table"] == "code"
+    alone = sum(predicted(["--budget", "small", "--methods", m,
+                           "--settings", s])[2]
+                for m, s in (("Reptile", "5w1s"), ("Reptile", "5w5s"),
+                             ("MAML", "5w1s")))
+    assert seconds < alone - 1000
     # the small budget: these cells, >= 1000 test episodes, <= 1 h
     assert set(cells) == {("Reptile", "5w5s"), ("Reptile", "5w1s"),
                           ("MAML", "5w1s")}
