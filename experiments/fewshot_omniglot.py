@@ -65,9 +65,10 @@ twice that; a MAML 5-way 1-shot meta-step (32 tasks, 1 second-order step)
 0.65 s, FOMAML 0.30 s; a test episode (adaptation plus both BN modes)
 0.45 s for Reptile 5w5s (100 steps), 0.41 s 5w1s (86 steps), 0.09 s
 (F)MAML (3 steps). Under a load of ~5 the same took 2-3x longer.
-``predict_seconds`` adds them up: ``small`` is predicted at 59 minutes
-(Reptile 5w5s 24, 5w1s 28, MAML 7), under the issue's 60 minutes on 2
-quiet cores (docs/fewshot.md has the runs).
+``predict_seconds`` adds them up (the released code's settings from
+these by their shapes, ``RELATIVE_COST``): ``small`` is predicted at 56
+minutes (Reptile's shared meta-training 40, its tests 8, MAML 7), under the
+issue's 60 minutes on 2 quiet cores (docs/fewshot.md has the runs).
 
     python experiments/fewshot_omniglot.py --budget tiny --out runs/fewshot_tiny
     python experiments/fewshot_omniglot.py --budget small --out runs/fewshot_small
