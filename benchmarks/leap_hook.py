@@ -1,7 +1,8 @@
 """What Leap's on-the-fly meta-gradient (eq. 8, accumulated after every task
 step) costs on top of the plain compiled inner loop: the loop alone, with
-Leap's hook (``Leap.flat_hook``) and with the hook compiled alone as one XLA
-cluster, alternating in one process (medians of
+Leap's hook (``Leap.flat_hook``: on the update's increments), with the hook
+as it was before 2026-11-30 evening (on theta_i and theta_{i+1}:
+``theta_hook``) and with that hook compiled alone as one XLA cluster, alternating in one process (medians of
 ``--rounds``, and the spread of the per-round overheads); for the sine MLP
 also the whole loop compiled with XLA, with and without the hook (overhead
 against the XLA plain loop), and ``fit`` with its default settings (the
@@ -74,6 +75,25 @@ class PerTensorLeap(tfmeta.Leap):
                      "path_length": length}, pred
 
 
+def theta_hook(leap):
+    """Leap's flat hook as it was before 2026-11-30 evening: eq. 8's
+    increment from theta_i and theta_{i+1} (``flat_increment`` without
+    ``d_theta``), which under XLA makes the loop copy every parameter and
+    gradient at every step; the same meta-gradient up to rounding."""
+    increment = functools.partial(tfmeta.leap.flat_increment,
+                                  **leap.leap_options())
+    return lambda state, i, *args: increment(state, *args)
+
+
+class ThetaLeap(tfmeta.Leap):
+    """Leap with ``theta_hook`` (the hook before 2026-11-30 evening)."""
+
+    auto_vectorize = True
+
+    def flat_hook(self):
+        return theta_hook(self)
+
+
 def fit_contender(cls, tasks, steps, meta_steps=128, seed=0, **kwargs):
     """``fit`` (default settings) of ``cls(**kwargs)`` on the sine MLP:
     ``meta_steps`` meta-steps of ``tasks`` tasks x ``steps`` inner steps
@@ -128,6 +148,8 @@ def main(argv=None):
                 tfmeta.Reptile, args.fit_tasks, args.fit_steps),
             "fit, defaults: Leap (hook)": fit_contender(
                 tfmeta.Leap, args.fit_tasks, args.fit_steps),
+            "fit, defaults: Leap (hook on theta_i, before)": fit_contender(
+                ThetaLeap, args.fit_tasks, args.fit_steps),
             "fit, defaults: Leap (per-tensor hook)": fit_contender(
                 PerTensorLeap, args.fit_tasks, args.fit_steps),
             "fit, tasks serial: Reptile (no hook)": fit_contender(
@@ -151,11 +173,13 @@ def main(argv=None):
         init = tfmeta.leap.flat_state
         plain_hook = functools.partial(tfmeta.leap.flat_increment,
                                        **leap.leap_options())
-        xla_hook = tf.function(plain_hook, jit_compile=True)
+        xla_hook = tf.function(plain_hook, jit_compile=True)  # on theta
         contenders = {
             "plain loop": bench.tfmeta_loop(w, steps),
             "loop + Leap hook": bench.tfmeta_loop(
                 w, steps, leap.flat_hook(), init),
+            "loop + Leap hook on theta_i (before)": bench.tfmeta_loop(
+                w, steps, theta_hook(leap), init),
             "loop + Leap hook (XLA)": bench.tfmeta_loop(
                 w, steps, lambda s, i, *a: xla_hook(s, *a), init),
         }
@@ -164,6 +188,9 @@ def main(argv=None):
                 w, steps, jit_compile=True)
             contenders["loop + Leap hook, whole loop XLA"] = bench.tfmeta_loop(
                 w, steps, leap.flat_hook(), init, jit_compile=True)
+            contenders["loop + hook on theta_i (before), whole loop XLA"] = \
+                bench.tfmeta_loop(w, steps, theta_hook(leap), init,
+                                  jit_compile=True)
             per_tensor = lambda params: (  # noqa: E731
                 [tf.zeros_like(p) for p in params], tf.zeros([]))
             per_tensor_hook = lambda state, i, *args: (  # noqa: E731
