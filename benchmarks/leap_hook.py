@@ -12,6 +12,7 @@ query loss and outer step without the hook (``--fit-tasks`` tasks of
 ``--fit-steps`` inner steps per meta-step, the peers' sine workload).
 
     python benchmarks/leap_hook.py [--rounds 15] [--only sine-mlp|sine-fit]
+                                   [--mlp-steps 200] [--intra-op N]
 
 Prints task steps per second (meta-steps per second for ``fit``) and the
 overhead over the plain loop (Reptile for ``fit``), median and range of
@@ -114,6 +115,9 @@ def fit_contender(cls, tasks, steps, meta_steps=128, seed=0, **kwargs):
         "query_x": x[:, 10:], "query_y": y[:, 10:]}).map(
             lambda t: {k: tf.cast(v, tf.float32) for k, v in t.items()}
     ).repeat()
+    # as tfmeta's task datasets: without tf.data's autotuning, whose
+    # stalls at the end of a fit call (docs/performance.md) are noise here
+    data = tfmeta.tasks.pipeline.without_autotuning(data)
 
     def run():
         meta.fit(data, steps_per_epoch=meta_steps, epochs=1, verbose=0)
@@ -139,7 +143,15 @@ def main(argv=None):
                                            "sine-fit"))
     parser.add_argument("--fit-tasks", type=int, default=10)
     parser.add_argument("--fit-steps", type=int, default=32)
+    parser.add_argument("--mlp-steps", type=int, default=200,
+                        help="task steps per call on the sine MLP (an XLA "
+                        "call of 200 is ~3 ms: scattered by the load)")
+    parser.add_argument("--intra-op", type=int, default=0,
+                        help="TensorFlow's intra-op threads (default: "
+                        "TensorFlow's choice)")
     args = parser.parse_args(argv)
+    if args.intra_op:
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op)
     with open("/proc/loadavg") as f:
         print("load average at start:", f.read().split()[0], flush=True)
     if args.only in (None, "sine-fit"):
@@ -165,7 +177,7 @@ def main(argv=None):
         for contender, seconds in times.items():
             base = times[contender.split(":")[0] + ": Reptile (no hook)"]
             report("sine-fit", contender, 128, seconds, base)
-    for name, steps in (("omniglot-conv", 50), ("sine-mlp", 200)):
+    for name, steps in (("omniglot-conv", 50), ("sine-mlp", args.mlp_steps)):
         if args.only and name != args.only:
             continue
         w = bench.WORKLOADS[name]()
