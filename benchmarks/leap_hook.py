@@ -1,7 +1,8 @@
 """What Leap's on-the-fly meta-gradient (eq. 8, accumulated after every task
 step) costs on top of the plain compiled inner loop: the loop alone, with
-Leap's hook (``Leap.flat_hook``) and with the hook compiled alone as one XLA
-cluster, alternating in one process (medians of
+Leap's hook (``Leap.flat_hook``: on the update's increments), with the hook
+as it was before 2026-11-30 evening (on theta_i and theta_{i+1}:
+``theta_hook``) and with that hook compiled alone as one XLA cluster, alternating in one process (medians of
 ``--rounds``, and the spread of the per-round overheads); for the sine MLP
 also the whole loop compiled with XLA, with and without the hook (overhead
 against the XLA plain loop), and ``fit`` with its default settings (the
@@ -11,6 +12,7 @@ query loss and outer step without the hook (``--fit-tasks`` tasks of
 ``--fit-steps`` inner steps per meta-step, the peers' sine workload).
 
     python benchmarks/leap_hook.py [--rounds 15] [--only sine-mlp|sine-fit]
+                                   [--mlp-steps 200] [--intra-op N]
 
 Prints task steps per second (meta-steps per second for ``fit``) and the
 overhead over the plain loop (Reptile for ``fit``), median and range of
@@ -74,6 +76,25 @@ class PerTensorLeap(tfmeta.Leap):
                      "path_length": length}, pred
 
 
+def theta_hook(leap):
+    """Leap's flat hook as it was before 2026-11-30 evening: eq. 8's
+    increment from theta_i and theta_{i+1} (``flat_increment`` without
+    ``d_theta``), which under XLA makes the loop copy every parameter and
+    gradient at every step; the same meta-gradient up to rounding."""
+    increment = functools.partial(tfmeta.leap.flat_increment,
+                                  **leap.leap_options())
+    return lambda state, i, *args: increment(state, *args)
+
+
+class ThetaLeap(tfmeta.Leap):
+    """Leap with ``theta_hook`` (the hook before 2026-11-30 evening)."""
+
+    auto_vectorize = True
+
+    def flat_hook(self):
+        return theta_hook(self)
+
+
 def fit_contender(cls, tasks, steps, meta_steps=128, seed=0, **kwargs):
     """``fit`` (default settings) of ``cls(**kwargs)`` on the sine MLP:
     ``meta_steps`` meta-steps of ``tasks`` tasks x ``steps`` inner steps
@@ -94,6 +115,9 @@ def fit_contender(cls, tasks, steps, meta_steps=128, seed=0, **kwargs):
         "query_x": x[:, 10:], "query_y": y[:, 10:]}).map(
             lambda t: {k: tf.cast(v, tf.float32) for k, v in t.items()}
     ).repeat()
+    # as tfmeta's task datasets: without tf.data's autotuning, whose
+    # stalls at the end of a fit call (docs/performance.md) are noise here
+    data = tfmeta.tasks.pipeline.without_autotuning(data)
 
     def run():
         meta.fit(data, steps_per_epoch=meta_steps, epochs=1, verbose=0)
@@ -119,7 +143,15 @@ def main(argv=None):
                                            "sine-fit"))
     parser.add_argument("--fit-tasks", type=int, default=10)
     parser.add_argument("--fit-steps", type=int, default=32)
+    parser.add_argument("--mlp-steps", type=int, default=200,
+                        help="task steps per call on the sine MLP (an XLA "
+                        "call of 200 is ~3 ms: scattered by the load)")
+    parser.add_argument("--intra-op", type=int, default=0,
+                        help="TensorFlow's intra-op threads (default: "
+                        "TensorFlow's choice)")
     args = parser.parse_args(argv)
+    if args.intra_op:
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op)
     with open("/proc/loadavg") as f:
         print("load average at start:", f.read().split()[0], flush=True)
     if args.only in (None, "sine-fit"):
@@ -128,6 +160,8 @@ def main(argv=None):
                 tfmeta.Reptile, args.fit_tasks, args.fit_steps),
             "fit, defaults: Leap (hook)": fit_contender(
                 tfmeta.Leap, args.fit_tasks, args.fit_steps),
+            "fit, defaults: Leap (hook on theta_i, before)": fit_contender(
+                ThetaLeap, args.fit_tasks, args.fit_steps),
             "fit, defaults: Leap (per-tensor hook)": fit_contender(
                 PerTensorLeap, args.fit_tasks, args.fit_steps),
             "fit, tasks serial: Reptile (no hook)": fit_contender(
@@ -143,7 +177,7 @@ def main(argv=None):
         for contender, seconds in times.items():
             base = times[contender.split(":")[0] + ": Reptile (no hook)"]
             report("sine-fit", contender, 128, seconds, base)
-    for name, steps in (("omniglot-conv", 50), ("sine-mlp", 200)):
+    for name, steps in (("omniglot-conv", 50), ("sine-mlp", args.mlp_steps)):
         if args.only and name != args.only:
             continue
         w = bench.WORKLOADS[name]()
@@ -151,11 +185,13 @@ def main(argv=None):
         init = tfmeta.leap.flat_state
         plain_hook = functools.partial(tfmeta.leap.flat_increment,
                                        **leap.leap_options())
-        xla_hook = tf.function(plain_hook, jit_compile=True)
+        xla_hook = tf.function(plain_hook, jit_compile=True)  # on theta
         contenders = {
             "plain loop": bench.tfmeta_loop(w, steps),
             "loop + Leap hook": bench.tfmeta_loop(
                 w, steps, leap.flat_hook(), init),
+            "loop + Leap hook on theta_i (before)": bench.tfmeta_loop(
+                w, steps, theta_hook(leap), init),
             "loop + Leap hook (XLA)": bench.tfmeta_loop(
                 w, steps, lambda s, i, *a: xla_hook(s, *a), init),
         }
@@ -164,6 +200,9 @@ def main(argv=None):
                 w, steps, jit_compile=True)
             contenders["loop + Leap hook, whole loop XLA"] = bench.tfmeta_loop(
                 w, steps, leap.flat_hook(), init, jit_compile=True)
+            contenders["loop + hook on theta_i (before), whole loop XLA"] = \
+                bench.tfmeta_loop(w, steps, theta_hook(leap), init,
+                                  jit_compile=True)
             per_tensor = lambda params: (  # noqa: E731
                 [tf.zeros_like(p) for p in params], tf.zeros([]))
             per_tensor_hook = lambda state, i, *args: (  # noqa: E731

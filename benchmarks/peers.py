@@ -3,7 +3,9 @@
     python benchmarks/peers.py [--rounds 3] [--only maml-sine,...] [--contenders tfmeta,jax]
 
 Contenders: tfmeta (``fit`` with its default settings, the way a user runs
-it), learn2learn 0.2.0 (``l2l.algorithms.MAML``), higher 0.2.1
+it, on a dataset of the in-memory task batch through
+``tfmeta.tasks.pipeline.without_autotuning``, as tfmeta's task families
+build theirs; ``tfmeta-autotune``: the dataset as is), learn2learn 0.2.0 (``l2l.algorithms.MAML``), higher 0.2.1
 (``higher.innerloop_ctx``), both on PyTorch's CPU build, and a JAX reference
 (``benchmarks/peers_jax.py``: jit + vmap + lax.scan with optax). The same
 net, data shapes, inner steps and meta-batch for all (``WORKLOADS``):
@@ -104,16 +106,17 @@ def tfmeta_serial_contender(w):
     return tfmeta_contender(w, vectorize_tasks=False)
 
 
-def tfmeta_noautotune_contender(w):
-    """tfmeta's defaults on a task dataset with tf.data's autotuning off
-    (``tf.data.Options().autotune.enabled = False``): Reptile's ``fit``
-    calls otherwise end, in 5-13 of 16 calls, with a ~300 ms stall after
-    ``on_train_end`` (docs/performance.md); not in the default
-    contenders."""
-    return tfmeta_contender(w, autotune=False)
+def tfmeta_autotune_contender(w):
+    """tfmeta's defaults on the task dataset as built, with tf.data's
+    autotuning on (``tfmeta`` runs it through
+    ``tfmeta.tasks.pipeline.without_autotuning``, as tfmeta's own task
+    families do: Reptile's ``fit`` calls otherwise end, in 5-13 of 16 calls,
+    with a ~300 ms stall after ``on_train_end``, docs/performance.md); not
+    in the default contenders."""
+    return tfmeta_contender(w, autotune=True)
 
 
-def tfmeta_contender(w, vectorize_tasks=None, autotune=True,
+def tfmeta_contender(w, vectorize_tasks=None, autotune=False,
                      **compile_kwargs):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path.insert(0, str(ROOT))
@@ -143,10 +146,8 @@ def tfmeta_contender(w, vectorize_tasks=None, autotune=True,
     sx, sy, qx, qy = task_data(w)
     data = tf.data.Dataset.from_tensors(
         {"support_x": sx, "support_y": sy, "query_x": qx, "query_y": qy}).repeat()
-    if not autotune:
-        options = tf.data.Options()
-        options.autotune.enabled = False
-        data = data.with_options(options)
+    if not autotune:  # as tfmeta's own task datasets (tfmeta.tasks)
+        data = tfmeta.tasks.pipeline.without_autotuning(data)
 
     def run(calls):
         meta.fit(data, steps_per_epoch=calls, epochs=1, verbose=0)
@@ -353,7 +354,7 @@ def main(argv=None):
     parser.add_argument("--contenders", default=",".join(CONTENDERS),
                         help="of " + ", ".join(
                             CONTENDERS + ("tfmeta-plain", "tfmeta-serial",
-                                         "tfmeta-noautotune")))
+                                         "tfmeta-autotune")))
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--timeout", type=float, default=900,
                         help="seconds per measurement (process) at most")

@@ -1,10 +1,12 @@
 """Leap's meta-gradient against an independent NumPy computation of eq. 8."""
 
+import functools
 import itertools
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import tfmeta
 from conftest import as_dataset, mlp, one_meta_step, task_batch
@@ -117,3 +119,54 @@ def test_path_length_is_logged():
 def test_unknown_metric_is_named():
     with pytest.raises(ValueError, match="Unknown Leap metric 'lenght'"):
         tfmeta.Leap(mlp([2, 4, 1]), metric="lenght")
+
+
+class ThetaLeap(tfmeta.Leap):
+    """Leap whose hook reads theta_i and theta_{i+1} (no ``d_theta``)."""
+
+    def flat_hook(self):
+        increment = functools.partial(tfmeta.leap.flat_increment,
+                                      **self.leap_options())
+        return lambda state, i, *args: increment(state, *args)
+
+
+@pytest.mark.parametrize("inner", [  # the others: test_update_with_increments
+    keras.optimizers.SGD(0.3), keras.optimizers.Adam(0.05)])
+def test_hook_on_the_increments_is_the_hook_on_theta(float64, inner):
+    """Leap's hook reads the update's increments (``d_theta``), not theta_i:
+    the same meta-gradient as from theta_{i+1} - theta_i."""
+    batch = task_batch(num_tasks=2, dtype="float64", seed=5)
+    steps = []
+    for cls in (tfmeta.Leap, ThetaLeap):
+        meta = cls(mlp([2, 5, 1]), inner_optimizer=inner.from_config(
+            inner.get_config()), inner_steps=4)
+        meta.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
+        before, after = one_meta_step(meta, batch)
+        steps.append([b - a for b, a in zip(before, after)])
+    assert tfmeta.Leap(mlp([2, 5, 1])).flat_hook().takes_increments
+    assert max(np.abs(s).max() for s in steps[0]) > 1e-3
+    for a, b in zip(*steps):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("inner", [
+    keras.optimizers.SGD(0.3), keras.optimizers.SGD(0.2, momentum=0.9),
+    keras.optimizers.SGD(0.2, momentum=0.9, nesterov=True),
+    keras.optimizers.Adam(0.05), keras.optimizers.RMSprop(0.02, momentum=0.5)])
+def test_update_with_increments(inner):
+    """``new = params + increments`` and ``new`` is ``update``'s result."""
+    opt = tfmeta.inner_optimizers.from_keras(inner)
+    rng = np.random.default_rng(0)
+    params = [tf.constant(rng.normal(size=s), tf.float32) for s in ((3, 2), (2,))]
+    grads = [tf.constant(rng.normal(size=s), tf.float32) for s in ((3, 2), (2,))]
+    state = opt.init(params)
+    for step in range(3):
+        new, incs, state2 = opt.update_with_increments(
+            tf.constant(step), grads, params, state)
+        plain, _ = opt.update(tf.constant(step), grads, params, state)
+        for n, p, d, q in zip(new, params, incs, plain):
+            np.testing.assert_array_equal(n.numpy(), q.numpy())
+            np.testing.assert_allclose(n.numpy(), (p + d).numpy(),
+                                       rtol=1e-6, atol=1e-7)
+            assert np.abs(d.numpy()).max() > 0
+        params, state = new, state2

@@ -392,7 +392,12 @@ class Stepper:
       mask: one bool per parameter, ``False`` = held fixed (default
         ``None``: all adapt).
       hook: ``hook(state, i, theta_i, theta_next, loss_i, loss_next,
-        grad_i) -> state`` (default ``None``: no hook).
+        grad_i) -> state`` (default ``None``: no hook); a hook with the
+        attribute ``takes_increments = True`` also gets ``d_theta=``, the
+        update's increments (``InnerOptimizer.update_with_increments``),
+        and should read them instead of ``theta_i`` (Leap's
+        ``flat_hook``: under XLA, a hook that reads theta_i after theta_{i+1}
+        exists makes the loop copy every parameter at every step).
       step_offset: added to the update index the optimizer sees (default 0;
         ``optimize``).
     """
@@ -435,8 +440,10 @@ class Stepper:
         return LoopState(tf.constant(0), params, nontrainable, opt_state,
                          loss, grads, hook_state, loss)
 
-    def _update(self, step, state):
-        """The optimizer on the masked-in parameters; the rest pass through."""
+    def _update(self, step, state, increments=False):
+        """The optimizer on the masked-in parameters; the rest pass through.
+        With ``increments``, also the step each parameter took
+        (``InnerOptimizer.update_with_increments``; zeros where held)."""
         mask = self._mask(state.params)
         pick = lambda xs: [v for v, m in zip(xs, mask) if m]  # noqa: E731
         if isinstance(self.step_offset, tf.Tensor):
@@ -444,11 +451,26 @@ class Stepper:
                 step).dtype)
         elif self.step_offset:
             step = step + self.step_offset
-        new, opt_state = self.optimizer.update(
-            step, pick(state.grads), pick(state.params), state.opt_state)
-        it = iter(new)
+        args = (step, pick(state.grads), pick(state.params), state.opt_state)
+        if not increments:
+            new, opt_state = self.optimizer.update(*args)
+            it = iter(new)
+            return ([next(it) if m else t for t, m in zip(state.params, mask)],
+                    opt_state)
+        new, incs, opt_state = self.optimizer.update_with_increments(*args)
+        it, jt = iter(new), iter(incs)
         return ([next(it) if m else t for t, m in zip(state.params, mask)],
-                opt_state)
+                opt_state,
+                [next(jt) if m else tf.zeros_like(t)
+                 for t, m in zip(state.params, mask)])
+
+    def _segment(self, state, i):
+        """theta_{i+1}, the optimizer's state and how to call the hook
+        (``d_theta``, the update's increments, for a hook that takes them)."""
+        if not getattr(self.hook, "takes_increments", False):
+            return (*self._update(i, state), {})
+        theta_next, opt_state, incs = self._update(i, state, increments=True)
+        return theta_next, opt_state, {"d_theta": incs}
 
     def next_params(self, state):
         """theta_{i+1}: the parameters update ``state.step`` moves to.
@@ -468,12 +490,13 @@ class Stepper:
           step: the update's index (default ``None``: ``state.step``).
         """
         i = state.step if step is None else step
-        theta_next, opt_state = self._update(i, state)
+        theta_next, opt_state, increments = self._segment(state, i)
         loss_next, _, grads_next, nt = value_and_grads(
             self.objective, theta_next, state.nontrainable, batch,
             self._mask(theta_next))
         hook_state = self.hook(state.hook_state, i, state.params, theta_next,
-                               state.loss, loss_next, state.grads)
+                               state.loss, loss_next, state.grads,
+                               **increments)
         return LoopState(i + 1, theta_next, nt, opt_state, loss_next,
                          grads_next, hook_state, state.loss_before)
 
@@ -486,10 +509,11 @@ class Stepper:
           step: the update's index (default ``None``: ``state.step``).
         """
         i = state.step if step is None else step
-        theta_last, opt_last = self._update(i, state)
+        theta_last, opt_last, increments = self._segment(state, i)
         loss_last, _, nt = self.objective(theta_last, state.nontrainable, batch)
         hook_state = self.hook(state.hook_state, i, state.params, theta_last,
-                               state.loss, loss_last, state.grads)
+                               state.loss, loss_last, state.grads,
+                               **increments)
         return AdaptResult(theta_last, nt, state.loss_before, loss_last,
                            hook_state, opt_last)
 

@@ -106,6 +106,25 @@ class InnerOptimizer:
         """
         raise NotImplementedError
 
+    def update_with_increments(self, step, grads, params, state):
+        """``update`` and the step it took: ``(new_params, increments,
+        new_state)``, ``increments`` aligned with ``params``. Here
+        ``new - params``; ``SGD`` (but Nesterov), ``Adam`` and ``RMSprop``
+        compute the increment first and return ``params + increments`` as
+        their ``update`` does, so a caller that reads only the increments
+        (Leap's hook, ``tfmeta.leap.flat_increment``) no longer needs the old
+        parameters once the new ones exist (under XLA: no copies of them in
+        the inner loop).
+
+        Args:
+          step: the 0-based inner step (int tensor).
+          grads: gradients aligned with ``params``.
+          params: list of parameter tensors.
+          state: the state ``init`` (or the last ``update``) returned.
+        """
+        new, state = self.update(step, grads, params, state)
+        return new, [n - p for n, p in zip(new, params)], state
+
 
 class SGD(InnerOptimizer):
     """``keras.optimizers.SGD``: plain, momentum or Nesterov.
@@ -129,17 +148,24 @@ class SGD(InnerOptimizer):
         return ([tf.zeros_like(p) for p in params],)
 
     def update(self, step, grads, params, state):
+        new, _, state = self.update_with_increments(step, grads, params, state)
+        return new, state
+
+    def update_with_increments(self, step, grads, params, state):
         lrs = self.rates(step, params)  # scalar, or per parameter (Meta-SGD)
         if self.momentum == 0.0:
-            return [p - lr * g for p, lr, g in zip(params, lrs, grads)], ()
+            # p + (-(lr g)) is p - lr g exactly (IEEE subtraction)
+            increments = [-(lr * g) for lr, g in zip(lrs, grads)]
+            return [p + d for p, d in zip(params, increments)], increments, ()
         m = self.momentum
         velocities = [m * v - lr * g for v, lr, g in zip(state[0], lrs, grads)]
         if self.nesterov:
             new = [p + m * v - lr * g
                    for p, v, lr, g in zip(params, velocities, lrs, grads)]
-        else:
-            new = [p + v for p, v in zip(params, velocities)]
-        return new, (velocities,)
+            return (new, [n - p for n, p in zip(new, params)],
+                    (velocities,))
+        return ([p + v for p, v in zip(params, velocities)], velocities,
+                (velocities,))
 
 
 class Adam(InnerOptimizer):
@@ -166,6 +192,10 @@ class Adam(InnerOptimizer):
         return (zeros(), zeros(), zeros()) if self.amsgrad else (zeros(), zeros())
 
     def update(self, step, grads, params, state):
+        new, _, state = self.update_with_increments(step, grads, params, state)
+        return new, state
+
+    def update_with_increments(self, step, grads, params, state):
         dtype = params[0].dtype
         t = tf.cast(step + 1, dtype)
         alpha = (self.lr(step, dtype) * tf.sqrt(1.0 - self.beta_2 ** t)
@@ -178,9 +208,10 @@ class Adam(InnerOptimizer):
         if self.amsgrad:
             vhats = [tf.maximum(vh, v) for vh, v in zip(state[2], vs)]
             new_state, denominators = (ms, vs, vhats), vhats
-        new = [p - alpha * m / (tf.sqrt(v) + self.epsilon)
-               for p, m, v in zip(params, ms, denominators)]
-        return new, new_state
+        increments = [-(alpha * m / (tf.sqrt(v) + self.epsilon))
+                      for m, v in zip(ms, denominators)]
+        return ([p + d for p, d in zip(params, increments)], increments,
+                new_state)
 
 
 class RMSprop(InnerOptimizer):
@@ -208,6 +239,10 @@ class RMSprop(InnerOptimizer):
         return (zeros(), zeros(), zeros())
 
     def update(self, step, grads, params, state):
+        new, _, state = self.update_with_increments(step, grads, params, state)
+        return new, state
+
+    def update_with_increments(self, step, grads, params, state):
         lr = self.lr(step, params[0].dtype)
         rho = self.rho
         vel = [rho * v + (1.0 - rho) * tf.square(g)
@@ -224,11 +259,12 @@ class RMSprop(InnerOptimizer):
         if self.momentum > 0:
             mom = [self.momentum * m + inc
                    for m, inc in zip(state[2], increments)]
-            new = [p - m for p, m in zip(params, mom)]
+            steps = [-m for m in mom]
         else:
             mom = state[2]
-            new = [p - inc for p, inc in zip(params, increments)]
-        return new, (vel, avg, mom)
+            steps = [-inc for inc in increments]
+        return ([p + d for p, d in zip(params, steps)], steps,
+                (vel, avg, mom))
 
 
 _FROM_KERAS = {

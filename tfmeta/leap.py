@@ -21,7 +21,7 @@ def check_metric(metric):
 
 def pull_forward_increment(state, theta, theta_next, loss, loss_next, grads,
                            metric="length", loss_in_manifold=True,
-                           stabilizer=True):
+                           stabilizer=True, d_theta=None):
     """Adds segment ``i``'s term of eq. 8 to ``state = (meta_grad,
     path_length)``; a pure function of its arguments.
 
@@ -33,11 +33,15 @@ def pull_forward_increment(state, theta, theta_next, loss, loss_next, grads,
     ``path_length`` accumulates ``d_p`` (eq. 3). ``theta``, ``theta_next``,
     ``grads`` and ``meta_grad`` are lists of tensors of the same shapes: any
     split of the parameters gives the same result (``flat_increment``).
-    Used by ``Leap``, Warp-Leap and, per rollout batch, RL Leap.
+    Given ``d_theta`` (the step as the optimizer took it, ``theta_next =
+    theta + d_theta``: ``InnerOptimizer.update_with_increments``), it is
+    used and ``theta``/``theta_next`` are not read. Used by ``Leap``,
+    Warp-Leap and, per rollout batch, RL Leap.
     """
     acc, length = state
     p = METRICS[metric]
-    d_theta = [b - a for a, b in zip(theta, theta_next)]
+    if d_theta is None:
+        d_theta = [b - a for a, b in zip(theta, theta_next)]
     sq_norm = tf.add_n([tf.reduce_sum(tf.square(d)) for d in d_theta])
     d_f = tf.zeros([], sq_norm.dtype)
     if loss_in_manifold:
@@ -74,14 +78,22 @@ def flat_state(params):
 
 
 def flat_increment(state, theta, theta_next, loss, loss_next, grads,
-                   **options):
+                   d_theta=None, **options):
     """``pull_forward_increment`` on the parameters as one flat vector: one
     accumulator instead of one per tensor saves the inner loop most of the
     ops the hook would add to every step. (Carrying the flattened
     theta_{i+1} to the next step instead of flattening it again saves 7 ops
     but adds a loop variable, whose control-flow ops cost as much: measured
-    no faster.) ``unflatten(state[0][0], params)`` gives the per-tensor
-    meta-gradient."""
+    no faster.) Given ``d_theta`` (the update's increments), theta_i and
+    theta_{i+1} are not read: under XLA the inner loop then no longer
+    copies every parameter at every step to keep theta_i alive (the sine
+    MLP's XLA loop step: 49 -> 42 kernels; docs/performance.md).
+    ``unflatten(state[0][0], params)`` gives the per-tensor meta-gradient.
+    """
+    if d_theta is not None:
+        return pull_forward_increment(
+            state, None, None, loss, loss_next, [flatten(grads)],
+            d_theta=[flatten(d_theta)], **options)
     return pull_forward_increment(
         state, [flatten(theta)], [flatten(theta_next)], loss, loss_next,
         [flatten(grads)], **options)
@@ -139,9 +151,15 @@ class Leap(MetaLearner):
                 "stabilizer": self.stabilizer}
 
     def flat_hook(self):
-        """The inner loop hook: ``flat_increment`` with this Leap's options."""
+        """The inner loop hook: ``flat_increment`` with this Leap's options,
+        on the update's increments (``takes_increments``: the inner loop
+        passes ``d_theta``)."""
         increment = functools.partial(flat_increment, **self.leap_options())
-        return lambda state, i, *args: increment(state, *args)
+
+        def hook(state, i, *args, **kwargs):
+            return increment(state, *args, **kwargs)
+        hook.takes_increments = True
+        return hook
 
     def task_meta_gradient(self, params, nontrainable, task, seed):
         result = self.adapt_task(params, nontrainable, task, seed,

@@ -5,7 +5,7 @@ they build tasks.
 """
 
 from tfmeta.tasks import (ant_legs, cos_sin, fewshot, maze, omniglot,
-                          omniglot_fewshot, pendulum, sine, surfaces)
+                          omniglot_fewshot, pendulum, pipeline, sine, surfaces)
 
 __all__ = ["ant_legs", "cos_sin", "fewshot", "maze", "omniglot", "omniglot_fewshot",
-           "pendulum", "sine", "surfaces"]
+           "pendulum", "pipeline", "sine", "surfaces"]

@@ -51,6 +51,7 @@ import tensorflow as tf
 
 from tfmeta.checks import positive_int
 from tfmeta.errors import OmniglotDataError  # noqa: F401 - re-exported
+from tfmeta.tasks.pipeline import without_autotuning
 
 ARCHIVES = ("images_background.zip", "images_evaluation.zip")
 """The two archive files of the original Omniglot release, read from ``<data
@@ -499,9 +500,9 @@ def dataset(split="train", num_tasks=None, meta_batch_size=20, seed=0,
 
     if isinstance(start, bool) or not isinstance(start, int) or start < 0:
         raise ValueError(f"start must be a non-negative integer, got {start!r}.")
-    return tf.data.Dataset.counter(start).map(
+    return without_autotuning(tf.data.Dataset.counter(start).map(
         element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
-    ).prefetch(tf.data.AUTOTUNE)
+    ).prefetch(tf.data.AUTOTUNE))
 
 
 def tasks(split="test", num_tasks=None, seed=0, augment=True,
