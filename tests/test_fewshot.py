@@ -76,6 +76,10 @@ def test_seeded_and_deterministic():
     np.testing.assert_array_equal(d[0]["support_x"], a[2]["support_x"])
     assert any(not np.array_equal(x["support_x"], y["support_x"])
                for x, y in zip(a, c))
+    # an episode stream tfmeta builds: tf.data's autotuning off
+    # (tfmeta.tasks.pipeline.without_autotuning)
+    ds = fewshot.episodes(pool, 4, 1, 2, meta_batch_size=3, seed=5)
+    assert ds.options().autotune.enabled is False
 
 
 def test_label_permutation():

@@ -41,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmeta.checks import positive_int
+from tfmeta.tasks.pipeline import without_autotuning
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 """Image files ``from_image_folder`` reads (case-insensitive)."""
@@ -505,8 +506,9 @@ def episodes(pool, ways, shots, query_shots=1, meta_batch_size=1,
     ds = tf.data.Dataset.counter(start)
     if count is not None:
         ds = ds.take(count)
-    return ds.map(element, num_parallel_calls=tf.data.AUTOTUNE,
-                  deterministic=True).prefetch(tf.data.AUTOTUNE)
+    return without_autotuning(ds.map(
+        element, num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True).prefetch(tf.data.AUTOTUNE))
 
 
 # ---------------------------------------------------------------- evaluation
