@@ -82,6 +82,7 @@ ours, 95 % intervals over test episodes).
 """
 
 import argparse
+import collections
 import csv
 import os
 import pathlib
@@ -603,19 +604,27 @@ def main(argv=None):
           f"--reptile-table {args.reptile_table}; predicted "
           + (f"{predicted / 60:.0f} min" if predicted else "time: not measured "
              "for every cell (--time-steps)"), flush=True)
+    def cell_config(method, setting):
+        cfg = config(method, setting, {(method, setting):
+                                       steps_of(method, setting)},
+                     args.reptile_table)
+        cfg["carry"] = not args.fresh_inner_adam
+        cfg["sampling"] = args.inner_sampling
+        return cfg
+
     rows, episode_rows, curves = [], [], []
-    trained = {}   # (seed, training_key) -> (meta-learner, setting, seconds)
+    # training_key -> (meta-learner, setting, seconds), kept while a later
+    # cell of the seed still tests it (``uses``)
+    trained = {}
     start = time.perf_counter()
     for seed in range(preset["seeds"]):
+        uses = collections.Counter(training_key(m, cell_config(m, s))
+                                   for m, s in cells)
         for method, setting in cells:
-            cfg = config(method, setting, {(method, setting):
-                                           steps_of(method, setting)},
-                         args.reptile_table)
-            cfg["carry"] = not args.fresh_inner_adam
-            cfg["sampling"] = args.inner_sampling
+            cfg = cell_config(method, setting)
             print(f"== {method} {setting} seed {seed}: {cfg} "
                   f"({time.perf_counter() - start:.0f} s elapsed)", flush=True)
-            key = (seed, training_key(method, cfg))
+            key = training_key(method, cfg)
             if key not in trained:
                 test, curve, train_s = train_cell(method, setting, seed, cfg,
                                                   data, args.test_curve)
@@ -627,6 +636,9 @@ def main(argv=None):
                       f"{trained_with} (the same training settings)",
                       flush=True)
             result, test_s = test_cell(test, cfg, data, preset["episodes"])
+            uses[key] -= 1
+            if not uses[key]:
+                del trained[key]
             for mode in MODES:
                 acc = result[mode]["accuracy"]
                 rows.append(dict(
