@@ -360,6 +360,7 @@ def main(argv=None):
                         help="seconds per measurement (process) at most")
     parser.add_argument("--worker", nargs=2, metavar=("CONTENDER", "WORKLOAD"))
     args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
     if args.worker:
         return worker(*args.worker)
     workloads = args.only.split(",") if args.only else list(WORKLOADS)
@@ -409,7 +410,7 @@ def write_report(out, results, loads, started, args):
         else:
             versions.append(f"{names[-1]} not installed")
     lines = [
-        f"`python benchmarks/peers.py --rounds {args.rounds}`, started "
+        f"`python benchmarks/peers.py {' '.join(args.argv)}`, started "
         f"{started:%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
         f"{os.cpu_count()} cores; {', '.join(versions)}. Load average "
         f"(1 min) during the run: {min(loads, key=float)}-"
