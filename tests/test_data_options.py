@@ -51,3 +51,14 @@ def test_users_dataset_is_left_alone():
     assert autotune(fixed) is False and autotune(user) is None
     for a, b in zip(elements(user), elements(fixed)):
         np.testing.assert_array_equal(a["support_x"], b["support_x"])
+
+
+def test_task_stream():
+    """The one stream every task family builds: elements start, start + 1,
+    ... in order, ``count`` of them, autotuning off unless asked."""
+    ds = pipeline.task_stream(lambda i: i * 2, start=3, count=4)
+    assert list(ds.as_numpy_iterator()) == [6, 8, 10, 12]
+    assert autotune(ds) is False
+    kept = pipeline.task_stream(lambda i: i, autotune=True)
+    assert autotune(kept) is None
+    assert elements(kept, 3) == [0, 1, 2]

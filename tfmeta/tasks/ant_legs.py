@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmeta.checks import positive_int
+from tfmeta.tasks.pipeline import task_stream
 
 LENGTH_RANGE = (0.2, 0.6)
 """Upper-leg and ankle lengths ``~ U[0.2, 0.6]`` (appendix A.4)."""
@@ -422,9 +423,7 @@ def sampled_dataset(data, meta_batch_size=10, query_size=50, sigma=0.0,
         return {"support_x": sx, "support_y": sy, "query_x": qx,
                 "query_y": qy, "lengths": tf.gather(arrays["lengths"], tasks)}
 
-    return tf.data.Dataset.counter(start).map(
-        batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
-    ).prefetch(tf.data.AUTOTUNE)
+    return task_stream(batch, start, autotune=True)
 
 
 def fixed_batch(data, query_size=None, sigma=0.0, seed=0):

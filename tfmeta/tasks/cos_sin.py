@@ -14,7 +14,7 @@ import math
 import tensorflow as tf
 
 from tfmeta.checks import positive_int
-from tfmeta.tasks.pipeline import without_autotuning
+from tfmeta.tasks.pipeline import task_stream
 
 AMPLITUDE_RANGE = (0.1, 5.0)
 """Amplitude ``A ~ U[0.1, 5]``."""
@@ -81,11 +81,10 @@ def dataset(meta_batch_size=10, support_size=10, query_size=10, sigma=0.0,
     _check(meta_batch_size, support_size, query_size, sigma)
     if isinstance(start, bool) or not isinstance(start, int) or start < 0:
         raise ValueError(f"start must be a non-negative integer, got {start!r}.")
-    return without_autotuning(tf.data.Dataset.counter(start).map(
+    return task_stream(
         lambda i: _task_batch(i, meta_batch_size, support_size, query_size,
                               float(sigma), seed),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
-    ).prefetch(tf.data.AUTOTUNE))
+        start)
 
 
 def tasks(num_tasks, support_size=10, query_size=100, sigma=0.0, seed=0):

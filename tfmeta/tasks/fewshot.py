@@ -41,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmeta.checks import positive_int
-from tfmeta.tasks.pipeline import without_autotuning
+from tfmeta.tasks.pipeline import task_stream
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 """Image files ``from_image_folder`` reads (case-insensitive)."""
@@ -503,12 +503,7 @@ def episodes(pool, ways, shots, query_shots=1, meta_batch_size=1,
                 out[f"{split}_y"], [meta_batch_size, n * per])
         return out
 
-    ds = tf.data.Dataset.counter(start)
-    if count is not None:
-        ds = ds.take(count)
-    return without_autotuning(ds.map(
-        element, num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True).prefetch(tf.data.AUTOTUNE))
+    return task_stream(element, start, count)
 
 
 # ---------------------------------------------------------------- evaluation

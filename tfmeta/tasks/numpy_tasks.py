@@ -3,6 +3,8 @@
 
 import tensorflow as tf
 
+from tfmeta.tasks.pipeline import task_stream
+
 
 def dataset(make_batch, keys, dtypes, shapes, start=0):
     """Element ``i`` (``i = start, start + 1, ...``) is the dict
@@ -18,6 +20,4 @@ def dataset(make_batch, keys, dtypes, shapes, start=0):
             t.set_shape(s)
         return dict(zip(keys, out))
 
-    return tf.data.Dataset.counter(start).map(
-        load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
-    ).prefetch(tf.data.AUTOTUNE)
+    return task_stream(load, start, autotune=True)

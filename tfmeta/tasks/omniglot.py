@@ -51,7 +51,7 @@ import tensorflow as tf
 
 from tfmeta.checks import positive_int
 from tfmeta.errors import OmniglotDataError  # noqa: F401 - re-exported
-from tfmeta.tasks.pipeline import without_autotuning
+from tfmeta.tasks.pipeline import task_stream
 
 ARCHIVES = ("images_background.zip", "images_evaluation.zip")
 """The two archive files of the original Omniglot release, read from ``<data
@@ -500,9 +500,7 @@ def dataset(split="train", num_tasks=None, meta_batch_size=20, seed=0,
 
     if isinstance(start, bool) or not isinstance(start, int) or start < 0:
         raise ValueError(f"start must be a non-negative integer, got {start!r}.")
-    return without_autotuning(tf.data.Dataset.counter(start).map(
-        element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
-    ).prefetch(tf.data.AUTOTUNE))
+    return task_stream(element, start)
 
 
 def tasks(split="test", num_tasks=None, seed=0, augment=True,

@@ -36,6 +36,7 @@ import tensorflow as tf
 
 from tfmeta.checks import positive_int
 from tfmeta.tasks import numpy_tasks
+from tfmeta.tasks.pipeline import task_stream
 
 LENGTH_RANGE = (0.3, 0.9)
 """Pole length ``L ~ U[0.3, 0.9]`` in metres."""
@@ -415,9 +416,7 @@ def sampled_dataset(data, meta_batch_size=10, support_size=50, query_size=50,
 
     if isinstance(start, bool) or not isinstance(start, int) or start < 0:
         raise ValueError(f"start must be a non-negative integer, got {start!r}.")
-    return tf.data.Dataset.counter(start).map(
-        batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
-    ).prefetch(tf.data.AUTOTUNE)
+    return task_stream(batch, start, autotune=True)
 
 
 def fixed_batch(data, support_size=50, query_size=100, sigma=0.0, seed=0,

@@ -1,4 +1,5 @@
-"""The ``tf.data`` options of the task datasets tfmeta builds itself."""
+"""The ``tf.data`` stream and options of the task datasets tfmeta builds
+itself."""
 
 import tensorflow as tf
 
@@ -26,3 +27,27 @@ def without_autotuning(dataset):
     options = tf.data.Options()
     options.autotune.enabled = False
     return dataset.with_options(options)
+
+
+def task_stream(element, start=0, count=None, autotune=False):
+    """The task datasets' stream: ``element(i)`` for ``i = start, start + 1,
+    ...`` (``count`` of them; default endless), built in parallel and in
+    order, prefetched, with ``tf.data``'s autotuning off
+    (``without_autotuning``) unless ``autotune``.
+
+    Args:
+      element: ``i -> element`` (an int64 scalar tensor in), traced once.
+      start: index of the first element (default 0); the caller checks it.
+      count: number of elements (default ``None``: endless).
+      autotune: leave ``tf.data``'s autotuning on (default ``False``; the
+        task families not measured without it pass ``True``).
+
+    Returns:
+      A ``tf.data.Dataset``.
+    """
+    ds = tf.data.Dataset.counter(start)
+    if count is not None:
+        ds = ds.take(count)
+    ds = ds.map(element, num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True).prefetch(tf.data.AUTOTUNE)
+    return ds if autotune else without_autotuning(ds)

@@ -11,7 +11,7 @@ import math
 import tensorflow as tf
 
 from tfmeta.checks import positive_int
-from tfmeta.tasks.pipeline import without_autotuning
+from tfmeta.tasks.pipeline import task_stream
 
 AMPLITUDE_RANGE = (0.1, 5.0)
 """Amplitude ``a ~ U[0.1, 5]``."""
@@ -76,11 +76,10 @@ def dataset(meta_batch_size=5, support_size=10, query_size=10, seed=0,
     _check(meta_batch_size, support_size, query_size)
     if not isinstance(start, int) or start < 0:
         raise ValueError(f"start must be a non-negative integer, got {start!r}.")
-    return without_autotuning(tf.data.Dataset.counter(start).map(
+    return task_stream(
         lambda i: _task_batch(i, meta_batch_size, support_size, query_size,
                               seed, amplitude_range, phase_range, x_range),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
-    ).prefetch(tf.data.AUTOTUNE))
+        start)
 
 
 def tasks(num_tasks, support_size=10, query_size=100, seed=0, **ranges):
@@ -157,11 +156,10 @@ def sequence_dataset(meta_batch_size=8, support_size=16, query_size=16,
     positive_int("length", length)
     if not isinstance(start, int) or start < 0:
         raise ValueError(f"start must be a non-negative integer, got {start!r}.")
-    return without_autotuning(tf.data.Dataset.counter(start).map(
+    return task_stream(
         lambda i: _sequence_batch(i, meta_batch_size, support_size,
                                   query_size, length, step, seed),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
-    ).prefetch(tf.data.AUTOTUNE))
+        start)
 
 
 def sequence_tasks(num_tasks, support_size=16, query_size=64, length=10,
